@@ -1,0 +1,204 @@
+//! The data device: where object data lives, behind one small trait.
+//!
+//! [`BlockDevice`] takes batches of reads and writes, completes them asynchronously, and flushes.
+//! Three implementations:
+//! - [`UringDevice`]: io_uring with O_DIRECT, the default: batched submission, a bounded queue
+//!   depth, a reaper thread completing batches.
+//! - [`SyncDevice`]: pread/pwrite with O_DIRECT, the fallback where io_uring is unavailable.
+//! - [`SimDevice`]: memory with separate "written" and "durable" images, for crash and fault
+//!   tests: a simulated crash drops or tears unflushed writes; EIO can be injected.
+//!
+//! Both real devices work on a regular file or a block device ([`open::open_data_device`]) and
+//! open it exclusively. Every request must be aligned to the logical block size and lie within
+//! the device; [`check_request`] enforces that for all implementations.
+
+pub mod aligned;
+pub mod open;
+pub mod sim;
+pub mod sync_io;
+pub mod uring;
+
+use std::path::PathBuf;
+
+pub use aligned::AlignedBuf;
+pub use sim::{CrashMode, SimDevice, SimFaults};
+pub use sync_io::SyncDevice;
+pub use uring::UringDevice;
+
+use crate::error::{Error, Result};
+
+/// What kind of thing backs a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceKind {
+    /// A regular file standing in for a device.
+    File,
+    /// A block device (disk, partition, loop device).
+    BlockDevice,
+    /// The in-memory simulated device.
+    Simulated,
+}
+
+/// Static facts about an open device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Path it was opened from (after following symlinks).
+    pub path: PathBuf,
+    /// File, block device or simulated.
+    pub kind: DeviceKind,
+    /// Usable size in bytes.
+    pub size_bytes: u64,
+    /// Smallest aligned transfer (offset, length and memory alignment for O_DIRECT).
+    pub logical_block_size: u32,
+    /// True for spinning media (chooses deferred-write defaults).
+    pub rotational: bool,
+}
+
+/// Which real device implementation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoBackend {
+    /// io_uring with the given queue depth (requests in flight at once).
+    IoUring {
+        /// Requests in flight at once.
+        queue_depth: u32,
+    },
+    /// Blocking pread/pwrite.
+    Sync,
+}
+
+impl Default for IoBackend {
+    fn default() -> Self {
+        IoBackend::IoUring { queue_depth: 64 }
+    }
+}
+
+/// Read or write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    /// Fill the buffer from the device.
+    Read,
+    /// Write the buffer to the device.
+    Write,
+}
+
+/// One transfer: the buffer is read into or written from `device_offset`.
+#[derive(Debug)]
+pub struct IoRequest {
+    /// Read or write.
+    pub kind: IoKind,
+    /// Byte offset on the device (block-aligned).
+    pub device_offset: u64,
+    /// The data (block-aligned length); returned to the caller on completion.
+    pub buf: AlignedBuf,
+}
+
+impl IoRequest {
+    /// A read of `length` bytes at `device_offset`.
+    pub fn read(device_offset: u64, length: usize) -> Self {
+        IoRequest {
+            kind: IoKind::Read,
+            device_offset,
+            buf: AlignedBuf::zeroed(length),
+        }
+    }
+
+    /// A write of `buf` at `device_offset`.
+    pub fn write(device_offset: u64, buf: AlignedBuf) -> Self {
+        IoRequest {
+            kind: IoKind::Write,
+            device_offset,
+            buf,
+        }
+    }
+}
+
+/// A completed batch: the requests (with read data filled in) and the first error, if any.
+#[derive(Debug)]
+pub struct IoOutcome {
+    /// The requests, in submission order.
+    pub requests: Vec<IoRequest>,
+    /// `Ok` when every request transferred all its bytes.
+    pub result: Result<()>,
+}
+
+/// Called once when a whole batch has completed.
+pub type IoDone = Box<dyn FnOnce(IoOutcome) + Send>;
+
+/// A data device.
+pub trait BlockDevice: Send + Sync {
+    /// Size, block size, kind.
+    fn info(&self) -> &DeviceInfo;
+
+    /// Starts every request of `batch`; `done` runs once all have completed (on any thread, so
+    /// it must be quick). Invalid requests fail the batch without touching the device.
+    fn submit(&self, batch: Vec<IoRequest>, done: IoDone);
+
+    /// Makes every completed write durable (fdatasync: also flushes the device's write cache).
+    fn flush(&self) -> Result<()>;
+}
+
+impl dyn BlockDevice + '_ {
+    /// Submits `batch` and waits for it.
+    pub fn run(&self, batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
+        let (sender, receiver) = crossbeam::channel::bounded(1);
+        self.submit(
+            batch,
+            Box::new(move |outcome| {
+                // The receiver only disappears if the waiting thread panicked; nothing to tell.
+                let _ = sender.send(outcome);
+            }),
+        );
+        let outcome = receiver
+            .recv()
+            .map_err(|_| Error::Poisoned("device completion was lost".into()))?;
+        outcome.result.map(|()| outcome.requests)
+    }
+
+    /// Reads `length` bytes at `device_offset`.
+    pub fn read_at(&self, device_offset: u64, length: usize) -> Result<AlignedBuf> {
+        let mut requests = self.run(vec![IoRequest::read(device_offset, length)])?;
+        let request = requests
+            .pop()
+            .ok_or_else(|| Error::corruption("empty read batch"))?;
+        Ok(request.buf)
+    }
+
+    /// Writes `buf` at `device_offset` (not yet durable: see `flush`).
+    pub fn write_at(&self, device_offset: u64, buf: AlignedBuf) -> Result<()> {
+        self.run(vec![IoRequest::write(device_offset, buf)])
+            .map(drop)
+    }
+}
+
+/// Longest single transfer.
+pub const IO_LENGTH_MAX: u64 = 1 << 30;
+
+/// Checks that a request is block-aligned, not empty, not huge, and inside the device.
+pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<()> {
+    let block = u64::from(info.logical_block_size);
+    let length = request.buf.len() as u64;
+    let aligned = request.device_offset.is_multiple_of(block)
+        && length.is_multiple_of(block)
+        && length > 0
+        && length <= IO_LENGTH_MAX;
+    let inside = request
+        .device_offset
+        .checked_add(length)
+        .is_some_and(|end| end <= info.size_bytes);
+    if !aligned || !inside {
+        return Err(Error::invalid(format!(
+            "{:?} of {length:#x} bytes at {:#x} on {} (size {:#x}, block {block})",
+            request.kind,
+            request.device_offset,
+            info.path.display(),
+            info.size_bytes
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a whole batch.
+pub fn check_batch(info: &DeviceInfo, batch: &[IoRequest]) -> Result<()> {
+    batch
+        .iter()
+        .try_for_each(|request| check_request(info, request))
+}

@@ -1,0 +1,381 @@
+//! The simulated device: memory with a "written" and a "durable" image, for crash and fault tests.
+//!
+//! Writes land in the written image at once (reads see them) and are logged as unflushed; a
+//! flush makes them durable. [`SimDevice::crash`] returns the image a power cut would leave:
+//! the durable image plus, per unflushed write and according to the [`CrashMode`], all of it,
+//! none of it, or a torn subset of its sectors. Faults ([`SimFaults`]) make chosen reads, writes
+//! or flushes fail with EIO. After a crash the device refuses all I/O, so the crashed store's
+//! threads cannot touch the image a test goes on with.
+//!
+//! Images are sparse (4 KiB pages, unwritten pages read as zero), so a large simulated device
+//! costs only what was written, and crashing thousands of times stays cheap.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{
+    BlockDevice, DeviceInfo, DeviceKind, IoDone, IoKind, IoOutcome, IoRequest, check_batch,
+};
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+
+const PAGE: usize = 4096;
+
+/// A sparse byte image.
+#[derive(Debug, Clone, Default)]
+pub struct SimImage {
+    pages: BTreeMap<u64, Arc<[u8; PAGE]>>,
+}
+
+impl SimImage {
+    /// Copies `buf.len()` bytes at `offset` into `buf`.
+    pub fn read(&self, offset: u64, buf: &mut [u8]) {
+        let mut done = 0;
+        while done < buf.len() {
+            let position = offset + done as u64;
+            let within = (position % PAGE as u64) as usize;
+            let take = (PAGE - within).min(buf.len() - done);
+            let target = &mut buf[done..done + take];
+            match self.pages.get(&(position / PAGE as u64)) {
+                Some(page) => target.copy_from_slice(&page[within..within + take]),
+                None => target.fill(0),
+            }
+            done += take;
+        }
+    }
+
+    /// Writes `data` at `offset`.
+    pub fn write(&mut self, offset: u64, data: &[u8]) {
+        let mut done = 0;
+        while done < data.len() {
+            let position = offset + done as u64;
+            let within = (position % PAGE as u64) as usize;
+            let take = (PAGE - within).min(data.len() - done);
+            let page = self
+                .pages
+                .entry(position / PAGE as u64)
+                .or_insert_with(|| Arc::new([0u8; PAGE]));
+            Arc::make_mut(page)[within..within + take].copy_from_slice(&data[done..done + take]);
+            done += take;
+        }
+    }
+
+    /// Flips one bit (for corruption tests).
+    pub fn flip_bit(&mut self, offset: u64, bit: u8) {
+        let mut byte = [0u8];
+        self.read(offset, &mut byte);
+        byte[0] ^= 1 << (bit % 8);
+        self.write(offset, &byte);
+    }
+}
+
+/// What a simulated power cut does to writes that were not yet flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CrashMode {
+    /// Every unflushed write is lost.
+    DropUnflushed,
+    /// Every unflushed write survives (the cache happened to drain).
+    KeepUnflushed,
+    /// Each unflushed write independently survives, is lost, or is torn (a random subset of its
+    /// sectors survives), chosen by a generator seeded with this value.
+    Random(u64),
+}
+
+/// EIO injection: the n-th (1-based, counted since the device was made) operation fails.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimFaults {
+    /// The n-th read fails.
+    pub fail_read_number: Option<u64>,
+    /// The n-th write fails (and is not applied).
+    pub fail_write_number: Option<u64>,
+    /// The n-th flush fails (and makes nothing durable).
+    pub fail_flush_number: Option<u64>,
+}
+
+/// Operation counts, for tests and fault targeting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimCounters {
+    /// Reads performed (requests, not batches).
+    pub reads: u64,
+    /// Writes performed.
+    pub writes: u64,
+    /// Flushes performed.
+    pub flushes: u64,
+}
+
+#[derive(Debug)]
+struct SimState {
+    written: SimImage,
+    durable: SimImage,
+    unflushed: Vec<(u64, Vec<u8>)>,
+    faults: SimFaults,
+    counters: SimCounters,
+    crashed: bool,
+}
+
+/// The simulated device.
+#[derive(Debug)]
+pub struct SimDevice {
+    info: DeviceInfo,
+    state: Mutex<SimState>,
+}
+
+impl SimDevice {
+    /// A zeroed device of `size_bytes` with `logical_block_size`-byte sectors.
+    pub fn new(size_bytes: u64, logical_block_size: u32, rotational: bool) -> SimDevice {
+        Self::from_image(
+            SimImage::default(),
+            size_bytes,
+            logical_block_size,
+            rotational,
+        )
+    }
+
+    /// A device whose durable contents are `image` (for example what a crash left).
+    pub fn from_image(
+        image: SimImage,
+        size_bytes: u64,
+        logical_block_size: u32,
+        rotational: bool,
+    ) -> SimDevice {
+        SimDevice {
+            info: DeviceInfo {
+                path: PathBuf::from("<simulated>"),
+                kind: DeviceKind::Simulated,
+                size_bytes,
+                logical_block_size,
+                rotational,
+            },
+            state: Mutex::new(SimState {
+                written: image.clone(),
+                durable: image,
+                unflushed: Vec::new(),
+                faults: SimFaults::default(),
+                counters: SimCounters::default(),
+                crashed: false,
+            }),
+        }
+    }
+
+    /// Arms EIO injection.
+    pub fn set_faults(&self, faults: SimFaults) {
+        self.state.lock().faults = faults;
+    }
+
+    /// Operations performed so far.
+    pub fn counters(&self) -> SimCounters {
+        self.state.lock().counters
+    }
+
+    /// Writes not yet flushed.
+    pub fn unflushed_count(&self) -> usize {
+        self.state.lock().unflushed.len()
+    }
+
+    /// Simulates a power cut: returns the surviving image and refuses all later I/O.
+    pub fn crash(&self, mode: CrashMode) -> SimImage {
+        let mut state = self.state.lock();
+        state.crashed = true;
+        let mut image = state.durable.clone();
+        let mut rng = match mode {
+            CrashMode::Random(seed) => Some(SplitMix64::new(seed)),
+            _ => None,
+        };
+        let sector = self.info.logical_block_size as usize;
+        for (offset, data) in &state.unflushed {
+            match (&mut rng, mode) {
+                (_, CrashMode::DropUnflushed) => {}
+                (_, CrashMode::KeepUnflushed) => image.write(*offset, data),
+                (Some(rng), _) => apply_randomly(&mut image, rng, *offset, data, sector),
+                (None, CrashMode::Random(_)) => unreachable!("rng exists in random mode"),
+            }
+        }
+        image
+    }
+
+    /// The current durable image (what a crash in `DropUnflushed` mode would leave).
+    pub fn durable_image(&self) -> SimImage {
+        self.state.lock().durable.clone()
+    }
+
+    /// Flips a bit in both images, as if the medium rotted.
+    pub fn corrupt_bit(&self, offset: u64, bit: u8) {
+        let mut state = self.state.lock();
+        state.written.flip_bit(offset, bit);
+        state.durable.flip_bit(offset, bit);
+    }
+
+    fn perform(&self, state: &mut SimState, request: &mut IoRequest) -> Result<()> {
+        if state.crashed {
+            return Err(eio("device lost power", request));
+        }
+        match request.kind {
+            IoKind::Read => {
+                state.counters.reads += 1;
+                if state.faults.fail_read_number == Some(state.counters.reads) {
+                    return Err(eio("injected read error", request));
+                }
+                state.written.read(request.device_offset, &mut request.buf);
+            }
+            IoKind::Write => {
+                state.counters.writes += 1;
+                if state.faults.fail_write_number == Some(state.counters.writes) {
+                    return Err(eio("injected write error", request));
+                }
+                state.written.write(request.device_offset, &request.buf);
+                state
+                    .unflushed
+                    .push((request.device_offset, request.buf.to_vec()));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn apply_randomly(
+    image: &mut SimImage,
+    rng: &mut SplitMix64,
+    offset: u64,
+    data: &[u8],
+    sector: usize,
+) {
+    match rng.below(3) {
+        0 => {}
+        1 => image.write(offset, data),
+        _ => {
+            for (index, piece) in data.chunks(sector).enumerate() {
+                if rng.chance(1, 2) {
+                    image.write(offset + (index * sector) as u64, piece);
+                }
+            }
+        }
+    }
+}
+
+fn eio(what: &str, request: &IoRequest) -> Error {
+    Error::io(
+        format!(
+            "{:?} of {:#x} bytes at device offset {:#x} ({what})",
+            request.kind,
+            request.buf.len(),
+            request.device_offset
+        ),
+        io::Error::from_raw_os_error(libc::EIO),
+    )
+}
+
+impl BlockDevice for SimDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn submit(&self, mut batch: Vec<IoRequest>, done: IoDone) {
+        let result = check_batch(&self.info, &batch).and_then(|()| {
+            let mut state = self.state.lock();
+            batch
+                .iter_mut()
+                .try_for_each(|request| self.perform(&mut state, request))
+        });
+        done(IoOutcome {
+            requests: batch,
+            result,
+        });
+    }
+
+    fn flush(&self) -> Result<()> {
+        let mut state = self.state.lock();
+        if state.crashed {
+            return Err(Error::io("flush", io::Error::from_raw_os_error(libc::EIO)));
+        }
+        state.counters.flushes += 1;
+        if state.faults.fail_flush_number == Some(state.counters.flushes) {
+            // Like a real failed fsync, nothing is known durable; the writes stay unflushed.
+            return Err(Error::io(
+                "flush (injected error)",
+                io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        let unflushed = std::mem::take(&mut state.unflushed);
+        for (offset, data) in &unflushed {
+            state.durable.write(*offset, data);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::AlignedBuf;
+
+    fn write(device: &dyn BlockDevice, offset: u64, fill: u8, length: usize) {
+        device
+            .write_at(offset, AlignedBuf::copy_from(&vec![fill; length]))
+            .unwrap();
+    }
+
+    #[test]
+    fn reads_see_writes_before_flush_but_crash_drops_them() {
+        let device = SimDevice::new(1 << 20, 512, false);
+        write(&device, 0, 1, 4096);
+        device.flush().unwrap();
+        write(&device, 0, 2, 4096);
+        assert_eq!(device.read_at_sim(0), 2, "reads see unflushed writes");
+        let image = device.crash(CrashMode::DropUnflushed);
+        let after = SimDevice::from_image(image, 1 << 20, 512, false);
+        assert_eq!(after.read_at_sim(0), 1, "only the flushed write survives");
+    }
+
+    #[test]
+    fn a_crashed_device_refuses_io() {
+        let device = SimDevice::new(1 << 20, 512, false);
+        let _ = device.crash(CrashMode::KeepUnflushed);
+        let dyn_device: &dyn BlockDevice = &device;
+        assert!(dyn_device.read_at(0, 512).is_err());
+        assert!(device.flush().is_err());
+    }
+
+    #[test]
+    fn torn_writes_keep_whole_sectors_only() {
+        for seed in 0..20 {
+            let device = SimDevice::new(1 << 20, 512, false);
+            write(&device, 0, 0xaa, 8192);
+            let image = device.crash(CrashMode::Random(seed));
+            let mut bytes = vec![0u8; 8192];
+            image.read(0, &mut bytes);
+            for sector in bytes.chunks(512) {
+                let uniform = sector.iter().all(|b| *b == sector[0]);
+                assert!(
+                    uniform && (sector[0] == 0 || sector[0] == 0xaa),
+                    "seed {seed}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn injected_faults_fail_the_chosen_operation() {
+        let device = SimDevice::new(1 << 20, 512, false);
+        device.set_faults(SimFaults {
+            fail_write_number: Some(2),
+            fail_flush_number: Some(1),
+            ..SimFaults::default()
+        });
+        let dyn_device: &dyn BlockDevice = &device;
+        dyn_device.write_at(0, AlignedBuf::zeroed(512)).unwrap();
+        assert!(dyn_device.write_at(0, AlignedBuf::zeroed(512)).is_err());
+        assert!(device.flush().is_err());
+        device.flush().unwrap();
+    }
+
+    impl SimDevice {
+        fn read_at_sim(&self, offset: u64) -> u8 {
+            let dyn_device: &dyn BlockDevice = self;
+            dyn_device.read_at(offset, 512).unwrap()[0]
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! The fallback device: blocking pread/pwrite with O_DIRECT, completing on the caller's thread.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::open::open_data_device;
+use super::{BlockDevice, DeviceInfo, IoDone, IoKind, IoOutcome, IoRequest, check_batch};
+use crate::error::{Error, Result};
+
+/// pread/pwrite device.
+#[derive(Debug)]
+pub struct SyncDevice {
+    file: File,
+    info: DeviceInfo,
+}
+
+impl SyncDevice {
+    /// Opens `path` exclusively for direct I/O.
+    pub fn open(path: &Path) -> Result<SyncDevice> {
+        let opened = open_data_device(path)?;
+        Ok(SyncDevice {
+            file: opened.file,
+            info: opened.info,
+        })
+    }
+
+    fn transfer(&self, request: &mut IoRequest) -> Result<()> {
+        let offset = request.device_offset;
+        let result = match request.kind {
+            IoKind::Read => self.file.read_exact_at(&mut request.buf, offset),
+            IoKind::Write => self.file.write_all_at(&request.buf, offset),
+        };
+        result.map_err(|e| {
+            Error::io(
+                format!(
+                    "{:?} of {:#x} bytes at device offset {offset:#x}",
+                    request.kind,
+                    request.buf.len()
+                ),
+                e,
+            )
+        })
+    }
+}
+
+impl BlockDevice for SyncDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn submit(&self, mut batch: Vec<IoRequest>, done: IoDone) {
+        let result = check_batch(&self.info, &batch).and_then(|()| {
+            batch
+                .iter_mut()
+                .try_for_each(|request| self.transfer(request))
+        });
+        done(IoOutcome {
+            requests: batch,
+            result,
+        });
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("fdatasync of {}", self.info.path.display()), e))
+    }
+}

@@ -1,0 +1,397 @@
+//! The default device: io_uring with O_DIRECT.
+//!
+//! Any thread may submit: it takes the submission lock, pushes as many requests as the queue
+//! depth allows, and calls `io_uring_enter` itself, so a lone writer pays one system call per
+//! batch. One reaper thread owns the completion queue: it waits for completions, re-issues the
+//! rest of a short transfer, and when the last request of a batch completes it hands the batch
+//! (with its buffers) to the batch's callback. The queue depth bounds the requests in flight, so
+//! neither ring can overflow.
+//!
+//! Buffer lifetime: each in-flight request's buffer is owned by its batch, which stays alive
+//! until the reaper has seen the request's completion; the kernel never sees freed memory.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+use parking_lot::{Condvar, Mutex};
+
+use super::open::open_data_device;
+use super::{BlockDevice, DeviceInfo, IoDone, IoKind, IoOutcome, IoRequest, check_batch};
+use crate::error::{Error, Result};
+
+/// `user_data` of the no-op that wakes the reaper at shutdown.
+const WAKE_USER_DATA: u64 = 0;
+
+/// io_uring device.
+pub struct UringDevice {
+    shared: Arc<Shared>,
+    reaper: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    ring: IoUring,
+    file: File,
+    info: DeviceInfo,
+    queue_depth: usize,
+    /// Serialises pushes to the submission queue (the ring allows one producer).
+    submit_lock: Mutex<()>,
+    /// Requests in flight; at most `queue_depth`.
+    in_flight: Mutex<usize>,
+    slot_freed: Condvar,
+    shutdown: AtomicBool,
+}
+
+/// A submitted batch, alive until its last request completes.
+struct Batch {
+    requests: Mutex<Option<Vec<IoRequest>>>,
+    remaining: AtomicUsize,
+    first_error: Mutex<Option<Error>>,
+    done: Mutex<Option<IoDone>>,
+}
+
+/// One request in flight; its address is the SQE's `user_data`.
+struct InFlight {
+    batch: Arc<Batch>,
+    kind: IoKind,
+    device_offset: u64,
+    buffer: *mut u8,
+    length: usize,
+    transferred: usize,
+}
+
+impl UringDevice {
+    /// Opens `path` exclusively and starts the reaper thread.
+    pub fn open(path: &Path, queue_depth: u32) -> Result<UringDevice> {
+        let opened = open_data_device(path)?;
+        let queue_depth = queue_depth.clamp(1, 4096) as usize;
+        // One extra entry for the shutdown no-op; the kernel rounds up to a power of two.
+        let entries = u32::try_from(queue_depth + 1).unwrap_or(4097);
+        let ring = IoUring::new(entries)
+            .map_err(|e| Error::io(format!("setting up io_uring with {entries} entries"), e))?;
+        let shared = Arc::new(Shared {
+            ring,
+            file: opened.file,
+            info: opened.info,
+            queue_depth,
+            submit_lock: Mutex::new(()),
+            in_flight: Mutex::new(0),
+            slot_freed: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+        });
+        let reaper_shared = Arc::clone(&shared);
+        let reaper = std::thread::Builder::new()
+            .name("bstore-uring".into())
+            .spawn(move || reaper_shared.reap_until_shutdown())
+            .map_err(|e| Error::io("starting the io_uring reaper thread", e))?;
+        Ok(UringDevice {
+            shared,
+            reaper: Some(reaper),
+        })
+    }
+}
+
+impl BlockDevice for UringDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.shared.info
+    }
+
+    fn submit(&self, mut requests: Vec<IoRequest>, done: IoDone) {
+        if let Err(error) = check_batch(&self.shared.info, &requests) {
+            return done(IoOutcome {
+                requests,
+                result: Err(error),
+            });
+        }
+        if requests.is_empty() {
+            return done(IoOutcome {
+                requests,
+                result: Ok(()),
+            });
+        }
+        let pending: Vec<(IoKind, u64, *mut u8, usize)> = requests
+            .iter_mut()
+            .map(|r| (r.kind, r.device_offset, r.buf.as_mut_ptr(), r.buf.len()))
+            .collect();
+        let batch = Arc::new(Batch {
+            remaining: AtomicUsize::new(requests.len()),
+            requests: Mutex::new(Some(requests)),
+            first_error: Mutex::new(None),
+            done: Mutex::new(Some(done)),
+        });
+        let mut ops = pending
+            .into_iter()
+            .map(|(kind, device_offset, buffer, length)| {
+                Box::new(InFlight {
+                    batch: Arc::clone(&batch),
+                    kind,
+                    device_offset,
+                    buffer,
+                    length,
+                    transferred: 0,
+                })
+            });
+        let mut left = batch.remaining.load(Ordering::Relaxed);
+        while left > 0 {
+            let granted = self.shared.acquire_slots(left);
+            self.shared.push_and_submit(ops.by_ref().take(granted));
+            left -= granted;
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        self.shared.file.sync_data().map_err(|e| {
+            Error::io(
+                format!("fdatasync of {}", self.shared.info.path.display()),
+                e,
+            )
+        })
+    }
+}
+
+impl Drop for UringDevice {
+    fn drop(&mut self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.push_wake();
+        if let Some(reaper) = self.reaper.take() {
+            // A panicking reaper already reported itself; nothing more to do at drop.
+            let _ = reaper.join();
+        }
+    }
+}
+
+impl Shared {
+    /// Waits until at least one slot is free and takes up to `wanted` of them.
+    fn acquire_slots(&self, wanted: usize) -> usize {
+        let mut in_flight = self.in_flight.lock();
+        while *in_flight >= self.queue_depth {
+            self.slot_freed.wait(&mut in_flight);
+        }
+        let granted = wanted.min(self.queue_depth - *in_flight);
+        *in_flight += granted;
+        granted
+    }
+
+    fn release_slot(&self) {
+        let mut in_flight = self.in_flight.lock();
+        *in_flight -= 1;
+        self.slot_freed.notify_all();
+    }
+
+    fn push_and_submit(&self, ops: impl Iterator<Item = Box<InFlight>>) {
+        let _guard = self.submit_lock.lock();
+        {
+            // SAFETY: `submit_lock` is held, so this is the only SubmissionQueue in existence.
+            let mut sq = unsafe { self.ring.submission_shared() };
+            for op in ops {
+                let entry = op.entry(self.file.as_raw_fd());
+                // SAFETY: the entry's buffer belongs to the op's batch, which the op keeps alive
+                // until the reaper reclaims the op from this user_data after its completion.
+                let pushed = unsafe { sq.push(&entry) };
+                assert!(
+                    pushed.is_ok(),
+                    "queue depth keeps the submission queue from filling"
+                );
+                // The op now lives in the kernel's hands; the reaper turns it back into a Box.
+                let _ = Box::into_raw(op);
+            }
+        }
+        self.enter_submit();
+    }
+
+    fn push_wake(&self) {
+        let _guard = self.submit_lock.lock();
+        {
+            // SAFETY: `submit_lock` is held, so this is the only SubmissionQueue in existence.
+            let mut sq = unsafe { self.ring.submission_shared() };
+            let nop = opcode::Nop::new().build().user_data(WAKE_USER_DATA);
+            // SAFETY: a no-op references no memory.
+            let pushed = unsafe { sq.push(&nop) };
+            assert!(
+                pushed.is_ok(),
+                "one entry is reserved for the wake-up no-op"
+            );
+        }
+        self.enter_submit();
+    }
+
+    /// Hands pushed entries to the kernel, retrying transient refusals: once pushed, an entry
+    /// must be submitted, or its submitter would wait forever.
+    fn enter_submit(&self) {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => return,
+                Err(e) if is_transient(&e) => std::thread::sleep(Duration::from_micros(50)),
+                Err(e) => panic!("io_uring_enter refused a submission: {e}"),
+            }
+        }
+    }
+
+    fn reap_until_shutdown(&self) {
+        loop {
+            match self.ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => panic!("io_uring_enter failed while waiting for completions: {e}"),
+            }
+            // SAFETY: only this thread ever borrows the completion queue.
+            let completions: Vec<cqueue::Entry> =
+                unsafe { self.ring.completion_shared() }.collect();
+            for completion in completions {
+                if completion.user_data() != WAKE_USER_DATA {
+                    self.complete(completion);
+                }
+            }
+            if self.shutdown.load(Ordering::SeqCst) && *self.in_flight.lock() == 0 {
+                return;
+            }
+        }
+    }
+
+    fn complete(&self, completion: cqueue::Entry) {
+        // SAFETY: every user_data other than WAKE_USER_DATA came from Box::into_raw in
+        // push_and_submit, and each completion is delivered exactly once.
+        let mut op = unsafe { Box::from_raw(completion.user_data() as *mut InFlight) };
+        let result = completion.result();
+        let outstanding = op.length - op.transferred;
+        if result < 0 {
+            op.fail(io::Error::from_raw_os_error(-result));
+        } else if result == 0 && outstanding > 0 {
+            op.fail(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "device returned 0 bytes",
+            ));
+        } else if (result as usize) < outstanding {
+            op.transferred += result as usize;
+            return self.push_and_submit(std::iter::once(op));
+        }
+        self.release_slot();
+        op.batch.request_finished();
+    }
+}
+
+impl InFlight {
+    fn entry(&self, fd: i32) -> squeue::Entry {
+        let fd = types::Fd(fd);
+        // SAFETY: `transferred < length`, so the pointer stays inside the buffer.
+        let buffer = unsafe { self.buffer.add(self.transferred) };
+        let length = u32::try_from(self.length - self.transferred).expect("requests are < 4 GiB");
+        let offset = self.device_offset + self.transferred as u64;
+        let entry = match self.kind {
+            IoKind::Read => opcode::Read::new(fd, buffer, length).offset(offset).build(),
+            IoKind::Write => opcode::Write::new(fd, buffer, length)
+                .offset(offset)
+                .build(),
+        };
+        entry.user_data(self as *const InFlight as u64)
+    }
+
+    fn fail(&self, error: io::Error) {
+        let context = format!(
+            "{:?} of {:#x} bytes at device offset {:#x}",
+            self.kind, self.length, self.device_offset
+        );
+        self.batch
+            .first_error
+            .lock()
+            .get_or_insert(Error::io(context, error));
+    }
+}
+
+impl Batch {
+    fn request_finished(&self) {
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) != 1 {
+            return;
+        }
+        let requests = self.requests.lock().take().unwrap_or_default();
+        let result = match self.first_error.lock().take() {
+            Some(error) => Err(error),
+            None => Ok(()),
+        };
+        if let Some(done) = self.done.lock().take() {
+            done(IoOutcome { requests, result });
+        }
+    }
+}
+
+fn is_transient(error: &io::Error) -> bool {
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::AlignedBuf;
+
+    fn scratch_device(size: u64) -> (tempfile::TempDir, UringDevice) {
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let path = dir.path().join("block");
+        std::fs::File::create(&path).unwrap().set_len(size).unwrap();
+        let device = UringDevice::open(&path, 4).unwrap();
+        (dir, device)
+    }
+
+    #[test]
+    fn batches_larger_than_the_queue_depth_complete_in_order() {
+        let (_dir, device) = scratch_device(1 << 20);
+        let device: &dyn BlockDevice = &device;
+        let writes = (0..32u8)
+            .map(|i| IoRequest::write(u64::from(i) * 4096, AlignedBuf::copy_from(&[i; 4096])))
+            .collect();
+        device.run(writes).unwrap();
+        device.flush().unwrap();
+        let reads = (0..32u64)
+            .map(|i| IoRequest::read(i * 4096, 4096))
+            .collect();
+        for (i, request) in device.run(reads).unwrap().iter().enumerate() {
+            assert!(
+                request.buf.iter().all(|b| usize::from(*b) == i),
+                "block {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_past_the_end_fails_without_io() {
+        let (_dir, device) = scratch_device(1 << 20);
+        let device: &dyn BlockDevice = &device;
+        let err = device.read_at(1 << 20, 4096).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+        let err = device.read_at(100, 4096).unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "unaligned: {err}");
+    }
+
+    #[test]
+    fn many_threads_share_one_ring() {
+        let (_dir, device) = scratch_device(4 << 20);
+        let device: Arc<dyn BlockDevice> = Arc::new(device);
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let device = Arc::clone(&device);
+                std::thread::spawn(move || {
+                    for round in 0..50u64 {
+                        let offset = (t * 64 + round % 64) * 4096;
+                        let fill = (t * 50 + round) as u8;
+                        device
+                            .write_at(offset, AlignedBuf::copy_from(&[fill; 4096]))
+                            .unwrap();
+                        let back = device.read_at(offset, 4096).unwrap();
+                        assert!(back.iter().all(|b| *b == fill));
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The one error type of the public API.
+//!
+//! Every failure a caller can act on has its own variant, so a daemon can match on it instead of
+//! parsing strings: bad arguments (`InvalidArgument`, `TooBig`), missing or conflicting names
+//! (`NotFound`, `AlreadyExists`, `NotEmpty`), a full device (`NoSpace`), bytes from disk that fail
+//! their checks (`Corruption`, `ChecksumMismatch`), a store that is not ours or is too new
+//! (`NotFormatted`, `ForeignDevice`, `NewerFormat`), a store already open (`Busy`), operating
+//! system failures (`Io`) and a store that stopped accepting work after a failed write or sync
+//! (`Poisoned`). Messages name what failed and where, because the reader is often an operator.
+
+use std::fmt;
+use std::io;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in bstore.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A collection, object, attribute or other named thing does not exist.
+    NotFound(String),
+    /// The thing to create already exists.
+    AlreadyExists(String),
+    /// A collection to remove still holds objects.
+    NotEmpty(String),
+    /// The device cannot satisfy an allocation; nothing was changed.
+    NoSpace {
+        /// Bytes the operation needed.
+        requested_bytes: u64,
+        /// Bytes free at the time.
+        available_bytes: u64,
+    },
+    /// An object would grow past the maximum object size.
+    TooBig {
+        /// End offset the operation asked for.
+        end_offset: u64,
+        /// The largest object size bstore supports.
+        size_max: u64,
+    },
+    /// An argument is malformed: unaligned, out of range, a name too long.
+    InvalidArgument(String),
+    /// Bytes read from the device or the KV store failed a structural check.
+    Corruption(String),
+    /// Object data failed its crc32c: bstore never returns such bytes.
+    ChecksumMismatch {
+        /// Collection and object the data belongs to.
+        object: String,
+        /// Offset of the failing checksum chunk within the object.
+        object_offset: u64,
+        /// Offset of the failing checksum chunk on the data device.
+        device_offset: u64,
+        /// The checksum recorded in the metadata.
+        expected: u32,
+        /// The checksum of the bytes read.
+        actual: u32,
+    },
+    /// The data device carries no label: it was never formatted.
+    NotFormatted(String),
+    /// The data device carries something that is not a bstore label.
+    ForeignDevice(String),
+    /// The store was made by a newer on-disk format than this build understands.
+    NewerFormat {
+        /// What carries the version (label, superblock, a record type).
+        what: String,
+        /// Version found on disk.
+        found: u32,
+        /// Newest version this build reads.
+        supported: u32,
+    },
+    /// The store or device is already open by this or another process.
+    Busy(String),
+    /// An operating-system call failed.
+    Io {
+        /// What bstore was doing.
+        context: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A device write, device flush or KV sync failed earlier; the store accepts no more work
+    /// until it is reopened (which replays the durable state).
+    Poisoned(String),
+}
+
+impl Error {
+    /// Wraps an `io::Error` with what bstore was doing.
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A corruption error naming what was found bad and where.
+    pub fn corruption(what: impl fmt::Display) -> Self {
+        Error::Corruption(what.to_string())
+    }
+
+    /// An invalid-argument error.
+    pub fn invalid(what: impl fmt::Display) -> Self {
+        Error::InvalidArgument(what.to_string())
+    }
+
+    /// True for errors that mean the store must stop accepting work: a failed device write,
+    /// flush or KV sync leaves the in-memory state ahead of what is durable.
+    pub fn is_fatal_io(&self) -> bool {
+        matches!(self, Error::Io { .. } | Error::Poisoned(_))
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::NotFound(what) => write!(f, "not found: {what}"),
+            Error::AlreadyExists(what) => write!(f, "already exists: {what}"),
+            Error::NotEmpty(what) => write!(f, "not empty: {what}"),
+            Error::NoSpace {
+                requested_bytes,
+                available_bytes,
+            } => write!(
+                f,
+                "no space: needed {requested_bytes} bytes, {available_bytes} bytes free"
+            ),
+            Error::TooBig {
+                end_offset,
+                size_max,
+            } => write!(
+                f,
+                "object too big: end offset {end_offset} exceeds the maximum object size {size_max}"
+            ),
+            Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
+            Error::Corruption(what) => write!(f, "corruption: {what}"),
+            Error::ChecksumMismatch {
+                object,
+                object_offset,
+                device_offset,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "checksum mismatch in {object} at object offset {object_offset:#x} \
+                 (device offset {device_offset:#x}): expected crc32c {expected:#010x}, \
+                 read {actual:#010x}"
+            ),
+            Error::NotFormatted(what) => write!(f, "not a bstore device (no label): {what}"),
+            Error::ForeignDevice(what) => write!(f, "not a bstore device: {what}"),
+            Error::NewerFormat {
+                what,
+                found,
+                supported,
+            } => write!(
+                f,
+                "{what} has format version {found}, newer than this build supports ({supported})"
+            ),
+            Error::Busy(what) => write!(f, "busy: {what} is already in use"),
+            Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
+            Error::Poisoned(why) => write!(
+                f,
+                "store is poisoned after an earlier failure ({why}); reopen it to recover"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

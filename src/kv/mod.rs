@@ -1,0 +1,190 @@
+//! The metadata store: ordered key spaces with atomic, optionally synced, batches.
+//!
+//! [`Kv`] is what bstore needs of RocksDB and no more: point reads, ordered scans, and atomic
+//! batches of puts, deletes, range deletes and freelist merges, written either synced (durable
+//! when the call returns) or not. Two implementations:
+//! - [`RocksKv`]: RocksDB, one column family per [`KeySpace`], the freelist XOR merge operator,
+//!   an optional separate WAL directory.
+//! - [`MemKv`]: ordered maps in memory that remember which batches were synced; a simulated crash
+//!   discards the unsynced ones, as a power cut discards RocksDB's unsynced WAL tail.
+
+pub mod mem;
+#[cfg(feature = "rocksdb")]
+pub mod rocks;
+
+pub use crate::format::keys::KeySpace;
+pub use mem::{MemKv, MemKvFaults};
+#[cfg(feature = "rocksdb")]
+pub use rocks::{KvCreateMode, RocksKv};
+
+use crate::error::Result;
+
+/// Whether a batch must be on stable storage when `write` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the WAL before returning.
+    Sync,
+    /// Visible at once, durable with the next synced write (or never, after a crash).
+    NoSync,
+}
+
+/// One change in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchOp {
+    /// Set `key` to `value`.
+    Put {
+        /// Key space.
+        space: KeySpace,
+        /// Key.
+        key: Vec<u8>,
+        /// Value.
+        value: Vec<u8>,
+    },
+    /// Remove `key`.
+    Delete {
+        /// Key space.
+        space: KeySpace,
+        /// Key.
+        key: Vec<u8>,
+    },
+    /// Remove every key in `[start, end)`.
+    DeleteRange {
+        /// Key space.
+        space: KeySpace,
+        /// First key removed.
+        start: Vec<u8>,
+        /// First key kept.
+        end: Vec<u8>,
+    },
+    /// Fold `operand` into `key` with the key space's merge operator (freelist XOR only).
+    Merge {
+        /// Key space.
+        space: KeySpace,
+        /// Key.
+        key: Vec<u8>,
+        /// Operand.
+        operand: Vec<u8>,
+    },
+}
+
+/// Changes applied atomically by [`Kv::write`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    ops: Vec<BatchOp>,
+    bytes: usize,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Sets `key` to `value`.
+    pub fn put(&mut self, space: KeySpace, key: impl Into<Vec<u8>>, value: Vec<u8>) {
+        let key = key.into();
+        self.bytes += key.len() + value.len();
+        self.ops.push(BatchOp::Put { space, key, value });
+    }
+
+    /// Removes `key`.
+    pub fn delete(&mut self, space: KeySpace, key: impl Into<Vec<u8>>) {
+        let key = key.into();
+        self.bytes += key.len();
+        self.ops.push(BatchOp::Delete { space, key });
+    }
+
+    /// Removes `[start, end)`.
+    pub fn delete_range(&mut self, space: KeySpace, start: Vec<u8>, end: Vec<u8>) {
+        self.bytes += start.len() + end.len();
+        self.ops.push(BatchOp::DeleteRange { space, start, end });
+    }
+
+    /// Merges `operand` into `key`.
+    pub fn merge(&mut self, space: KeySpace, key: impl Into<Vec<u8>>, operand: Vec<u8>) {
+        let key = key.into();
+        self.bytes += key.len() + operand.len();
+        self.ops.push(BatchOp::Merge {
+            space,
+            key,
+            operand,
+        });
+    }
+
+    /// Moves every op of `other` to the end of this batch.
+    pub fn append(&mut self, other: &mut Batch) {
+        self.bytes += other.bytes;
+        other.bytes = 0;
+        self.ops.append(&mut other.ops);
+    }
+
+    /// The ops, in order.
+    pub fn ops(&self) -> &[BatchOp] {
+        &self.ops
+    }
+
+    /// Number of ops.
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Key and value bytes carried (an estimate of what the write costs).
+    pub fn payload_bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// A visitor over scanned entries: return `Ok(false)` to stop early.
+pub type ScanVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
+
+/// An ordered key-value store with atomic batches.
+pub trait Kv: Send + Sync {
+    /// Reads one key.
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>>;
+
+    /// Applies `batch` atomically.
+    fn write(&self, batch: Batch, durability: Durability) -> Result<()>;
+
+    /// Visits the entries of `space` with `start <= key < end` (no end: to the last key) in key
+    /// order, until the visitor returns `Ok(false)` or an error.
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()>;
+
+    /// Bytes handed to `write` so far (keys plus values), for write-amplification figures.
+    fn bytes_written(&self) -> u64;
+
+    /// Moves buffered data into durable tables (RocksDB: flush memtables), so the next open
+    /// does not replay the log. Called at clean close; durability never depends on it.
+    fn flush(&self) -> Result<()>;
+}
+
+impl dyn Kv + '_ {
+    /// Collects up to `limit` entries of `[start, end)`.
+    pub fn scan_collect(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut entries = Vec::new();
+        if limit == 0 {
+            return Ok(entries);
+        }
+        self.scan(space, start, end, &mut |key, value| {
+            entries.push((key.to_vec(), value.to_vec()));
+            Ok(entries.len() < limit)
+        })?;
+        Ok(entries)
+    }
+}

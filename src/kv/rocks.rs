@@ -1,0 +1,262 @@
+//! RocksDB behind the [`Kv`] trait: one column family per key space.
+//!
+//! The database lives in `db/` of the store directory (tables, manifest, and the WAL unless a
+//! separate `wal/` directory is given, which RocksDB's `wal_dir` then holds). Compression is off:
+//! values are small, mostly checksums and offsets, and BlueStore found compression not worth the
+//! CPU for them. The freelist column family has the XOR merge operator of
+//! [`crate::format::freelist`], so allocation bitmaps are updated without reads.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, MergeOperands, Options,
+    ReadOptions, WriteBatch, WriteOptions,
+};
+
+use super::{Batch, BatchOp, Durability, KeySpace, Kv, ScanVisitor};
+use crate::error::{Error, Result};
+use crate::format::freelist;
+
+/// Whether opening may create the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvCreateMode {
+    /// mkfs: create the database and its column families; fail if one exists.
+    Create,
+    /// mount: the database must exist with every column family.
+    Open,
+}
+
+/// RocksDB-backed [`Kv`].
+pub struct RocksKv {
+    db: DB,
+    db_dir: PathBuf,
+    bytes_written: AtomicU64,
+}
+
+impl std::fmt::Debug for RocksKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RocksKv({})", self.db_dir.display())
+    }
+}
+
+impl RocksKv {
+    /// Opens (or creates) the database in `db_dir`, with its WAL in `wal_dir` when given.
+    pub fn open(db_dir: &Path, wal_dir: Option<&Path>, mode: KvCreateMode) -> Result<RocksKv> {
+        let mut options = Options::default();
+        options.create_if_missing(mode == KvCreateMode::Create);
+        options.create_missing_column_families(mode == KvCreateMode::Create);
+        options.set_error_if_exists(mode == KvCreateMode::Create);
+        options.set_compression_type(DBCompressionType::None);
+        options.set_max_background_jobs(2);
+        options.set_keep_log_file_num(4);
+        if let Some(wal_dir) = wal_dir {
+            options.set_wal_dir(wal_dir);
+        }
+        let descriptors = KeySpace::ALL
+            .iter()
+            .map(|space| ColumnFamilyDescriptor::new(space.name(), column_family_options(*space)));
+        let db = DB::open_cf_descriptors(&options, db_dir, descriptors).map_err(|e| {
+            Error::io(
+                format!("opening RocksDB in {}", db_dir.display()),
+                std::io::Error::other(e.into_string()),
+            )
+        })?;
+        Ok(RocksKv {
+            db,
+            db_dir: db_dir.to_path_buf(),
+            bytes_written: AtomicU64::new(0),
+        })
+    }
+
+    fn handle(&self, space: KeySpace) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(space.name())
+            .ok_or_else(|| Error::corruption(format!("column family {} missing", space.name())))
+    }
+
+    fn error(&self, what: &str, error: rocksdb::Error) -> Error {
+        let message = format!("{what} in {}", self.db_dir.display());
+        let kind = match error.kind() {
+            rocksdb::ErrorKind::Corruption => {
+                return Error::corruption(format!("{message}: {error}"));
+            }
+            _ => std::io::ErrorKind::Other,
+        };
+        Error::io(message, std::io::Error::new(kind, error.into_string()))
+    }
+
+    fn to_write_batch(&self, batch: &Batch) -> Result<WriteBatch> {
+        let mut wb = WriteBatch::default();
+        for op in batch.ops() {
+            match op {
+                BatchOp::Put { space, key, value } => wb.put_cf(self.handle(*space)?, key, value),
+                BatchOp::Delete { space, key } => wb.delete_cf(self.handle(*space)?, key),
+                BatchOp::DeleteRange { space, start, end } => {
+                    wb.delete_range_cf(self.handle(*space)?, start, end);
+                }
+                BatchOp::Merge {
+                    space,
+                    key,
+                    operand,
+                } => wb.merge_cf(self.handle(*space)?, key, operand),
+            }
+        }
+        Ok(wb)
+    }
+}
+
+fn column_family_options(space: KeySpace) -> Options {
+    let mut options = Options::default();
+    options.set_compression_type(DBCompressionType::None);
+    if space == KeySpace::Freelist {
+        options.set_merge_operator(
+            "bstore_freelist_xor",
+            freelist_full_merge,
+            freelist_partial_merge,
+        );
+    }
+    if space == KeySpace::Deferred {
+        // Deferred records are deleted soon after they are written: let several memtables
+        // merge before flushing so that a record and its deletion cancel before reaching a table.
+        options.set_min_write_buffer_number_to_merge(4);
+        options.set_max_write_buffer_number(8);
+    }
+    options
+}
+
+/// RocksDB full merge: `None` makes RocksDB report corruption for the key.
+fn freelist_full_merge(
+    _key: &[u8],
+    existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
+    freelist::full_merge(existing, operands.iter()).ok()
+}
+
+fn freelist_partial_merge(
+    _key: &[u8],
+    _existing: Option<&[u8]>,
+    operands: &MergeOperands,
+) -> Option<Vec<u8>> {
+    let collected: Vec<&[u8]> = operands.iter().collect();
+    freelist::partial_merge(collected.iter().copied()).ok()
+}
+
+impl Kv for RocksKv {
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.db
+            .get_pinned_cf(self.handle(space)?, key)
+            .map(|value| value.map(|v| v.to_vec()))
+            .map_err(|e| self.error(&format!("reading {}", space.name()), e))
+    }
+
+    fn write(&self, batch: Batch, durability: Durability) -> Result<()> {
+        let payload = batch.payload_bytes() as u64;
+        let write_batch = self.to_write_batch(&batch)?;
+        let mut options = WriteOptions::default();
+        options.set_sync(durability == Durability::Sync);
+        self.db
+            .write_opt(write_batch, &options)
+            .map_err(|e| self.error("writing a batch", e))?;
+        self.bytes_written.fetch_add(payload, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        let mut options = ReadOptions::default();
+        if let Some(end) = end {
+            options.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut iterator = self.db.raw_iterator_cf_opt(self.handle(space)?, options);
+        iterator.seek(start);
+        while iterator.valid() {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+                break;
+            };
+            if !visit(key, value)? {
+                return Ok(());
+            }
+            iterator.next();
+        }
+        iterator
+            .status()
+            .map_err(|e| self.error(&format!("scanning {}", space.name()), e))
+    }
+
+    fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    fn flush(&self) -> Result<()> {
+        let handles = KeySpace::ALL
+            .iter()
+            .map(|space| self.handle(*space))
+            .collect::<Result<Vec<_>>>()?;
+        self.db
+            .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
+            .map_err(|e| self.error("flushing memtables", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::freelist::encode_operand;
+
+    #[test]
+    fn batches_merges_and_scans_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_dir = dir.path().join("db");
+        let wal_dir = dir.path().join("wal");
+        {
+            let kv = RocksKv::open(&db_dir, Some(&wal_dir), KvCreateMode::Create).unwrap();
+            let mut batch = Batch::new();
+            batch.put(KeySpace::Onodes, b"b".to_vec(), b"2".to_vec());
+            batch.put(KeySpace::Onodes, b"a".to_vec(), b"1".to_vec());
+            batch.merge(
+                KeySpace::Freelist,
+                b"k".to_vec(),
+                encode_operand(0, &[0x0f]),
+            );
+            batch.merge(
+                KeySpace::Freelist,
+                b"k".to_vec(),
+                encode_operand(1, &[0xf0]),
+            );
+            kv.write(batch, Durability::Sync).unwrap();
+        }
+        assert!(
+            std::fs::read_dir(&wal_dir).unwrap().any(|e| e
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".log")),
+            "the WAL is in the separate directory"
+        );
+        let kv = RocksKv::open(&db_dir, Some(&wal_dir), KvCreateMode::Open).unwrap();
+        assert_eq!(
+            kv.get(KeySpace::Freelist, b"k").unwrap(),
+            Some(vec![0x0f, 0xf0])
+        );
+        let kv: &dyn Kv = &kv;
+        let entries = kv.scan_collect(KeySpace::Onodes, b"", None, 10).unwrap();
+        assert_eq!(entries[0].0, b"a");
+        assert_eq!(entries[1].0, b"b");
+    }
+
+    #[test]
+    fn create_refuses_an_existing_database_and_open_refuses_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db_dir = dir.path().join("db");
+        assert!(RocksKv::open(&db_dir, None, KvCreateMode::Open).is_err());
+        drop(RocksKv::open(&db_dir, None, KvCreateMode::Create).unwrap());
+        assert!(RocksKv::open(&db_dir, None, KvCreateMode::Create).is_err());
+    }
+}

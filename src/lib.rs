@@ -1,0 +1,50 @@
+//! bstore: an object store engine modelled on Ceph BlueStore.
+//!
+//! Object data goes straight to a raw block device (or a regular file standing in for one),
+//! written with io_uring and O_DIRECT into space handed out by an allocator in `min_alloc_size`
+//! units; every chunk is checksummed with crc32c and verified on every read. All metadata
+//! (collections, onodes, extent maps, the freelist, statistics) lives in RocksDB and changes in
+//! one synced batch per group of transactions.
+//!
+//! Layers, each calling only downward:
+//!
+//! ```text
+//! store  (public facade: mkfs, open, transactions, reads)
+//!   txn    (transactions: prepare, write planner, commit pipeline)
+//!     onode  (onodes, extent maps, cache, reads)
+//!       alloc  (allocator, freelist, fragmentation score)
+//!         device (io_uring / pread / simulated)   kv (RocksDB / in-memory)
+//!           format (pure encoders and decoders; the on-disk specification)
+//! ```
+//!
+//! ```no_run
+//! use bstore::{BlockSource, MkfsOptions, OpenOptions, Store};
+//!
+//! # fn main() -> bstore::Result<()> {
+//! Store::mkfs(&MkfsOptions::new("/var/tmp/store", BlockSource::File { size_bytes: 1 << 30 }))?;
+//! let store = Store::open("/var/tmp/store", &OpenOptions::default())?;
+//! store.create_collection("pg1")?;
+//! store.put("pg1", "greeting", b"hello")?;
+//! assert_eq!(store.get("pg1", "greeting")?, b"hello");
+//! store.close()
+//! # }
+//! ```
+
+pub mod alloc;
+pub mod csum;
+pub mod device;
+pub mod error;
+pub mod format;
+pub mod kv;
+pub mod onode;
+pub mod rng;
+pub mod store;
+pub mod txn;
+
+pub use alloc::ScoreVariant;
+pub use error::{Error, Result};
+pub use store::{
+    BlockSource, CountersSnapshot, ExtentInfo, FormatOptions, MkfsOptions, ObjectStat, OpenOptions,
+    Statfs, Store,
+};
+pub use txn::Transaction;

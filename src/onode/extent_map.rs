@@ -1,0 +1,566 @@
+//! The in-memory extent map of one object: logical ranges mapped into checksummed blobs.
+//!
+//! Extents are kept in a `BTreeMap` keyed by logical offset (sorted, disjoint); blobs in a slab
+//! addressed by [`BlobId`]. Each blob tracks, per allocation unit, how many of its bytes are
+//! referenced by extents (`au_used`, rebuilt from the extents on load, never stored). Punching a
+//! range drops references, and an allocation unit whose count falls to zero is returned to the
+//! caller as released space (or, for a shared blob, as a dropped reference), so space is freed
+//! exactly when nothing in the object refers to it any more.
+//!
+//! Everything here is pure: no I/O, no KV. The write planner decides what to change; this map
+//! applies it and reports what space it frees.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use crate::alloc::DeviceExtent;
+use crate::error::{Error, Result};
+use crate::format::onode::{Blob, Extent, ExtentMapBody};
+
+/// Index of a blob in an [`ExtentMap`].
+pub type BlobId = u32;
+
+/// A logical extent: `length` bytes mapped at `blob_offset` within `blob`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mapping {
+    /// Bytes mapped.
+    pub length: u32,
+    /// The blob.
+    pub blob: BlobId,
+    /// Offset of the first byte within the blob.
+    pub blob_offset: u32,
+}
+
+/// A piece of a logical range: a hole (reads as zeros) or data in a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Piece {
+    /// No data: reads as zeros.
+    Hole {
+        /// Start within the object.
+        logical_offset: u64,
+        /// Bytes.
+        length: u64,
+    },
+    /// Data in a blob.
+    Data {
+        /// Start within the object.
+        logical_offset: u64,
+        /// Bytes.
+        length: u64,
+        /// The blob.
+        blob: BlobId,
+        /// Where the piece starts within the blob.
+        blob_offset: u32,
+    },
+}
+
+/// Space that stopped being referenced by a punch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// The device range (whole allocation units).
+    pub extent: DeviceExtent,
+    /// `Some(sbid)` when the space belongs to a shared blob: drop one reference rather than free.
+    pub shared_blob_id: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BlobEntry {
+    blob: Blob,
+    /// Referenced bytes per allocation unit.
+    au_used: Vec<u32>,
+    /// Extents referencing this blob.
+    extent_refs: u32,
+}
+
+/// One object's extent map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExtentMap {
+    au_bytes: u32,
+    extents: BTreeMap<u64, Mapping>,
+    blobs: Vec<Option<BlobEntry>>,
+    free_ids: Vec<BlobId>,
+}
+
+impl ExtentMap {
+    /// An empty map for a store with allocation unit `au_bytes`.
+    pub fn new(au_bytes: u32) -> Self {
+        ExtentMap {
+            au_bytes,
+            extents: BTreeMap::new(),
+            blobs: Vec::new(),
+            free_ids: Vec::new(),
+        }
+    }
+
+    /// Rebuilds a map from decoded bodies (the inline map, or every shard in order).
+    pub fn from_bodies<'a>(
+        au_bytes: u32,
+        bodies: impl IntoIterator<Item = &'a ExtentMapBody>,
+    ) -> Result<Self> {
+        let mut map = ExtentMap::new(au_bytes);
+        for body in bodies {
+            map.load_body(body)?;
+        }
+        Ok(map)
+    }
+
+    fn load_body(&mut self, body: &ExtentMapBody) -> Result<()> {
+        let mut ids = Vec::with_capacity(body.blobs.len());
+        for blob in &body.blobs {
+            if blob.length % self.au_bytes != 0
+                || blob.device_offset % u64::from(self.au_bytes) != 0
+            {
+                return Err(Error::corruption(format!(
+                    "blob at device offset {:#x} is not aligned to the allocation unit",
+                    blob.device_offset
+                )));
+            }
+            ids.push(self.add_blob(blob.clone()));
+        }
+        for extent in &body.extents {
+            let Some(&blob) = ids.get(extent.blob as usize) else {
+                return Err(Error::corruption("extent references a missing blob"));
+            };
+            if let Some((start, end)) =
+                self.overlap_with_existing(extent.logical_offset, u64::from(extent.length))
+            {
+                return Err(Error::corruption(format!(
+                    "extent {:#x}+{:#x} overlaps another at {start:#x}..{end:#x}",
+                    extent.logical_offset, extent.length
+                )));
+            }
+            self.map(
+                extent.logical_offset,
+                extent.length,
+                blob,
+                extent.blob_offset,
+            );
+        }
+        for id in ids {
+            if self.entry(id).extent_refs == 0 {
+                return Err(Error::corruption("blob referenced by no extent"));
+            }
+        }
+        Ok(())
+    }
+
+    fn overlap_with_existing(&self, offset: u64, length: u64) -> Option<(u64, u64)> {
+        let end = offset + length;
+        let before = self.extents.range(..end).next_back();
+        before
+            .map(|(start, m)| (*start, start + u64::from(m.length)))
+            .filter(|(_, existing_end)| *existing_end > offset)
+    }
+
+    /// Encodes the extents starting in `[start, end)` and the blobs they reference.
+    pub fn to_body(&self, start: u64, end: u64) -> ExtentMapBody {
+        let mut body = ExtentMapBody::default();
+        let mut local: BTreeMap<BlobId, u32> = BTreeMap::new();
+        for (offset, mapping) in self.extents.range(start..end) {
+            let next_index = body.blobs.len() as u32;
+            let index = *local.entry(mapping.blob).or_insert_with(|| {
+                body.blobs.push(self.blob(mapping.blob).clone());
+                next_index
+            });
+            body.extents.push(Extent {
+                logical_offset: *offset,
+                length: mapping.length,
+                blob: index,
+                blob_offset: mapping.blob_offset,
+            });
+        }
+        body
+    }
+
+    /// The blob with id `id`.
+    pub fn blob(&self, id: BlobId) -> &Blob {
+        &self.entry(id).blob
+    }
+
+    /// Mutable access to a blob's record (checksums, unused bits); its geometry must not change.
+    pub fn blob_mut(&mut self, id: BlobId) -> &mut Blob {
+        &mut self.entry_mut(id).blob
+    }
+
+    /// Every extent, in logical order.
+    pub fn extents(&self) -> impl Iterator<Item = (u64, Mapping)> + '_ {
+        self.extents
+            .iter()
+            .map(|(offset, mapping)| (*offset, *mapping))
+    }
+
+    /// Every live blob.
+    pub fn blobs(&self) -> impl Iterator<Item = (BlobId, &Blob)> + '_ {
+        self.blobs
+            .iter()
+            .enumerate()
+            .filter_map(|(id, entry)| entry.as_ref().map(|e| (id as BlobId, &e.blob)))
+    }
+
+    /// True when no extent exists.
+    pub fn is_empty(&self) -> bool {
+        self.extents.is_empty()
+    }
+
+    /// One past the last mapped byte (0 when empty).
+    pub fn logical_end(&self) -> u64 {
+        self.extents
+            .iter()
+            .next_back()
+            .map_or(0, |(offset, m)| offset + u64::from(m.length))
+    }
+
+    /// Bytes mapped (holes excluded).
+    pub fn stored_bytes(&self) -> u64 {
+        self.extents.values().map(|m| u64::from(m.length)).sum()
+    }
+
+    /// Device bytes referenced: every allocation unit with a referenced byte.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.referenced_units()
+            .map(|(_, extent)| extent.length)
+            .sum()
+    }
+
+    /// Every referenced allocation unit, as (blob, device extent of one unit).
+    pub fn referenced_units(&self) -> impl Iterator<Item = (BlobId, DeviceExtent)> + '_ {
+        let au = u64::from(self.au_bytes);
+        self.blobs.iter().enumerate().flat_map(move |(id, entry)| {
+            entry.iter().flat_map(move |e| {
+                e.au_used
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, used)| **used > 0)
+                    .map(move |(index, _)| {
+                        (
+                            id as BlobId,
+                            DeviceExtent::new(e.blob.device_offset + index as u64 * au, au),
+                        )
+                    })
+            })
+        })
+    }
+
+    /// Splits `[offset, offset + length)` into holes and data pieces, in order.
+    pub fn pieces(&self, offset: u64, length: u64) -> Vec<Piece> {
+        let end = offset + length;
+        let mut pieces = Vec::new();
+        let mut position = offset;
+        for (start, mapping) in self.overlapping(offset, end) {
+            let extent_end = start + u64::from(mapping.length);
+            let piece_start = start.max(position);
+            if piece_start > position {
+                pieces.push(Piece::Hole {
+                    logical_offset: position,
+                    length: piece_start - position,
+                });
+            }
+            let piece_end = extent_end.min(end);
+            pieces.push(Piece::Data {
+                logical_offset: piece_start,
+                length: piece_end - piece_start,
+                blob: mapping.blob,
+                blob_offset: mapping.blob_offset + (piece_start - start) as u32,
+            });
+            position = piece_end;
+        }
+        if position < end {
+            pieces.push(Piece::Hole {
+                logical_offset: position,
+                length: end - position,
+            });
+        }
+        pieces
+    }
+
+    /// True when any byte of the range is mapped.
+    pub fn has_data(&self, offset: u64, length: u64) -> bool {
+        self.overlapping(offset, offset + length).next().is_some()
+    }
+
+    /// Extents overlapping `[offset, end)`, in order.
+    fn overlapping(&self, offset: u64, end: u64) -> impl Iterator<Item = (u64, Mapping)> + '_ {
+        let first = self
+            .extents
+            .range(..=offset)
+            .next_back()
+            .filter(|(start, m)| *start + u64::from(m.length) > offset)
+            .map(|(start, _)| *start)
+            .unwrap_or(offset);
+        self.extents
+            .range((Bound::Included(first), Bound::Excluded(end)))
+            .map(|(start, mapping)| (*start, *mapping))
+            .filter(move |(start, m)| start + u64::from(m.length) > offset)
+    }
+
+    /// Adds a new blob (referenced by no extent yet) and returns its id.
+    pub fn add_blob(&mut self, blob: Blob) -> BlobId {
+        let units = (blob.length / self.au_bytes) as usize;
+        let entry = BlobEntry {
+            blob,
+            au_used: vec![0; units],
+            extent_refs: 0,
+        };
+        match self.free_ids.pop() {
+            Some(id) => {
+                self.blobs[id as usize] = Some(entry);
+                id
+            }
+            None => {
+                self.blobs.push(Some(entry));
+                (self.blobs.len() - 1) as BlobId
+            }
+        }
+    }
+
+    /// Maps `[logical_offset, +length)` to `blob` at `blob_offset`. The range must be unmapped.
+    pub fn map(&mut self, logical_offset: u64, length: u32, blob: BlobId, blob_offset: u32) {
+        assert!(length > 0, "empty extent");
+        assert!(
+            !self.has_data(logical_offset, u64::from(length)),
+            "mapping over live data at {logical_offset:#x}"
+        );
+        let au = self.au_bytes;
+        let entry = self.entry_mut(blob);
+        assert!(
+            blob_offset + length <= entry.blob.length,
+            "extent past its blob"
+        );
+        for_each_unit(au, blob_offset, length, |unit, bytes| {
+            entry.au_used[unit] += bytes
+        });
+        entry.extent_refs += 1;
+        self.extents.insert(
+            logical_offset,
+            Mapping {
+                length,
+                blob,
+                blob_offset,
+            },
+        );
+    }
+
+    /// Unmaps `[offset, offset + length)` and returns the space no longer referenced.
+    pub fn punch(&mut self, offset: u64, length: u64) -> Vec<Released> {
+        let end = offset + length;
+        let hits: Vec<(u64, Mapping)> = self.overlapping(offset, end).collect();
+        let mut released = Vec::new();
+        for (start, mapping) in hits {
+            self.extents.remove(&start);
+            let extent_end = start + u64::from(mapping.length);
+            let cut_start = start.max(offset);
+            let cut_end = extent_end.min(end);
+            let cut_blob_offset = mapping.blob_offset + (cut_start - start) as u32;
+            let cut_length = (cut_end - cut_start) as u32;
+            self.entry_mut(mapping.blob).extent_refs -= 1;
+            if start < cut_start {
+                self.reinsert(
+                    start,
+                    (cut_start - start) as u32,
+                    mapping.blob,
+                    mapping.blob_offset,
+                );
+            }
+            if cut_end < extent_end {
+                let right_offset = mapping.blob_offset + (cut_end - start) as u32;
+                self.reinsert(
+                    cut_end,
+                    (extent_end - cut_end) as u32,
+                    mapping.blob,
+                    right_offset,
+                );
+            }
+            released.extend(self.unreference(mapping.blob, cut_blob_offset, cut_length));
+        }
+        coalesce(released)
+    }
+
+    /// Re-adds a remainder of a punched extent; its bytes are still counted in `au_used`.
+    fn reinsert(&mut self, logical_offset: u64, length: u32, blob: BlobId, blob_offset: u32) {
+        self.entry_mut(blob).extent_refs += 1;
+        self.extents.insert(
+            logical_offset,
+            Mapping {
+                length,
+                blob,
+                blob_offset,
+            },
+        );
+    }
+
+    /// Drops references to `[blob_offset, +length)` of a blob; returns units that reached zero.
+    fn unreference(&mut self, blob: BlobId, blob_offset: u32, length: u32) -> Vec<Released> {
+        let au = self.au_bytes;
+        let entry = self.entry_mut(blob);
+        let device_offset = entry.blob.device_offset;
+        let shared_blob_id = entry.blob.shared_blob_id;
+        let mut released = Vec::new();
+        for_each_unit(au, blob_offset, length, |unit, bytes| {
+            let used = &mut entry.au_used[unit];
+            assert!(*used >= bytes, "unreferencing more bytes than referenced");
+            *used -= bytes;
+            if *used == 0 {
+                released.push(Released {
+                    extent: DeviceExtent::new(
+                        device_offset + unit as u64 * u64::from(au),
+                        u64::from(au),
+                    ),
+                    shared_blob_id,
+                });
+            }
+        });
+        if entry.extent_refs == 0 {
+            assert!(
+                entry.au_used.iter().all(|u| *u == 0),
+                "unreferenced blob with used units"
+            );
+            self.blobs[blob as usize] = None;
+            self.free_ids.push(blob);
+        }
+        released
+    }
+
+    fn entry(&self, id: BlobId) -> &BlobEntry {
+        self.blobs[id as usize]
+            .as_ref()
+            .expect("blob id refers to a live blob")
+    }
+
+    fn entry_mut(&mut self, id: BlobId) -> &mut BlobEntry {
+        self.blobs[id as usize]
+            .as_mut()
+            .expect("blob id refers to a live blob")
+    }
+}
+
+/// Calls `f(unit index, bytes)` for each allocation unit overlapped by `[offset, +length)`.
+fn for_each_unit(au: u32, offset: u32, length: u32, mut f: impl FnMut(usize, u32)) {
+    let end = offset + length;
+    let mut position = offset;
+    while position < end {
+        let unit = position / au;
+        let unit_end = ((unit + 1) * au).min(end);
+        f(unit as usize, unit_end - position);
+        position = unit_end;
+    }
+}
+
+/// Merges adjacent released units of the same ownership into longer extents.
+fn coalesce(mut released: Vec<Released>) -> Vec<Released> {
+    released.sort_by_key(|r| (r.shared_blob_id, r.extent.offset));
+    let mut merged: Vec<Released> = Vec::with_capacity(released.len());
+    for item in released {
+        match merged.last_mut() {
+            Some(last)
+                if last.shared_blob_id == item.shared_blob_id
+                    && last.extent.end() == item.extent.offset =>
+            {
+                last.extent.length += item.extent.length;
+            }
+            _ => merged.push(item),
+        }
+    }
+    merged
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::onode::CsumType;
+
+    const AU: u32 = 4096;
+
+    fn blob(device_offset: u64, length: u32) -> Blob {
+        Blob {
+            device_offset,
+            length,
+            shared_blob_id: None,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            csums: vec![0; (length / 4096) as usize],
+            unused: None,
+        }
+    }
+
+    fn map_with_one_blob(length: u32) -> ExtentMap {
+        let mut map = ExtentMap::new(AU);
+        let id = map.add_blob(blob(1 << 20, length));
+        map.map(0, length, id, 0);
+        map
+    }
+
+    #[test]
+    fn punching_the_middle_keeps_both_sides_and_frees_the_middle_units() {
+        let mut map = map_with_one_blob(4 * AU);
+        let released = map.punch(u64::from(AU), 2 * u64::from(AU));
+        assert_eq!(
+            released,
+            vec![Released {
+                extent: DeviceExtent::new((1 << 20) + 4096, 8192),
+                shared_blob_id: None
+            }]
+        );
+        let pieces = map.pieces(0, 4 * u64::from(AU));
+        assert_eq!(pieces.len(), 3);
+        assert!(matches!(pieces[1], Piece::Hole { length: 8192, .. }));
+        assert!(matches!(
+            pieces[2],
+            Piece::Data {
+                blob_offset: 12288,
+                ..
+            }
+        ));
+        assert_eq!(map.stored_bytes(), 2 * u64::from(AU));
+        assert_eq!(map.allocated_bytes(), 2 * u64::from(AU));
+    }
+
+    #[test]
+    fn a_unit_is_freed_only_when_its_last_byte_is_unreferenced() {
+        let mut map = map_with_one_blob(AU);
+        assert!(map.punch(0, 1000).is_empty());
+        assert!(map.punch(2000, 1000).is_empty());
+        let released = map.punch(0, u64::from(AU));
+        assert_eq!(released.len(), 1);
+        assert!(map.is_empty());
+        assert_eq!(map.blobs().count(), 0, "the blob went with its last extent");
+    }
+
+    #[test]
+    fn bodies_round_trip_through_the_format() {
+        let mut map = map_with_one_blob(4 * AU);
+        map.punch(4096, 4096);
+        let body = map.to_body(0, u64::MAX);
+        assert_eq!(body.blobs.len(), 1, "both remainders share one blob");
+        let rebuilt = ExtentMap::from_bodies(AU, [&body]).unwrap();
+        assert_eq!(rebuilt.pieces(0, 16384), map.pieces(0, 16384));
+        assert_eq!(rebuilt.allocated_bytes(), map.allocated_bytes());
+    }
+
+    #[test]
+    fn overlapping_bodies_are_corruption() {
+        let map = map_with_one_blob(AU);
+        let body = map.to_body(0, u64::MAX);
+        assert!(ExtentMap::from_bodies(AU, [&body, &body]).is_err());
+    }
+
+    #[test]
+    fn pieces_of_a_range_inside_one_extent() {
+        let map = map_with_one_blob(4 * AU);
+        assert_eq!(
+            map.pieces(100, 200),
+            vec![Piece::Data {
+                logical_offset: 100,
+                length: 200,
+                blob: 0,
+                blob_offset: 100
+            }]
+        );
+        assert_eq!(
+            map.pieces(5 * u64::from(AU), 10),
+            vec![Piece::Hole {
+                logical_offset: 5 * u64::from(AU),
+                length: 10
+            }]
+        );
+    }
+}

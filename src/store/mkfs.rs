@@ -1,0 +1,204 @@
+//! Making a store: validate the geometry, write the KV records, then the label.
+//!
+//! The label goes last: until it is on the device (and flushed), the device is not a bstore
+//! device, so an interrupted mkfs leaves nothing that mounts half-made. Rerunning mkfs (with
+//! `--force` when the directory already has a database) starts over.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use super::options::FormatOptions;
+use crate::alloc::{DeviceExtent, FreelistDelta, FreelistGeometry, reserved_bytes};
+use crate::device::{AlignedBuf, BlockDevice};
+use crate::error::{Error, Result};
+use crate::format::FORMAT_VERSION;
+use crate::format::keys::{
+    CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY, SUPERBLOCK_KEY,
+};
+use crate::format::label::Label;
+use crate::format::records::{StatfsRecord, Superblock, encode_counter};
+use crate::kv::{Batch, Durability, Kv};
+
+/// Making a store in a directory: the block file or link, RocksDB's directories, then
+/// [`mkfs_on`].
+#[cfg(feature = "rocksdb")]
+mod directory {
+    use std::sync::Arc;
+
+    use super::mkfs_on;
+    use crate::device::BlockDevice;
+    use crate::error::{Error, Result};
+    use crate::format::LABEL_LENGTH;
+    use crate::format::label::{Label, LabelError};
+    use crate::kv::{Kv, KvCreateMode, RocksKv};
+    use crate::store::layout::StoreDir;
+    use crate::store::open_device;
+    use crate::store::options::{BlockSource, MkfsOptions};
+
+    /// Makes a store in a directory (see [`MkfsOptions`]).
+    pub fn mkfs(options: &MkfsOptions) -> Result<()> {
+        let dir = StoreDir::create_and_lock(&options.path)?;
+        if dir.holds_store() {
+            if !options.force {
+                return Err(Error::AlreadyExists(format!(
+                    "{} already holds a store (use --force to overwrite it)",
+                    options.path.display()
+                )));
+            }
+            dir.clear()?;
+        }
+        match &options.block {
+            BlockSource::Device(device) => dir.create_block(Some(device), 0)?,
+            BlockSource::File { size_bytes } => dir.create_block(None, *size_bytes)?,
+        }
+        let device = open_device(&dir.block(), options.io_backend)?;
+        refuse_existing_label(device.as_ref(), options.force)?;
+        let db = dir.create_subdir("db", options.db_dir.as_deref())?;
+        let wal = match &options.wal_dir {
+            Some(wal_dir) => Some(dir.create_subdir("wal", Some(wal_dir))?),
+            None => None,
+        };
+        let kv: Arc<dyn Kv> = Arc::new(RocksKv::open(&db, wal.as_deref(), KvCreateMode::Create)?);
+        mkfs_on(device.as_ref(), kv.as_ref(), &options.format)
+    }
+
+    /// Refuses a device that already carries a bstore label, unless forced.
+    fn refuse_existing_label(device: &dyn BlockDevice, force: bool) -> Result<()> {
+        let first = device.read_at(0, LABEL_LENGTH)?;
+        let existing = match Label::decode(&first) {
+            Ok(_) | Err(LabelError::Corrupt(_) | LabelError::Newer { .. }) => true,
+            Err(LabelError::Blank | LabelError::Foreign { .. }) => false,
+        };
+        if existing && !force {
+            return Err(Error::AlreadyExists(format!(
+                "{} already holds a bstore store (use --force to overwrite it)",
+                device.info().path.display()
+            )));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+pub use directory::mkfs;
+
+/// Smallest usable device: the reserved start plus this many allocation units.
+const DEVICE_UNITS_MIN: u64 = 16;
+
+/// Formats `device` and `kv` (both empty or to be overwritten) as a new store.
+pub fn mkfs_on(device: &dyn BlockDevice, kv: &dyn Kv, options: &FormatOptions) -> Result<()> {
+    let superblock = plan_superblock(device, options)?;
+    let label = Label {
+        format_version: FORMAT_VERSION,
+        store_uuid: superblock.store_uuid,
+        device_size: superblock.device_size,
+        min_alloc_size: superblock.min_alloc_size,
+        created_secs: options.created.map_or_else(now, |(secs, _)| secs),
+        created_nanos: options.created.map_or(0, |(_, nanos)| nanos),
+        meta: BTreeMap::from([
+            (
+                "created_by".to_string(),
+                format!("bstore {}", env!("CARGO_PKG_VERSION")),
+            ),
+            ("description".to_string(), "main".to_string()),
+        ]),
+    };
+    kv.write(initial_batch(&superblock), Durability::Sync)?;
+    device.write_at(0, AlignedBuf::copy_from(&label.encode()))?;
+    // Durability point: the label is what makes the device a store. Everything it refers to
+    // (the KV records above) is already synced; a crash before this flush leaves no label, and
+    // mount refuses the device as not formatted.
+    device.flush()
+}
+
+fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Result<Superblock> {
+    let info = device.info();
+    let block = info.logical_block_size;
+    let check_unit = |what: &str, value: u32| {
+        if !value.is_power_of_two() || value < block || value > (1 << 24) {
+            return Err(Error::invalid(format!(
+                "{what} {value} must be a power of two between the device block size {block} and 16 MiB"
+            )));
+        }
+        Ok(())
+    };
+    check_unit("min_alloc_size", options.min_alloc_size)?;
+    check_unit("csum chunk", options.csum_chunk)?;
+    let unit = u64::from(options.min_alloc_size);
+    let device_size = info.size_bytes / unit * unit;
+    let reserved = reserved_bytes(unit);
+    if device_size < reserved + DEVICE_UNITS_MIN * unit {
+        return Err(Error::invalid(format!(
+            "device of {} bytes is too small: at least {} bytes are needed",
+            info.size_bytes,
+            reserved + DEVICE_UNITS_MIN * unit
+        )));
+    }
+    let superblock = Superblock {
+        format_version: FORMAT_VERSION,
+        store_uuid: options.store_uuid.map_or_else(random_uuid, Ok)?,
+        min_alloc_size: options.min_alloc_size,
+        device_size,
+        csum_type: options.csum_type,
+        csum_chunk_order: options.csum_chunk.trailing_zeros() as u8,
+        blob_length_max: options.blob_length_max,
+        freelist_blocks_per_key: options.freelist_blocks_per_key,
+    };
+    superblock.validate().map_err(Error::invalid)?;
+    Ok(superblock)
+}
+
+/// Superblock, zeroed counters and statistics, and the reserved start marked allocated.
+fn initial_batch(superblock: &Superblock) -> Batch {
+    let mut batch = Batch::new();
+    batch.put(KeySpace::Super, SUPERBLOCK_KEY, superblock.encode());
+    for key in [NID_MAX_KEY, CID_MAX_KEY, SBID_MAX_KEY] {
+        batch.put(KeySpace::Super, key, encode_counter(0));
+    }
+    batch.put(
+        KeySpace::Stats,
+        STATFS_KEY,
+        StatfsRecord::default().encode(),
+    );
+    let geometry = FreelistGeometry {
+        unit_bytes: u64::from(superblock.min_alloc_size),
+        blocks_per_key: u64::from(superblock.freelist_blocks_per_key),
+        device_size: superblock.device_size,
+    };
+    let mut delta = FreelistDelta::new();
+    delta.flip(
+        &geometry,
+        DeviceExtent::new(0, reserved_bytes(geometry.unit_bytes)),
+    );
+    delta.write_to(&mut batch);
+    batch
+}
+
+fn random_uuid() -> Result<[u8; 16]> {
+    let mut uuid = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut uuid))
+        .map_err(|e| Error::io("reading /dev/urandom for the store uuid", e))?;
+    uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4
+    uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
+    Ok(uuid)
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A uuid as the usual 8-4-4-4-12 hex string.
+pub fn format_uuid(uuid: &[u8; 16]) -> String {
+    let hex: String = uuid.iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}

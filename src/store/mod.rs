@@ -1,0 +1,434 @@
+//! The public facade: make, open and close a store; submit transactions; read objects.
+//!
+//! A [`Store`] is `Send + Sync`: share it between threads behind an `Arc`. Transactions are
+//! visible to reads once submitted and durable when their commit callback fires (or when
+//! [`Store::apply`] returns).
+
+pub mod layout;
+pub mod mkfs;
+pub mod mount;
+pub mod options;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+pub use options::{BlockSource, FormatOptions, MkfsOptions, OpenOptions};
+
+use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
+use crate::device::{BlockDevice, DeviceInfo, IoBackend, SyncDevice, UringDevice};
+use crate::error::{Error, Result};
+use crate::format::keys::{self, KeySpace};
+use crate::format::label::Label;
+use crate::kv::Kv;
+#[cfg(feature = "rocksdb")]
+use crate::kv::{KvCreateMode, RocksKv};
+use crate::onode::Onode;
+use crate::onode::read::read_object;
+use crate::txn::context::load_slot;
+use crate::txn::engine::{Collection, Engine, display_bytes};
+use crate::txn::pipeline::Pipeline;
+use crate::txn::{Transaction, submit};
+use layout::StoreDir;
+
+/// Space accounting of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Statfs {
+    /// Bytes of the data device the store uses.
+    pub total_bytes: u64,
+    /// Bytes free for new data.
+    pub available_bytes: u64,
+    /// Device bytes allocated to object data.
+    pub allocated_bytes: u64,
+    /// Logical bytes of object data (holes excluded).
+    pub stored_bytes: u64,
+    /// Bytes at the start of the device never allocated (label).
+    pub reserved_bytes: u64,
+    /// Number of objects.
+    pub object_count: u64,
+}
+
+/// Size and space of one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Logical size in bytes.
+    pub size: u64,
+    /// Device bytes referenced by the object.
+    pub allocated_bytes: u64,
+    /// Bytes of data (holes excluded).
+    pub stored_bytes: u64,
+}
+
+/// Where a piece of an object lives on the data device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtentInfo {
+    /// Offset within the object.
+    pub logical_offset: u64,
+    /// Bytes.
+    pub length: u64,
+    /// Offset of the first byte on the data device.
+    pub device_offset: u64,
+    /// True when the space is shared with clones.
+    pub shared: bool,
+}
+
+/// What the store has done since it was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    /// Transactions made durable.
+    pub transactions_committed: u64,
+    /// Synced KV writes (one per group commit).
+    pub kv_syncs: u64,
+    /// Device flushes.
+    pub device_flushes: u64,
+    /// Bytes of object data written to the device.
+    pub data_bytes_written: u64,
+    /// Bytes read from the data device by object reads.
+    pub data_bytes_read: u64,
+    /// Key and value bytes written to the KV store.
+    pub kv_bytes_written: u64,
+}
+
+impl CountersSnapshot {
+    /// Average transactions per group commit.
+    pub fn transactions_per_kv_sync(&self) -> f64 {
+        if self.kv_syncs == 0 {
+            return 0.0;
+        }
+        self.transactions_committed as f64 / self.kv_syncs as f64
+    }
+}
+
+/// An open object store.
+pub struct Store {
+    engine: Arc<Engine>,
+    pipeline: Pipeline,
+    _dir: Option<StoreDir>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("engine", &self.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the data device at `path` with the chosen I/O implementation.
+pub fn open_device(path: &Path, backend: IoBackend) -> Result<Arc<dyn BlockDevice>> {
+    Ok(match backend {
+        IoBackend::IoUring { queue_depth } => Arc::new(UringDevice::open(path, queue_depth)?),
+        IoBackend::Sync => Arc::new(SyncDevice::open(path)?),
+    })
+}
+
+impl Store {
+    /// Makes a new store in a directory.
+    #[cfg(feature = "rocksdb")]
+    pub fn mkfs(options: &MkfsOptions) -> Result<()> {
+        mkfs::mkfs(options)
+    }
+
+    /// Formats an opened device and KV store (for tests and embedders managing their own).
+    pub fn mkfs_on(device: &dyn BlockDevice, kv: &dyn Kv, format: &FormatOptions) -> Result<()> {
+        mkfs::mkfs_on(device, kv, format)
+    }
+
+    /// Reads the label of the store in directory `path` without mounting it (the store must not
+    /// be open elsewhere).
+    pub fn read_label(path: impl AsRef<Path>) -> Result<Label> {
+        let dir = StoreDir::lock(path.as_ref())?;
+        let device = open_device(&dir.block(), IoBackend::Sync)?;
+        mount::read_label(device.as_ref())
+    }
+
+    /// Opens (mounts) the store in directory `path`.
+    #[cfg(feature = "rocksdb")]
+    pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Store> {
+        let dir = StoreDir::lock(path.as_ref())?;
+        let device = open_device(&dir.block(), options.io_backend)?;
+        mount::read_label(device.as_ref())?;
+        let wal = dir.wal_if_present();
+        let kv: Arc<dyn Kv> = Arc::new(RocksKv::open(
+            &dir.db(),
+            wal.as_deref(),
+            KvCreateMode::Open,
+        )?);
+        let mut store = Self::open_on(device, kv, options)?;
+        store._dir = Some(dir);
+        Ok(store)
+    }
+
+    /// Mounts a store on an opened device and KV store.
+    pub fn open_on(
+        device: Arc<dyn BlockDevice>,
+        kv: Arc<dyn Kv>,
+        options: &OpenOptions,
+    ) -> Result<Store> {
+        let engine = Arc::new(mount::mount(device, kv, options)?);
+        let pipeline = Pipeline::start(Arc::clone(&engine))?;
+        Ok(Store {
+            engine,
+            pipeline,
+            _dir: None,
+        })
+    }
+
+    /// Waits for every submitted transaction and closes the store (clean umount). Fails with
+    /// `Poisoned` if a write failed since open (what was acknowledged is durable regardless).
+    pub fn close(self) -> Result<()> {
+        self.pipeline.shutdown();
+        self.engine.check_poison()?;
+        self.engine.kv.flush()
+    }
+
+    /// Submits a transaction. On `Ok`, its effects are visible to reads, and `on_commit` will be
+    /// called once with `Ok` when it is durable (or with the error if the store failed first).
+    /// On `Err`, nothing changed and `on_commit` is not called.
+    pub fn submit(
+        &self,
+        txn: &Transaction,
+        on_commit: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        submit::submit(&self.engine, &self.pipeline, txn, Box::new(on_commit))
+    }
+
+    /// Submits a transaction and waits until it is durable.
+    pub fn apply(&self, txn: &Transaction) -> Result<()> {
+        let (sender, receiver) = crossbeam::channel::bounded(1);
+        self.submit(txn, move |result| {
+            // The receiver lives until this function returns; a send cannot fail before then.
+            let _ = sender.send(result);
+        })?;
+        receiver
+            .recv()
+            .map_err(|_| Error::Poisoned("commit callback was dropped".into()))?
+    }
+
+    /// Creates a collection.
+    pub fn create_collection(&self, collection: impl AsRef<[u8]>) -> Result<()> {
+        self.apply(Transaction::new().create_collection(collection))
+    }
+
+    /// Replaces the whole content of an object (creating it if needed) and waits until durable.
+    pub fn put(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        data: &[u8],
+    ) -> Result<()> {
+        let (collection, object) = (collection.as_ref(), object.as_ref());
+        let mut txn = Transaction::new();
+        txn.touch(collection, object)
+            .truncate(collection, object, 0);
+        if !data.is_empty() {
+            txn.write(collection, object, 0, data);
+        }
+        self.apply(&txn)
+    }
+
+    /// Removes an object and waits until durable.
+    pub fn remove(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<()> {
+        self.apply(Transaction::new().remove(collection, object))
+    }
+
+    /// Reads a whole object.
+    pub fn get(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+        self.read(collection, object, 0, u64::MAX)
+    }
+
+    /// Reads `length` bytes at `offset` (short at the end of the object; holes are zeros).
+    pub fn read(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        self.engine.check_poison()?;
+        let (collection, object) = (collection.as_ref(), object.as_ref());
+        let collection = self.engine.collection(collection)?;
+        let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
+        let onode = self.settled_onode(&collection, object)?;
+        let name = format!("{}/{}", collection.display_name(), display_bytes(object));
+        let data = read_object(self.engine.device.as_ref(), &onode, offset, length, &name)?;
+        self.engine
+            .counters
+            .data_bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    /// The newest onode of an object, once every transaction submitted before the call that
+    /// touched it has finished (so its data is on the device).
+    fn settled_onode(&self, collection: &Collection, object: &[u8]) -> Result<Arc<Onode>> {
+        let slot = collection.onodes.slot(object);
+        let onode = load_slot(&self.engine, collection, &slot, object)?;
+        slot.wait_settled();
+        self.engine.check_poison()?;
+        onode.ok_or_else(|| {
+            Error::NotFound(format!(
+                "object {}/{}",
+                collection.display_name(),
+                display_bytes(object)
+            ))
+        })
+    }
+
+    /// True when the object exists.
+    pub fn exists(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<bool> {
+        match self.stat(collection, object) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Size and space of an object.
+    pub fn stat(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<ObjectStat> {
+        self.engine.check_poison()?;
+        let (collection, object) = (collection.as_ref(), object.as_ref());
+        let collection = self.engine.collection(collection)?;
+        let slot = collection.onodes.slot(object);
+        let onode = load_slot(&self.engine, &collection, &slot, object)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "object {}/{}",
+                collection.display_name(),
+                display_bytes(object)
+            ))
+        })?;
+        Ok(ObjectStat {
+            size: onode.size,
+            allocated_bytes: onode.extent_map.allocated_bytes(),
+            stored_bytes: onode.extent_map.stored_bytes(),
+        })
+    }
+
+    /// The object's data extents in logical order (holes are absent), like `fiemap`.
+    pub fn fiemap(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<Vec<ExtentInfo>> {
+        self.engine.check_poison()?;
+        let (collection, object) = (collection.as_ref(), object.as_ref());
+        let collection = self.engine.collection(collection)?;
+        let slot = collection.onodes.slot(object);
+        let onode = load_slot(&self.engine, &collection, &slot, object)?.ok_or_else(|| {
+            Error::NotFound(format!(
+                "object {}/{}",
+                collection.display_name(),
+                display_bytes(object)
+            ))
+        })?;
+        Ok(onode
+            .extent_map
+            .extents()
+            .map(|(logical_offset, mapping)| {
+                let blob = onode.extent_map.blob(mapping.blob);
+                ExtentInfo {
+                    logical_offset,
+                    length: u64::from(mapping.length),
+                    device_offset: blob.device_offset + u64::from(mapping.blob_offset),
+                    shared: blob.shared_blob_id.is_some(),
+                }
+            })
+            .collect())
+    }
+
+    /// Names of all collections, in byte order.
+    pub fn list_collections(&self) -> Result<Vec<Vec<u8>>> {
+        self.engine.check_poison()?;
+        Ok(self.engine.collections.read().keys().cloned().collect())
+    }
+
+    /// Up to `limit` object names of a collection, in byte order, after `start_after` if given.
+    pub fn list_objects(
+        &self,
+        collection: impl AsRef<[u8]>,
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        self.engine.check_poison()?;
+        let collection = self.engine.collection(collection.as_ref())?;
+        collection.sequencer.wait_settled();
+        let start = match start_after {
+            Some(name) => {
+                let mut key = keys::onode_key(collection.id, name);
+                key.push(0);
+                key
+            }
+            None => keys::onode_key_first(collection.id),
+        };
+        let end = keys::onode_key_end(collection.id);
+        let entries = self
+            .engine
+            .kv
+            .scan_collect(KeySpace::Onodes, &start, Some(&end), limit)?;
+        entries
+            .into_iter()
+            .map(|(key, _)| Ok(keys::split_onode_key(&key)?.1.to_vec()))
+            .collect()
+    }
+
+    /// Space accounting.
+    pub fn statfs(&self) -> Result<Statfs> {
+        self.engine.check_poison()?;
+        let stats = *self.engine.applied_stats.lock();
+        Ok(Statfs {
+            total_bytes: self.engine.config.device_size,
+            available_bytes: self.engine.allocator.lock().free_bytes(),
+            allocated_bytes: stats.allocated_bytes,
+            stored_bytes: stats.stored_bytes,
+            reserved_bytes: self.engine.config.reserved_bytes,
+            object_count: stats.object_count,
+        })
+    }
+
+    /// Every free extent of the data device, in offset order.
+    pub fn free_extents(&self) -> Vec<DeviceExtent> {
+        self.engine.allocator.lock().free_extents().collect()
+    }
+
+    /// Ceph's free-space fragmentation score (0: one free run, 1: every unit apart).
+    pub fn fragmentation_score(&self, variant: ScoreVariant) -> f64 {
+        let allocator = self.engine.allocator.lock();
+        fragmentation_score(
+            variant,
+            allocator.unit_bytes(),
+            allocator.free_extents().map(|e| e.length),
+        )
+    }
+
+    /// The device label.
+    pub fn label(&self) -> &Label {
+        &self.engine.label
+    }
+
+    /// The data device.
+    pub fn device_info(&self) -> &DeviceInfo {
+        self.engine.device.info()
+    }
+
+    /// Deferred-write threshold in effect.
+    pub fn prefer_deferred_size(&self) -> u32 {
+        self.engine.config.prefer_deferred_size
+    }
+
+    /// What the store has done since it was opened.
+    pub fn counters(&self) -> CountersSnapshot {
+        let c = &self.engine.counters;
+        CountersSnapshot {
+            transactions_committed: c.transactions_committed.load(Ordering::Relaxed),
+            kv_syncs: c.kv_syncs.load(Ordering::Relaxed),
+            device_flushes: c.device_flushes.load(Ordering::Relaxed),
+            data_bytes_written: c.data_bytes_written.load(Ordering::Relaxed),
+            data_bytes_read: c.data_bytes_read.load(Ordering::Relaxed),
+            kv_bytes_written: self.engine.kv.bytes_written(),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Mounting: label -> KV superblock -> counters, statistics, collections -> freelist -> engine.
+//!
+//! Every step checks what it reads: the label must be ours and not newer than this build, the
+//! superblock must carry the label's uuid and geometry, and the freelist must fit the device.
+//! Mount never scans objects: free space comes from the freelist alone.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::options::{OpenOptions, PREFER_DEFERRED_SIZE_ROTATIONAL};
+use crate::alloc::{load_freelist, reserved_bytes};
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::format::keys::{
+    CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY, SUPERBLOCK_KEY,
+};
+use crate::format::label::{Label, LabelError};
+use crate::format::records::{CollectionRecord, StatfsRecord, Superblock, decode_counter};
+use crate::format::{COLLECTION_NAME_LENGTH_MAX, LABEL_LENGTH};
+use crate::kv::Kv;
+use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters};
+
+/// Reads and checks the label of `device`.
+pub fn read_label(device: &dyn BlockDevice) -> Result<Label> {
+    let path = device.info().path.display().to_string();
+    let bytes = device.read_at(0, LABEL_LENGTH)?;
+    Label::decode(&bytes).map_err(|error| match error {
+        LabelError::Blank => Error::NotFormatted(path),
+        LabelError::Foreign { found } => {
+            Error::ForeignDevice(format!("{path} starts with {found:?}"))
+        }
+        LabelError::Corrupt(e) => Error::corruption(format!("label of {path}: {e}")),
+        LabelError::Newer { found, supported } => Error::NewerFormat {
+            what: format!("store on {path}"),
+            found,
+            supported,
+        },
+    })
+}
+
+/// Builds a mounted engine from an opened device and KV store.
+pub fn mount(
+    device: Arc<dyn BlockDevice>,
+    kv: Arc<dyn Kv>,
+    options: &OpenOptions,
+) -> Result<Engine> {
+    let label = read_label(device.as_ref())?;
+    let superblock = read_superblock(kv.as_ref(), &label)?;
+    let info = device.info();
+    if label.device_size > info.size_bytes {
+        return Err(Error::corruption(format!(
+            "label says the store uses {} bytes but {} has only {}",
+            label.device_size,
+            info.path.display(),
+            info.size_bytes
+        )));
+    }
+    let config = engine_config(&superblock, device.as_ref(), options);
+    let allocator = load_freelist(kv.as_ref(), &config.freelist_geometry(&superblock))?;
+    let collections = load_collections(kv.as_ref(), config.onode_cache_bytes)?;
+    let ids = IdCounters {
+        nid_last: read_counter(kv.as_ref(), NID_MAX_KEY)?,
+        cid_last: read_counter(kv.as_ref(), CID_MAX_KEY)?,
+        sbid_last: read_counter(kv.as_ref(), SBID_MAX_KEY)?,
+    };
+    let stats = match kv.get(KeySpace::Stats, STATFS_KEY)? {
+        Some(value) => StatfsRecord::decode(&value)?,
+        None => return Err(Error::corruption("statfs record missing")),
+    };
+    Ok(Engine::new(EngineParts {
+        device,
+        kv,
+        label,
+        superblock,
+        config,
+        allocator,
+        collections,
+        ids,
+        stats,
+    }))
+}
+
+/// Reads the superblock and checks that it belongs to the device's label.
+pub fn read_superblock(kv: &dyn Kv, label: &Label) -> Result<Superblock> {
+    let value = kv.get(KeySpace::Super, SUPERBLOCK_KEY)?.ok_or_else(|| {
+        Error::corruption(
+            "no superblock in the KV store: not a bstore database, or mkfs was interrupted",
+        )
+    })?;
+    let superblock = Superblock::decode(&value)?;
+    if superblock.store_uuid != label.store_uuid {
+        return Err(Error::corruption(
+            "the KV store belongs to a different store than the device (uuid mismatch)",
+        ));
+    }
+    if superblock.device_size != label.device_size
+        || superblock.min_alloc_size != label.min_alloc_size
+    {
+        return Err(Error::corruption(
+            "superblock and label disagree on device size or allocation unit",
+        ));
+    }
+    Ok(superblock)
+}
+
+fn engine_config(
+    superblock: &Superblock,
+    device: &dyn BlockDevice,
+    options: &OpenOptions,
+) -> EngineConfig {
+    let rotational_default = if device.info().rotational {
+        PREFER_DEFERRED_SIZE_ROTATIONAL
+    } else {
+        0
+    };
+    EngineConfig {
+        min_alloc_size: superblock.min_alloc_size,
+        csum_type: superblock.csum_type,
+        csum_chunk_order: superblock.csum_chunk_order,
+        blob_length_max: superblock.blob_length_max,
+        device_size: superblock.device_size,
+        reserved_bytes: reserved_bytes(u64::from(superblock.min_alloc_size)),
+        prefer_deferred_size: options.prefer_deferred_size.unwrap_or(rotational_default),
+        onode_cache_bytes: options.onode_cache_bytes,
+        queue_depth_max: options.queue_depth_max.max(1),
+    }
+}
+
+fn read_counter(kv: &dyn Kv, key: &[u8]) -> Result<u64> {
+    let value = kv.get(KeySpace::Super, key)?.ok_or_else(|| {
+        Error::corruption(format!("counter {} missing", String::from_utf8_lossy(key)))
+    })?;
+    Ok(decode_counter(&value)?)
+}
+
+fn load_collections(
+    kv: &dyn Kv,
+    onode_cache_bytes: usize,
+) -> Result<BTreeMap<Vec<u8>, Arc<Collection>>> {
+    let mut collections = BTreeMap::new();
+    kv.scan(KeySpace::Collections, &[], None, &mut |name, value| {
+        if name.is_empty() || name.len() > COLLECTION_NAME_LENGTH_MAX {
+            return Err(Error::corruption(format!(
+                "collection key of {} bytes",
+                name.len()
+            )));
+        }
+        let record = CollectionRecord::decode(value)?;
+        let collection = Collection::new(record.collection_id, name.to_vec(), onode_cache_bytes);
+        collections.insert(name.to_vec(), Arc::new(collection));
+        Ok(true)
+    })?;
+    Ok(collections)
+}

@@ -1,0 +1,121 @@
+//! Options of mkfs and mount, with their defaults.
+
+use std::path::PathBuf;
+
+use crate::device::IoBackend;
+use crate::format::onode::CsumType;
+
+/// Default allocation unit.
+pub const MIN_ALLOC_SIZE_DEFAULT: u32 = 4096;
+/// Default checksum chunk.
+pub const CSUM_CHUNK_DEFAULT: u32 = 4096;
+/// Default largest blob.
+pub const BLOB_LENGTH_MAX_DEFAULT: u32 = 512 << 10;
+/// Default allocation units per freelist key (16 MiB per key at 4 KiB).
+pub const FREELIST_BLOCKS_PER_KEY_DEFAULT: u32 = 4096;
+/// Deferred-write threshold on rotational media (BlueStore's `prefer_deferred_size_hdd`).
+pub const PREFER_DEFERRED_SIZE_ROTATIONAL: u32 = 64 << 10;
+
+/// How the data device is laid out: fixed at mkfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FormatOptions {
+    /// Allocation unit: a power of two, at least the device's logical block size.
+    pub min_alloc_size: u32,
+    /// Checksum algorithm of object data.
+    pub csum_type: CsumType,
+    /// Checksum chunk: a power of two, at least the logical block size.
+    pub csum_chunk: u32,
+    /// Largest blob a write creates.
+    pub blob_length_max: u32,
+    /// Allocation units per freelist key.
+    pub freelist_blocks_per_key: u32,
+    /// Store identity; random when `None`.
+    pub store_uuid: Option<[u8; 16]>,
+    /// Creation time (seconds, nanoseconds); now when `None`.
+    pub created: Option<(u64, u32)>,
+}
+
+impl Default for FormatOptions {
+    fn default() -> Self {
+        FormatOptions {
+            min_alloc_size: MIN_ALLOC_SIZE_DEFAULT,
+            csum_type: CsumType::Crc32c,
+            csum_chunk: CSUM_CHUNK_DEFAULT,
+            blob_length_max: BLOB_LENGTH_MAX_DEFAULT,
+            freelist_blocks_per_key: FREELIST_BLOCKS_PER_KEY_DEFAULT,
+            store_uuid: None,
+            created: None,
+        }
+    }
+}
+
+/// Where the data device comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlockSource {
+    /// An existing block device or file: `STORE_DIR/block` becomes a symlink to it.
+    Device(PathBuf),
+    /// A new sparse regular file `STORE_DIR/block` of this many bytes.
+    File {
+        /// Size in bytes.
+        size_bytes: u64,
+    },
+}
+
+/// Everything `Store::mkfs` needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MkfsOptions {
+    /// The store directory (created if missing).
+    pub path: PathBuf,
+    /// The data device.
+    pub block: BlockSource,
+    /// Put RocksDB here (`STORE_DIR/db` becomes a symlink to it).
+    pub db_dir: Option<PathBuf>,
+    /// Put RocksDB's WAL here (`STORE_DIR/wal` becomes a symlink to it).
+    pub wal_dir: Option<PathBuf>,
+    /// Overwrite an existing store.
+    pub force: bool,
+    /// Device I/O implementation used while formatting.
+    pub io_backend: IoBackend,
+    /// Layout.
+    pub format: FormatOptions,
+}
+
+impl MkfsOptions {
+    /// Options for a store at `path` on `block`, everything else default.
+    pub fn new(path: impl Into<PathBuf>, block: BlockSource) -> Self {
+        MkfsOptions {
+            path: path.into(),
+            block,
+            db_dir: None,
+            wal_dir: None,
+            force: false,
+            io_backend: IoBackend::default(),
+            format: FormatOptions::default(),
+        }
+    }
+}
+
+/// Options of `Store::open`: runtime policy, not layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Device I/O implementation.
+    pub io_backend: IoBackend,
+    /// Overwrites smaller than this take the deferred path; `None`: 64 KiB on rotational
+    /// devices, 0 otherwise (BlueStore's defaults).
+    pub prefer_deferred_size: Option<u32>,
+    /// Byte budget of each collection's onode cache.
+    pub onode_cache_bytes: usize,
+    /// Transactions in the commit pipeline before submitters wait.
+    pub queue_depth_max: usize,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            io_backend: IoBackend::default(),
+            prefer_deferred_size: None,
+            onode_cache_bytes: 64 << 20,
+            queue_depth_max: 1024,
+        }
+    }
+}

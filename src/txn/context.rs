@@ -1,0 +1,441 @@
+//! Preparing a transaction: ops applied to working copies, all-or-nothing.
+//!
+//! A [`TxnContext`] loads each object it touches into a working copy, applies the ops in order,
+//! and collects everything the commit needs: the KV batch, new data writes, space allocated and
+//! released, the statistics change. Nothing shared changes until [`TxnContext::install`]; if an
+//! op fails, [`TxnContext::abandon`] returns the space it allocated and the store is as before.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::Op;
+use super::engine::{Collection, Engine, IdCounters, display_bytes};
+use super::pipeline::{Prepared, StatsDelta};
+use super::write;
+use crate::alloc::{DeviceExtent, FreelistDelta};
+use crate::device::IoRequest;
+use crate::error::{Error, Result};
+use crate::format::keys::{self, KeySpace};
+use crate::format::records::CollectionRecord;
+use crate::kv::Batch;
+use crate::onode::{Onode, OnodeSlot, Released};
+
+/// An object being changed by the transaction.
+struct WorkingObject {
+    collection: Arc<Collection>,
+    slot: Arc<OnodeSlot>,
+    /// The object as the transaction leaves it (`None`: absent).
+    onode: Option<Onode>,
+    /// Whether it existed before the transaction.
+    existed: bool,
+}
+
+/// A transaction being prepared.
+pub struct TxnContext<'e> {
+    engine: &'e Engine,
+    /// Collections by name as the transaction sees them (`None`: absent).
+    collections: BTreeMap<Vec<u8>, Option<Arc<Collection>>>,
+    created_collections: Vec<Arc<Collection>>,
+    removed_collections: Vec<Vec<u8>>,
+    objects: BTreeMap<(u64, Vec<u8>), WorkingObject>,
+    /// Metadata changes.
+    pub batch: Batch,
+    freelist: FreelistDelta,
+    allocated: Vec<DeviceExtent>,
+    released: Vec<DeviceExtent>,
+    /// New data to write, one request per new blob, keyed by blob device offset.
+    pub data_writes: BTreeMap<u64, IoRequest>,
+    /// Statistics change so far.
+    pub stats: StatsDelta,
+    ids: IdCounters,
+}
+
+impl<'e> TxnContext<'e> {
+    /// A context seeing `collections` (every collection the ops name, present or not).
+    pub fn new(
+        engine: &'e Engine,
+        collections: BTreeMap<Vec<u8>, Option<Arc<Collection>>>,
+    ) -> Self {
+        TxnContext {
+            engine,
+            collections,
+            created_collections: Vec::new(),
+            removed_collections: Vec::new(),
+            objects: BTreeMap::new(),
+            batch: Batch::new(),
+            freelist: FreelistDelta::new(),
+            allocated: Vec::new(),
+            released: Vec::new(),
+            data_writes: BTreeMap::new(),
+            stats: StatsDelta::default(),
+            ids: IdCounters::default(),
+        }
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &'e Engine {
+        self.engine
+    }
+
+    /// Applies one op to the working state.
+    pub fn apply(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::CreateCollection { collection } => self.create_collection(collection),
+            Op::RemoveCollection { collection } => self.remove_collection(collection),
+            Op::Touch { collection, object } => self.object_or_create(collection, object).map(drop),
+            Op::Write {
+                collection,
+                object,
+                offset,
+                data,
+            } => {
+                check_range(*offset, data.len() as u64)?;
+                let key = self.object_or_create(collection, object)?;
+                write::write(self, &key, *offset, data)
+            }
+            Op::Truncate {
+                collection,
+                object,
+                size,
+            } => {
+                check_range(*size, 0)?;
+                let key = self.existing_object(collection, object)?;
+                self.truncate(&key, *size)
+            }
+            Op::Remove { collection, object } => {
+                let key = self.existing_object(collection, object)?;
+                self.remove_object(&key)
+            }
+        }
+    }
+
+    fn collection(&self, name: &[u8]) -> Result<Arc<Collection>> {
+        self.collections
+            .get(name)
+            .cloned()
+            .flatten()
+            .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+    }
+
+    fn create_collection(&mut self, name: &[u8]) -> Result<()> {
+        if self.collections.get(name).is_some_and(Option::is_some) {
+            return Err(Error::AlreadyExists(format!(
+                "collection {}",
+                display_bytes(name)
+            )));
+        }
+        let id = {
+            let mut ids = self.engine.ids.lock();
+            ids.cid_last += 1;
+            ids.cid_last
+        };
+        self.ids.cid_last = self.ids.cid_last.max(id);
+        let collection = Arc::new(Collection::new(
+            id,
+            name.to_vec(),
+            self.engine.config.onode_cache_bytes,
+        ));
+        self.batch.put(
+            KeySpace::Collections,
+            name,
+            CollectionRecord { collection_id: id }.encode(),
+        );
+        self.collections
+            .insert(name.to_vec(), Some(Arc::clone(&collection)));
+        self.created_collections.push(collection);
+        Ok(())
+    }
+
+    fn remove_collection(&mut self, name: &[u8]) -> Result<()> {
+        let collection = self.collection(name)?;
+        if self.holds_objects(&collection)? {
+            return Err(Error::NotEmpty(format!(
+                "collection {}",
+                display_bytes(name)
+            )));
+        }
+        self.batch.delete(KeySpace::Collections, name);
+        self.collections.insert(name.to_vec(), None);
+        self.created_collections.retain(|c| c.id != collection.id);
+        self.removed_collections.push(name.to_vec());
+        Ok(())
+    }
+
+    /// Whether the collection has any object once this transaction's changes are counted.
+    /// Called with the namespace held exclusively, so no other transaction can start on it;
+    /// those in flight are waited for, after which the KV store is current.
+    fn holds_objects(&self, collection: &Collection) -> Result<bool> {
+        let working = |name: &[u8]| self.objects.get(&(collection.id, name.to_vec()));
+        if self
+            .objects
+            .iter()
+            .any(|((id, _), object)| *id == collection.id && object.onode.is_some())
+        {
+            return Ok(true);
+        }
+        collection.sequencer.wait_settled();
+        let mut found = false;
+        let start = keys::onode_key_first(collection.id);
+        let end = keys::onode_key_end(collection.id);
+        self.engine
+            .kv
+            .scan(KeySpace::Onodes, &start, Some(&end), &mut |key, _| {
+                let (_, name) = keys::split_onode_key(key)?;
+                let removed_here = working(name).is_some_and(|o| o.onode.is_none());
+                found = !removed_here;
+                Ok(!found)
+            })?;
+        Ok(found)
+    }
+
+    /// Loads (once) the working copy of an object; returns its key in `objects`.
+    fn load(&mut self, collection_name: &[u8], name: &[u8]) -> Result<(u64, Vec<u8>)> {
+        let collection = self.collection(collection_name)?;
+        let key = (collection.id, name.to_vec());
+        if !self.objects.contains_key(&key) {
+            let slot = collection.onodes.slot(name);
+            let onode = load_slot(self.engine, &collection, &slot, name)?;
+            let existed = onode.is_some();
+            self.objects.insert(
+                key.clone(),
+                WorkingObject {
+                    collection,
+                    slot,
+                    onode: onode.map(|o| (*o).clone()),
+                    existed,
+                },
+            );
+        }
+        Ok(key)
+    }
+
+    fn existing_object(&mut self, collection: &[u8], name: &[u8]) -> Result<(u64, Vec<u8>)> {
+        let key = self.load(collection, name)?;
+        if self.objects[&key].onode.is_none() {
+            return Err(Error::NotFound(format!(
+                "object {}/{}",
+                display_bytes(collection),
+                display_bytes(name)
+            )));
+        }
+        Ok(key)
+    }
+
+    fn object_or_create(&mut self, collection: &[u8], name: &[u8]) -> Result<(u64, Vec<u8>)> {
+        let key = self.load(collection, name)?;
+        if self.objects[&key].onode.is_none() {
+            let nid = {
+                let mut ids = self.engine.ids.lock();
+                ids.nid_last += 1;
+                ids.nid_last
+            };
+            self.ids.nid_last = self.ids.nid_last.max(nid);
+            let onode = Onode::new(nid, self.engine.config.min_alloc_size);
+            self.objects.get_mut(&key).expect("loaded above").onode = Some(onode);
+        }
+        Ok(key)
+    }
+
+    /// The working onode of a loaded, existing object.
+    pub fn onode(&self, key: &(u64, Vec<u8>)) -> &Onode {
+        self.objects
+            .get(key)
+            .and_then(|o| o.onode.as_ref())
+            .expect("ops load and check the object first")
+    }
+
+    /// The working onode of a loaded, existing object, for changing it.
+    pub fn onode_mut(&mut self, key: &(u64, Vec<u8>)) -> &mut Onode {
+        self.objects
+            .get_mut(key)
+            .and_then(|o| o.onode.as_mut())
+            .expect("ops load and check the object first")
+    }
+
+    /// Printable `collection/object` for messages.
+    pub fn object_name(&self, key: &(u64, Vec<u8>)) -> String {
+        let collection = &self.objects[key].collection;
+        format!("{}/{}", collection.display_name(), display_bytes(&key.1))
+    }
+
+    /// The object's slot (for waiting on earlier transactions before reading its data).
+    pub fn slot(&self, key: &(u64, Vec<u8>)) -> Arc<OnodeSlot> {
+        Arc::clone(&self.objects[key].slot)
+    }
+
+    fn truncate(&mut self, key: &(u64, Vec<u8>), size: u64) -> Result<()> {
+        let onode = self.onode_mut(key);
+        if size < onode.size {
+            let old_size = onode.size;
+            let stored_before = onode.extent_map.stored_bytes();
+            let released = onode.extent_map.punch(size, old_size - size);
+            let stored_after = onode.extent_map.stored_bytes();
+            self.stats.stored_bytes -= (stored_before - stored_after) as i64;
+            self.release(released);
+        }
+        self.onode_mut(key).size = size;
+        Ok(())
+    }
+
+    fn remove_object(&mut self, key: &(u64, Vec<u8>)) -> Result<()> {
+        let onode = self
+            .objects
+            .get_mut(key)
+            .and_then(|o| o.onode.take())
+            .expect("checked");
+        let mut extent_map = onode.extent_map.clone();
+        self.stats.stored_bytes -= extent_map.stored_bytes() as i64;
+        let released = extent_map.punch(0, u64::MAX / 2);
+        self.release(released);
+        onode.delete_from(&mut self.batch, &keys::onode_key(key.0, &key.1));
+        Ok(())
+    }
+
+    /// Allocates `bytes` of new space for this transaction (recorded for rollback and in the
+    /// freelist delta).
+    pub fn allocate(&mut self, bytes: u64) -> Result<Vec<DeviceExtent>> {
+        let extents = self
+            .engine
+            .allocator
+            .lock()
+            .allocate(bytes)
+            .map_err(|e| Error::NoSpace {
+                requested_bytes: e.requested_bytes,
+                available_bytes: e.available_bytes,
+            })?;
+        let geometry = self
+            .engine
+            .config
+            .freelist_geometry(&self.engine.superblock);
+        for extent in &extents {
+            self.freelist.flip(&geometry, *extent);
+            self.stats.allocated_bytes += extent.length as i64;
+        }
+        self.allocated.extend_from_slice(&extents);
+        Ok(extents)
+    }
+
+    /// Records space an object stopped referencing: freed in the freelist with this commit,
+    /// returned to the allocator after it.
+    pub fn release(&mut self, released: Vec<Released>) {
+        let geometry = self
+            .engine
+            .config
+            .freelist_geometry(&self.engine.superblock);
+        for item in released {
+            assert!(
+                item.shared_blob_id.is_none(),
+                "shared blobs are not written yet"
+            );
+            self.freelist.flip(&geometry, item.extent);
+            self.stats.allocated_bytes -= item.extent.length as i64;
+            self.released.push(item.extent);
+        }
+    }
+
+    /// Gives back everything allocated: the transaction is abandoned and nothing changed.
+    pub fn abandon(self) {
+        // Ids handed out stay used (they are never reused); only space needs returning.
+        if !self.allocated.is_empty() {
+            self.engine.allocator.lock().release(&self.allocated);
+        }
+    }
+
+    /// Makes the transaction visible: new onodes into their slots, collections into the
+    /// namespace. Returns what the pipeline needs to commit it.
+    pub fn install(
+        mut self,
+        namespace: Option<&mut BTreeMap<Vec<u8>, Arc<Collection>>>,
+    ) -> Prepared {
+        let mut touched: BTreeMap<u64, Arc<Collection>> = BTreeMap::new();
+        let changes_namespace =
+            !self.created_collections.is_empty() || !self.removed_collections.is_empty();
+        if let Some(namespace) = namespace {
+            for name in &self.removed_collections {
+                if let Some(removed) = namespace.remove(name) {
+                    touched.insert(removed.id, removed);
+                }
+            }
+            for collection in &self.created_collections {
+                namespace.insert(collection.name.clone(), Arc::clone(collection));
+                touched.insert(collection.id, Arc::clone(collection));
+            }
+        }
+        assert!(
+            !changes_namespace || !touched.is_empty(),
+            "namespace changes are installed with the namespace held"
+        );
+        let mut slots = Vec::with_capacity(self.objects.len());
+        for ((collection_id, name), object) in std::mem::take(&mut self.objects) {
+            if let Some(onode) = &object.onode {
+                onode.write_to(&mut self.batch, &keys::onode_key(collection_id, &name));
+            }
+            self.stats.object_count +=
+                i64::from(object.onode.is_some()) - i64::from(object.existed);
+            {
+                let mut state = object.slot.lock();
+                state.onode = object.onode.map(Arc::new);
+                state.loaded = true;
+                state.submitted += 1;
+            }
+            slots.push(object.slot);
+            touched.insert(collection_id, object.collection);
+        }
+        self.freelist.write_to(&mut self.batch);
+        self.stats.apply_to(&mut self.engine.applied_stats.lock());
+        let collections: Vec<Arc<Collection>> = touched.into_values().collect();
+        for collection in &collections {
+            collection.sequencer.submit_one();
+        }
+        Prepared {
+            batch: self.batch,
+            data_writes: self.data_writes.into_values().collect(),
+            released: self.released,
+            stats_delta: self.stats,
+            ids: self.ids,
+            slots,
+            collections,
+            changes_namespace,
+            on_commit: None,
+        }
+    }
+}
+
+/// The newest version of an object: from its slot, loading it from the KV store on first use.
+pub fn load_slot(
+    engine: &Engine,
+    collection: &Collection,
+    slot: &OnodeSlot,
+    name: &[u8],
+) -> Result<Option<Arc<Onode>>> {
+    let mut state = slot.lock();
+    if !state.loaded {
+        let key = keys::onode_key(collection.id, name);
+        state.onode = match engine.kv.get(KeySpace::Onodes, &key)? {
+            Some(value) => Some(Arc::new(
+                Onode::decode(&value, engine.config.min_alloc_size).map_err(|e| {
+                    Error::corruption(format!(
+                        "object {}/{}: {e}",
+                        collection.display_name(),
+                        display_bytes(name)
+                    ))
+                })?,
+            )),
+            None => None,
+        };
+        state.loaded = true;
+    }
+    Ok(state.onode.clone())
+}
+
+/// Rejects ranges past the maximum object size.
+fn check_range(offset: u64, length: u64) -> Result<()> {
+    let end = offset.saturating_add(length);
+    if end > crate::format::OBJECT_SIZE_MAX {
+        return Err(Error::TooBig {
+            end_offset: end,
+            size_max: crate::format::OBJECT_SIZE_MAX,
+        });
+    }
+    Ok(())
+}

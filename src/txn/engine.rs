@@ -1,0 +1,268 @@
+//! The engine: everything a transaction, a read or fsck needs, shared by all threads.
+//!
+//! `Engine` owns the device, the KV store, the allocator, the collections (each with its onode
+//! cache and sequencer), the id counters, the applied statistics, the counters and the poison
+//! latch. The public [`crate::Store`] is a thin facade over an `Arc<Engine>` and the commit
+//! pipeline's thread.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::reclaim::Reclaimer;
+use crate::alloc::{BitmapAllocator, FreelistGeometry};
+use crate::device::BlockDevice;
+use crate::error::{Error, Result};
+use crate::format::label::Label;
+use crate::format::onode::CsumType;
+use crate::format::records::{StatfsRecord, Superblock};
+use crate::kv::Kv;
+use crate::onode::OnodeCache;
+
+/// Geometry and policy fixed for the life of a mounted store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Allocation unit in bytes.
+    pub min_alloc_size: u32,
+    /// Checksum algorithm of new blobs.
+    pub csum_type: CsumType,
+    /// log2 of the checksum chunk of new blobs.
+    pub csum_chunk_order: u8,
+    /// Largest blob a write creates.
+    pub blob_length_max: u32,
+    /// Bytes of device in use.
+    pub device_size: u64,
+    /// Bytes at the start of the device never allocated.
+    pub reserved_bytes: u64,
+    /// Writes smaller than this that overwrite live data take the deferred path.
+    pub prefer_deferred_size: u32,
+    /// Byte budget of each collection's onode cache.
+    pub onode_cache_bytes: usize,
+    /// Transactions queued in the commit pipeline before submitters wait.
+    pub queue_depth_max: usize,
+}
+
+impl EngineConfig {
+    /// Checksum chunk in bytes.
+    pub fn csum_chunk(&self) -> u32 {
+        1 << self.csum_chunk_order
+    }
+
+    /// Smallest unit new data is laid out in: a whole checksum chunk and allocation unit.
+    pub fn write_unit(&self) -> u32 {
+        self.min_alloc_size.max(self.csum_chunk())
+    }
+
+    /// The freelist geometry.
+    pub fn freelist_geometry(&self, superblock: &Superblock) -> FreelistGeometry {
+        FreelistGeometry {
+            unit_bytes: u64::from(self.min_alloc_size),
+            blocks_per_key: u64::from(superblock.freelist_blocks_per_key),
+            device_size: self.device_size,
+        }
+    }
+}
+
+/// Per-collection commit order: counts transactions submitted and finished.
+#[derive(Debug, Default)]
+pub struct Sequencer {
+    counts: Mutex<(u64, u64)>,
+    finished_changed: Condvar,
+}
+
+impl Sequencer {
+    /// One more transaction submitted.
+    pub fn submit_one(&self) {
+        self.counts.lock().0 += 1;
+    }
+
+    /// One transaction finished (durable or failed).
+    pub fn finish_one(&self) {
+        let mut counts = self.counts.lock();
+        counts.1 += 1;
+        self.finished_changed.notify_all();
+    }
+
+    /// Waits until every transaction submitted before the call has finished.
+    pub fn wait_settled(&self) {
+        let mut counts = self.counts.lock();
+        let target = counts.0;
+        while counts.1 < target {
+            self.finished_changed.wait(&mut counts);
+        }
+    }
+}
+
+/// A named group of objects.
+#[derive(Debug)]
+pub struct Collection {
+    /// Collection id: prefixes the keys of its objects.
+    pub id: u64,
+    /// Name.
+    pub name: Vec<u8>,
+    /// Newest onodes of the collection's objects.
+    pub onodes: OnodeCache,
+    /// Held while a transaction touching the collection is prepared and queued, so that
+    /// transactions on one collection are queued (and therefore committed) in submission order.
+    pub prepare_lock: Mutex<()>,
+    /// Counts transactions in flight, for listing and removal.
+    pub sequencer: Sequencer,
+}
+
+impl Collection {
+    /// A collection with an empty cache.
+    pub fn new(id: u64, name: Vec<u8>, onode_cache_bytes: usize) -> Self {
+        Collection {
+            id,
+            name,
+            onodes: OnodeCache::new(onode_cache_bytes),
+            prepare_lock: Mutex::new(()),
+            sequencer: Sequencer::default(),
+        }
+    }
+
+    /// Printable name for messages.
+    pub fn display_name(&self) -> String {
+        display_bytes(&self.name)
+    }
+}
+
+/// Monotonic ids handed out to new objects, collections and shared blobs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IdCounters {
+    /// Highest object id handed out.
+    pub nid_last: u64,
+    /// Highest collection id handed out.
+    pub cid_last: u64,
+    /// Highest shared-blob id handed out.
+    pub sbid_last: u64,
+}
+
+/// Counters of what the engine did, for benchmarks and operators.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Transactions committed.
+    pub transactions_committed: AtomicU64,
+    /// Synced KV writes (one per group commit).
+    pub kv_syncs: AtomicU64,
+    /// Device flushes issued by the commit pipeline.
+    pub device_flushes: AtomicU64,
+    /// Bytes written to the data device by transactions.
+    pub data_bytes_written: AtomicU64,
+    /// Bytes read from the data device.
+    pub data_bytes_read: AtomicU64,
+}
+
+impl Counters {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// The shared state of a mounted store.
+pub struct Engine {
+    /// The data device.
+    pub device: Arc<dyn BlockDevice>,
+    /// The metadata store.
+    pub kv: Arc<dyn Kv>,
+    /// The label read at mount.
+    pub label: Label,
+    /// The superblock read at mount.
+    pub superblock: Superblock,
+    /// Geometry and policy.
+    pub config: EngineConfig,
+    /// Free space.
+    pub allocator: Mutex<BitmapAllocator>,
+    /// Collections by name.
+    pub collections: RwLock<BTreeMap<Vec<u8>, Arc<Collection>>>,
+    /// Id counters (the newest handed out, durable or not).
+    pub ids: Mutex<IdCounters>,
+    /// Statistics including every submitted transaction.
+    pub applied_stats: Mutex<StatfsRecord>,
+    /// What happened so far.
+    pub counters: Counters,
+    /// Holds freed space until no active read can still see it.
+    pub reclaimer: Reclaimer,
+    poison: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("device", self.device.info())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything needed to build an engine.
+pub struct EngineParts {
+    /// The data device.
+    pub device: Arc<dyn BlockDevice>,
+    /// The metadata store.
+    pub kv: Arc<dyn Kv>,
+    /// The label.
+    pub label: Label,
+    /// The superblock.
+    pub superblock: Superblock,
+    /// Geometry and policy.
+    pub config: EngineConfig,
+    /// Free space.
+    pub allocator: BitmapAllocator,
+    /// Collections loaded from the KV store.
+    pub collections: BTreeMap<Vec<u8>, Arc<Collection>>,
+    /// Id counters loaded from the KV store.
+    pub ids: IdCounters,
+    /// Statistics loaded from the KV store.
+    pub stats: StatfsRecord,
+}
+
+impl Engine {
+    /// Assembles an engine from mounted parts.
+    pub fn new(parts: EngineParts) -> Engine {
+        Engine {
+            device: parts.device,
+            kv: parts.kv,
+            label: parts.label,
+            superblock: parts.superblock,
+            config: parts.config,
+            allocator: Mutex::new(parts.allocator),
+            collections: RwLock::new(parts.collections),
+            ids: Mutex::new(parts.ids),
+            applied_stats: Mutex::new(parts.stats),
+            counters: Counters::default(),
+            reclaimer: Reclaimer::default(),
+            poison: Mutex::new(None),
+        }
+    }
+
+    /// Fails with `Poisoned` once a device write, flush or KV sync has failed.
+    pub fn check_poison(&self) -> Result<()> {
+        match &*self.poison.lock() {
+            Some(why) => Err(Error::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Latches the store into the poisoned state (the first reason is kept).
+    pub fn poison(&self, why: &Error) {
+        self.poison.lock().get_or_insert_with(|| why.to_string());
+    }
+
+    /// The collection named `name`.
+    pub fn collection(&self, name: &[u8]) -> Result<Arc<Collection>> {
+        self.collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+    }
+}
+
+/// Bytes as text for messages: UTF-8 shown as is, other bytes escaped.
+pub fn display_bytes(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}

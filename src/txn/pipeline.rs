@@ -1,0 +1,428 @@
+//! The commit pipeline: data I/O from many transactions, one KV-sync thread, group commit.
+//!
+//! A prepared transaction is queued with a sequence number, its data writes go to the device,
+//! and when they complete it becomes eligible. The KV-sync thread takes every eligible
+//! transaction whose earlier same-collection transactions are committed or in the same group,
+//! flushes the device once (if any data was written since the last flush), and writes all their
+//! metadata, freelist and statistics changes in one synced KV batch. Then it releases the space
+//! they freed, marks their objects settled and runs their callbacks.
+//!
+//! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
+//! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use parking_lot::{Condvar, Mutex};
+
+use super::engine::{Collection, Counters, Engine, IdCounters};
+use super::state::{TxnEvent, TxnState, next};
+use crate::alloc::DeviceExtent;
+use crate::device::{IoKind, IoRequest};
+use crate::error::{Error, Result};
+use crate::format::keys::{CID_MAX_KEY, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
+use crate::format::records::{StatfsRecord, encode_counter};
+use crate::kv::{Batch, Durability, KeySpace};
+use crate::onode::OnodeSlot;
+
+/// Most transactions committed in one group.
+pub const GROUP_TRANSACTIONS_MAX: usize = 1024;
+
+/// Called once with the outcome when a transaction is durable (or has failed).
+pub type CommitCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// Change in the store statistics made by one transaction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatsDelta {
+    /// Device bytes newly referenced minus bytes no longer referenced.
+    pub allocated_bytes: i64,
+    /// Logical bytes added minus removed.
+    pub stored_bytes: i64,
+    /// Objects created minus removed.
+    pub object_count: i64,
+}
+
+impl StatsDelta {
+    /// Applies the delta to a statistics record.
+    pub fn apply_to(&self, stats: &mut StatfsRecord) {
+        stats.allocated_bytes = stats
+            .allocated_bytes
+            .saturating_add_signed(self.allocated_bytes);
+        stats.stored_bytes = stats.stored_bytes.saturating_add_signed(self.stored_bytes);
+        stats.object_count = stats.object_count.saturating_add_signed(self.object_count);
+    }
+}
+
+/// A transaction ready to queue: everything the pipeline needs to finish it.
+pub struct Prepared {
+    /// Metadata changes (onodes, collections, freelist).
+    pub batch: Batch,
+    /// New data to write before the metadata may commit.
+    pub data_writes: Vec<IoRequest>,
+    /// Space to return to the allocator once the commit is durable.
+    pub released: Vec<DeviceExtent>,
+    /// Statistics change.
+    pub stats_delta: StatsDelta,
+    /// Highest ids this transaction used (persisted with it).
+    pub ids: IdCounters,
+    /// Objects touched: marked settled when the transaction finishes.
+    pub slots: Vec<Arc<OnodeSlot>>,
+    /// Collections touched: ordering and settling.
+    pub collections: Vec<Arc<Collection>>,
+    /// Creates or removes collections: such transactions commit in submission order.
+    pub changes_namespace: bool,
+    /// Completion callback.
+    pub on_commit: Option<CommitCallback>,
+}
+
+struct Entry {
+    state: TxnState,
+    collection_ids: Vec<u64>,
+    prepared: Option<Prepared>,
+}
+
+#[derive(Default)]
+struct QueueState {
+    entries: BTreeMap<u64, Entry>,
+    next_sequence: u64,
+    shutdown: bool,
+    device_dirty: bool,
+}
+
+struct Shared {
+    engine: Arc<Engine>,
+    queue: Mutex<QueueState>,
+    work_ready: Condvar,
+    room_free: Condvar,
+}
+
+/// The commit pipeline and its KV-sync thread.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Pipeline {
+    /// Starts the KV-sync thread.
+    pub fn start(engine: Arc<Engine>) -> Result<Pipeline> {
+        let committed = CommittedState {
+            stats: *engine.applied_stats.lock(),
+            ids: *engine.ids.lock(),
+        };
+        let shared = Arc::new(Shared {
+            engine,
+            queue: Mutex::new(QueueState::default()),
+            work_ready: Condvar::new(),
+            room_free: Condvar::new(),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("bstore-kv-sync".into())
+            .spawn(move || thread_shared.sync_loop(committed))
+            .map_err(|e| Error::io("starting the KV-sync thread", e))?;
+        Ok(Pipeline {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Queues a prepared transaction and submits its data writes. Waits while the queue is full.
+    /// Must be called with the prepare locks of its collections held, so that queue order is
+    /// submission order within each collection.
+    pub fn enqueue(&self, mut prepared: Prepared) {
+        let data_writes = std::mem::take(&mut prepared.data_writes);
+        let has_writes = data_writes.iter().any(|r| r.kind == IoKind::Write);
+        let data_bytes: u64 = data_writes.iter().map(|r| r.buf.len() as u64).sum();
+        let sequence = {
+            let mut queue = self.shared.queue.lock();
+            let depth_max = self.shared.engine.config.queue_depth_max;
+            while queue.entries.len() >= depth_max && !queue.shutdown {
+                self.shared.room_free.wait(&mut queue);
+            }
+            let sequence = queue.next_sequence;
+            queue.next_sequence += 1;
+            let event = if data_writes.is_empty() {
+                TxnEvent::NoData
+            } else {
+                TxnEvent::DataSubmitted
+            };
+            queue.entries.insert(
+                sequence,
+                Entry {
+                    state: next(TxnState::Queued, event),
+                    collection_ids: order_keys(&prepared),
+                    prepared: Some(prepared),
+                },
+            );
+            if data_writes.is_empty() {
+                self.shared.work_ready.notify_one();
+            }
+            sequence
+        };
+        if data_writes.is_empty() {
+            return;
+        }
+        Counters::add(&self.shared.engine.counters.data_bytes_written, data_bytes);
+        let shared = Arc::clone(&self.shared);
+        self.shared.engine.device.submit(
+            data_writes,
+            Box::new(move |outcome| shared.data_completed(sequence, has_writes, outcome.result)),
+        );
+    }
+
+    /// Waits for every queued transaction to finish and stops the thread.
+    pub fn shutdown(&self) {
+        self.shared.queue.lock().shutdown = true;
+        self.shared.work_ready.notify_all();
+        self.shared.room_free.notify_all();
+        if let Some(thread) = self.thread.lock().take() {
+            // A panic in the sync thread was already turned into a poisoned engine.
+            let _ = thread.join();
+        }
+    }
+
+    /// Transactions queued and not yet finished.
+    pub fn queued(&self) -> usize {
+        self.shared.queue.lock().entries.len()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the KV-sync thread alone tracks: the durable statistics and persisted id maxima.
+struct CommittedState {
+    stats: StatfsRecord,
+    ids: IdCounters,
+}
+
+/// A group chosen for one commit.
+struct Group {
+    members: Vec<(u64, Prepared)>,
+    flush_device: bool,
+}
+
+impl Shared {
+    fn data_completed(&self, sequence: u64, wrote: bool, result: Result<()>) {
+        let mut queue = self.queue.lock();
+        if let Err(error) = result {
+            self.engine.poison(&error);
+        } else if let Some(entry) = queue.entries.get_mut(&sequence) {
+            entry.state = next(entry.state, TxnEvent::DataCompleted);
+            queue.device_dirty |= wrote;
+        }
+        self.work_ready.notify_one();
+    }
+
+    fn sync_loop(&self, mut committed: CommittedState) {
+        loop {
+            let group = {
+                let mut queue = self.queue.lock();
+                loop {
+                    if self.engine.check_poison().is_err() && !queue.entries.is_empty() {
+                        let failed = take_all(&mut queue);
+                        self.room_free.notify_all();
+                        drop(queue);
+                        self.finish_failed(failed);
+                        queue = self.queue.lock();
+                        continue;
+                    }
+                    if let Some(group) = select_group(&mut queue) {
+                        break group;
+                    }
+                    if queue.shutdown && queue.entries.is_empty() {
+                        return;
+                    }
+                    self.work_ready.wait(&mut queue);
+                }
+            };
+            self.commit_group(group, &mut committed);
+        }
+    }
+
+    fn commit_group(&self, group: Group, committed: &mut CommittedState) {
+        let engine = &self.engine;
+        if group.flush_device {
+            // Durability point: every data write of the group is on stable media before any
+            // metadata referencing it can be. A crash before this flush leaves the group's
+            // metadata uncommitted, so its unflushed data is unreferenced and harmless.
+            if let Err(error) = engine.device.flush() {
+                return self.fail_group(group, &error);
+            }
+            Counters::add(&engine.counters.device_flushes, 1);
+        }
+        let mut members = group.members;
+        let batch = self.group_batch(&mut members, committed);
+        // Durability point: one synced write makes the whole group's metadata, freelist and
+        // statistics durable at once. A crash before it returns leaves either all of the group
+        // (if RocksDB's WAL reached disk) or none of it; callbacks have not run, so nothing
+        // unacknowledged was promised.
+        if let Err(error) = engine.kv.write(batch, Durability::Sync) {
+            return self.fail_group(
+                Group {
+                    members,
+                    flush_device: false,
+                },
+                &error,
+            );
+        }
+        Counters::add(&engine.counters.kv_syncs, 1);
+        Counters::add(
+            &engine.counters.transactions_committed,
+            members.len() as u64,
+        );
+        {
+            let mut queue = self.queue.lock();
+            for (sequence, _) in &members {
+                if let Some(entry) = queue.entries.remove(sequence) {
+                    debug_assert_eq!(next(entry.state, TxnEvent::KvSynced), TxnState::Committed);
+                }
+            }
+            self.room_free.notify_all();
+        }
+        self.finish_committed(members);
+    }
+
+    /// Concatenates the group's batches and adds the new statistics and id maxima.
+    fn group_batch(
+        &self,
+        members: &mut [(u64, Prepared)],
+        committed: &mut CommittedState,
+    ) -> Batch {
+        let mut batch = Batch::new();
+        let mut ids = committed.ids;
+        for (_, prepared) in members.iter_mut() {
+            batch.append(&mut prepared.batch);
+            prepared.stats_delta.apply_to(&mut committed.stats);
+            ids.nid_last = ids.nid_last.max(prepared.ids.nid_last);
+            ids.cid_last = ids.cid_last.max(prepared.ids.cid_last);
+            ids.sbid_last = ids.sbid_last.max(prepared.ids.sbid_last);
+        }
+        batch.put(KeySpace::Stats, STATFS_KEY, committed.stats.encode());
+        let counters = [
+            (NID_MAX_KEY, ids.nid_last, committed.ids.nid_last),
+            (CID_MAX_KEY, ids.cid_last, committed.ids.cid_last),
+            (SBID_MAX_KEY, ids.sbid_last, committed.ids.sbid_last),
+        ];
+        for (key, new, old) in counters {
+            if new > old {
+                batch.put(KeySpace::Super, key, encode_counter(new));
+            }
+        }
+        committed.ids = ids;
+        batch
+    }
+
+    fn finish_committed(&self, members: Vec<(u64, Prepared)>) {
+        let released: Vec<DeviceExtent> = members
+            .iter()
+            .flat_map(|(_, p)| p.released.iter().copied())
+            .collect();
+        // Safe only now: the commit that stopped referencing this space is durable, so no
+        // crash can bring back metadata pointing at it after it is reused. Reads that began
+        // before this point may still look at it; the reclaimer waits for them.
+        self.engine
+            .reclaimer
+            .release(&self.engine.allocator, released);
+        for (_, prepared) in members {
+            finish(prepared, Ok(()));
+        }
+    }
+
+    fn fail_group(&self, group: Group, error: &Error) {
+        self.engine.poison(error);
+        let failed: Vec<Prepared> = group.members.into_iter().map(|(_, p)| p).collect();
+        {
+            let mut queue = self.queue.lock();
+            queue
+                .entries
+                .retain(|_, entry| entry.state != TxnState::Committing);
+            self.room_free.notify_all();
+        }
+        self.finish_failed(failed);
+    }
+
+    fn finish_failed(&self, failed: Vec<Prepared>) {
+        let why = match self.engine.check_poison() {
+            Err(error) => error.to_string(),
+            Ok(()) => "commit failed".to_string(),
+        };
+        for prepared in failed {
+            finish(prepared, Err(Error::Poisoned(why.clone())));
+        }
+    }
+}
+
+/// Picks every transaction whose data is done and whose collections have no earlier
+/// transaction left behind; marks them `Committing`.
+fn select_group(queue: &mut QueueState) -> Option<Group> {
+    let mut blocked: HashSet<u64> = HashSet::new();
+    let mut members = Vec::new();
+    for (sequence, entry) in &mut queue.entries {
+        let free = !entry.collection_ids.iter().any(|id| blocked.contains(id));
+        if entry.state == TxnState::DataDone && free && members.len() < GROUP_TRANSACTIONS_MAX {
+            entry.state = next(entry.state, TxnEvent::GroupSelected);
+            let prepared = entry
+                .prepared
+                .take()
+                .expect("queued entries carry their transaction");
+            members.push((*sequence, prepared));
+        } else if entry.state != TxnState::Committing {
+            blocked.extend(entry.collection_ids.iter().copied());
+        }
+    }
+    if members.is_empty() {
+        return None;
+    }
+    let flush_device = std::mem::take(&mut queue.device_dirty);
+    Some(Group {
+        members,
+        flush_device,
+    })
+}
+
+/// Removes every entry not already being committed, for failing them all.
+fn take_all(queue: &mut QueueState) -> Vec<Prepared> {
+    let doomed: Vec<u64> = queue
+        .entries
+        .iter()
+        .filter(|(_, entry)| entry.state != TxnState::Committing)
+        .map(|(sequence, _)| *sequence)
+        .collect();
+    doomed
+        .into_iter()
+        .filter_map(|sequence| queue.entries.remove(&sequence))
+        .filter_map(|mut entry| {
+            entry.state = next(entry.state, TxnEvent::Failed);
+            entry.prepared.take()
+        })
+        .collect()
+}
+
+/// Namespace changes order among themselves as if they shared one collection.
+const NAMESPACE_ORDER_KEY: u64 = u64::MAX;
+
+/// What a transaction must stay ordered behind: its collections, and the namespace.
+fn order_keys(prepared: &Prepared) -> Vec<u64> {
+    let mut keys: Vec<u64> = prepared.collections.iter().map(|c| c.id).collect();
+    if prepared.changes_namespace {
+        keys.push(NAMESPACE_ORDER_KEY);
+    }
+    keys
+}
+
+fn finish(prepared: Prepared, result: Result<()>) {
+    for slot in &prepared.slots {
+        slot.finish_one();
+    }
+    for collection in &prepared.collections {
+        collection.sequencer.finish_one();
+    }
+    if let Some(callback) = prepared.on_commit {
+        callback(result);
+    }
+}

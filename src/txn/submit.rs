@@ -1,0 +1,106 @@
+//! Submitting a transaction: validate, lock, prepare, install, queue.
+//!
+//! Locking keeps per-collection order without a global bottleneck. A transaction that creates or
+//! removes collections holds the namespace exclusively while it is prepared and queued; every
+//! other transaction holds the namespace shared and the prepare locks of its collections, taken
+//! in collection-id order so that two transactions never wait on each other in a cycle. Queueing
+//! happens under those locks, so the pipeline sees each collection's transactions in submission
+//! order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use parking_lot::MutexGuard;
+
+use super::context::TxnContext;
+use super::engine::{Collection, Engine, display_bytes};
+use super::pipeline::{CommitCallback, Pipeline};
+use super::{Op, Transaction};
+use crate::error::{Error, Result};
+use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
+
+/// Prepares `txn` and queues it; `on_commit` runs once it is durable or has failed.
+/// On error nothing was changed and `on_commit` is not called.
+pub fn submit(
+    engine: &Engine,
+    pipeline: &Pipeline,
+    txn: &Transaction,
+    on_commit: CommitCallback,
+) -> Result<()> {
+    engine.check_poison()?;
+    txn.ops().iter().try_for_each(validate)?;
+    let names: BTreeSet<&[u8]> = txn.ops().iter().map(Op::collection).collect();
+    if txn.ops().iter().any(Op::changes_namespace) {
+        let mut namespace = engine.collections.write();
+        let view = names
+            .iter()
+            .map(|name| (name.to_vec(), namespace.get(*name).cloned()))
+            .collect();
+        let mut prepared = prepare(engine, view, txn)?.install(Some(&mut namespace));
+        prepared.on_commit = Some(on_commit);
+        pipeline.enqueue(prepared);
+        return Ok(());
+    }
+    let namespace = engine.collections.read();
+    let mut collections: Vec<Arc<Collection>> = names
+        .iter()
+        .map(|name| {
+            namespace
+                .get(*name)
+                .cloned()
+                .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+        })
+        .collect::<Result<_>>()?;
+    collections.sort_by_key(|c| c.id);
+    let _guards: Vec<MutexGuard<'_, ()>> =
+        collections.iter().map(|c| c.prepare_lock.lock()).collect();
+    let view = collections
+        .iter()
+        .map(|c| (c.name.clone(), Some(Arc::clone(c))))
+        .collect();
+    let mut prepared = prepare(engine, view, txn)?.install(None);
+    prepared.on_commit = Some(on_commit);
+    pipeline.enqueue(prepared);
+    Ok(())
+}
+
+/// Applies every op to a fresh context; on failure gives back what it took.
+fn prepare<'e>(
+    engine: &'e Engine,
+    view: BTreeMap<Vec<u8>, Option<Arc<Collection>>>,
+    txn: &Transaction,
+) -> Result<TxnContext<'e>> {
+    let mut ctx = TxnContext::new(engine, view);
+    for op in txn.ops() {
+        if let Err(error) = ctx.apply(op) {
+            ctx.abandon();
+            return Err(error);
+        }
+    }
+    Ok(ctx)
+}
+
+/// Checks names and lengths before anything is touched.
+fn validate(op: &Op) -> Result<()> {
+    check_name("collection", op.collection(), COLLECTION_NAME_LENGTH_MAX)?;
+    match op {
+        Op::Touch { object, .. }
+        | Op::Write { object, .. }
+        | Op::Truncate { object, .. }
+        | Op::Remove { object, .. } => check_name("object", object, OBJECT_NAME_LENGTH_MAX),
+        Op::CreateCollection { .. } | Op::RemoveCollection { .. } => Ok(()),
+    }
+}
+
+fn check_name(kind: &str, name: &[u8], length_max: usize) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("{kind} name is empty")));
+    }
+    if name.len() > length_max {
+        return Err(Error::invalid(format!(
+            "{kind} name of {} bytes exceeds the limit of {length_max}",
+            name.len()
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! Writes: a pure planner decides what to do, an executor does it.
+//!
+//! [`plan_write`] looks at the extent map and the write and returns a [`WritePlan`]: which
+//! logical range the new data will map, which existing bytes must be read and merged so that the
+//! new blob holds whole checksum chunks, and how the write is carried out. [`write`] executes a
+//! plan inside a transaction: reads the merge bytes, punches the old mapping, allocates, lays out
+//! new blobs with their checksums and queues their data writes.
+//!
+//! Every write goes to new space ("redirect on write"): old extents are released only after the
+//! commit that drops them is durable, so a crash always finds either the old or the new data,
+//! both with valid checksums. Large writes are therefore never written twice. The planner has a
+//! named place for the deferred overwrite ([`WriteStrategy`]), chosen by its own decision
+//! function when that path exists.
+
+use super::context::TxnContext;
+use super::engine::EngineConfig;
+use crate::device::{AlignedBuf, IoRequest};
+use crate::error::Result;
+use crate::format::onode::{Blob, CsumType};
+use crate::onode::ExtentMap;
+use crate::onode::read::read_object_with;
+
+/// How a write reaches the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStrategy {
+    /// Fresh blobs in newly allocated space; the old mapping is punched.
+    NewSpace,
+}
+
+/// What a write will do, decided without I/O.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WritePlan {
+    /// How the data reaches the device.
+    pub strategy: WriteStrategy,
+    /// Logical offset of the first byte of the new blobs' data (checksum-chunk aligned).
+    pub buffer_offset: u64,
+    /// Bytes of new blob data (whole checksum chunks).
+    pub buffer_length: u64,
+    /// Logical range the new blobs will map; the old mapping of it is punched.
+    pub mapped_offset: u64,
+    /// End of that range.
+    pub mapped_end: u64,
+    /// Existing logical ranges to read and merge into the buffer (partial head/tail chunks).
+    pub merge_reads: Vec<(u64, u64)>,
+    /// Object size after the write.
+    pub new_size: u64,
+}
+
+/// Plans writing `length` bytes at `offset` into an object of `size` bytes.
+///
+/// The new data is laid out in whole checksum chunks. A partial chunk at either end is completed
+/// from the object's current bytes when that part of the chunk holds data (read-modify-write
+/// into new space), and otherwise padded with zeros and left unmapped, so holes stay holes.
+pub fn plan_write(
+    map: &ExtentMap,
+    size: u64,
+    offset: u64,
+    length: u64,
+    config: &EngineConfig,
+) -> WritePlan {
+    let chunk = u64::from(config.csum_chunk());
+    let end = offset + length;
+    let new_size = size.max(end);
+    let buffer_offset = offset / chunk * chunk;
+    let buffer_end = end.div_ceil(chunk) * chunk;
+    let mut merge_reads = Vec::new();
+    let mut mapped_offset = offset;
+    if buffer_offset < offset && map.has_data(buffer_offset, offset - buffer_offset) {
+        merge_reads.push((buffer_offset, offset));
+        mapped_offset = buffer_offset;
+    }
+    let mut mapped_end = end;
+    let tail_end = buffer_end.min(size);
+    if end < tail_end && map.has_data(end, tail_end - end) {
+        merge_reads.push((end, tail_end));
+        mapped_end = tail_end;
+    }
+    WritePlan {
+        strategy: WriteStrategy::NewSpace,
+        buffer_offset,
+        buffer_length: buffer_end - buffer_offset,
+        mapped_offset,
+        mapped_end,
+        merge_reads,
+        new_size,
+    }
+}
+
+/// One new blob laid out over part of the write buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlobLayout {
+    device_offset: u64,
+    /// Allocated bytes.
+    length: u64,
+    /// Where its data starts within the buffer.
+    buffer_position: u64,
+    /// Bytes of buffer data it holds (whole chunks, <= length).
+    used: u64,
+}
+
+/// Executes a write of `data` at `offset` on the object `key` of the transaction.
+pub fn write(
+    ctx: &mut TxnContext<'_>,
+    key: &(u64, Vec<u8>),
+    offset: u64,
+    data: &[u8],
+) -> Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let config = ctx.engine().config.clone();
+    let onode = ctx.onode(key);
+    let plan = plan_write(
+        &onode.extent_map,
+        onode.size,
+        offset,
+        data.len() as u64,
+        &config,
+    );
+    let merged = if plan.merge_reads.is_empty() {
+        Vec::new()
+    } else {
+        read_merge_bytes(ctx, key, &plan)?
+    };
+    match plan.strategy {
+        WriteStrategy::NewSpace => write_new_space(ctx, key, &plan, offset, data, &merged, &config),
+    }
+}
+
+/// Reads the existing bytes the plan merges: from this transaction's own new blobs when they
+/// hold them, otherwise from the device once earlier transactions on the object have finished.
+fn read_merge_bytes(
+    ctx: &TxnContext<'_>,
+    key: &(u64, Vec<u8>),
+    plan: &WritePlan,
+) -> Result<Vec<(u64, Vec<u8>)>> {
+    ctx.slot(key).wait_settled();
+    let name = ctx.object_name(key);
+    let engine = ctx.engine();
+    let onode = ctx.onode(key);
+    let data_writes = &ctx.data_writes;
+    plan.merge_reads
+        .iter()
+        .map(|(start, end)| {
+            let bytes = read_object_with(
+                engine.device.as_ref(),
+                onode,
+                *start,
+                end - start,
+                &name,
+                |device_offset| data_writes.get(&device_offset).map(|r| &r.buf[..]),
+            )?;
+            Ok((*start, bytes))
+        })
+        .collect()
+}
+
+fn write_new_space(
+    ctx: &mut TxnContext<'_>,
+    key: &(u64, Vec<u8>),
+    plan: &WritePlan,
+    offset: u64,
+    data: &[u8],
+    merged: &[(u64, Vec<u8>)],
+    config: &EngineConfig,
+) -> Result<()> {
+    let onode = ctx.onode_mut(key);
+    let stored_before = onode.extent_map.stored_bytes();
+    let released = onode
+        .extent_map
+        .punch(plan.mapped_offset, plan.mapped_end - plan.mapped_offset);
+    ctx.release(released);
+    let allocation = plan
+        .buffer_length
+        .next_multiple_of(u64::from(config.min_alloc_size));
+    let extents = ctx.allocate(allocation)?;
+    let layouts = lay_out_blobs(
+        &extents,
+        plan.buffer_length,
+        u64::from(config.blob_length_max),
+    );
+    for layout in layouts {
+        let buf = fill_blob_buffer(plan, &layout, offset, data, merged);
+        let blob = new_blob(&layout, &buf, config);
+        let onode = ctx.onode_mut(key);
+        let blob_id = onode.extent_map.add_blob(blob);
+        let blob_start = plan.buffer_offset + layout.buffer_position;
+        let map_start = blob_start.max(plan.mapped_offset);
+        let map_end = (blob_start + layout.used).min(plan.mapped_end);
+        assert!(
+            map_start < map_end,
+            "every new blob holds some of the write"
+        );
+        onode.extent_map.map(
+            map_start,
+            (map_end - map_start) as u32,
+            blob_id,
+            (map_start - blob_start) as u32,
+        );
+        ctx.data_writes.insert(
+            layout.device_offset,
+            IoRequest::write(layout.device_offset, buf),
+        );
+    }
+    let onode = ctx.onode_mut(key);
+    onode.size = plan.new_size;
+    let stored_after = onode.extent_map.stored_bytes();
+    ctx.stats.stored_bytes += stored_after as i64 - stored_before as i64;
+    Ok(())
+}
+
+/// Cuts the allocated extents into blobs of at most `blob_length_max`, in buffer order.
+fn lay_out_blobs(
+    extents: &[crate::alloc::DeviceExtent],
+    buffer_length: u64,
+    blob_length_max: u64,
+) -> Vec<BlobLayout> {
+    let mut layouts = Vec::new();
+    let mut buffer_position = 0;
+    for extent in extents {
+        let mut device_offset = extent.offset;
+        let mut left = extent.length;
+        while left > 0 {
+            let length = left.min(blob_length_max);
+            let used = length.min(buffer_length.saturating_sub(buffer_position));
+            layouts.push(BlobLayout {
+                device_offset,
+                length,
+                buffer_position,
+                used,
+            });
+            buffer_position += used;
+            device_offset += length;
+            left -= length;
+        }
+    }
+    layouts
+}
+
+/// The bytes one new blob writes: zeros, then merged old bytes, then the new data over them.
+fn fill_blob_buffer(
+    plan: &WritePlan,
+    layout: &BlobLayout,
+    offset: u64,
+    data: &[u8],
+    merged: &[(u64, Vec<u8>)],
+) -> AlignedBuf {
+    let mut buf = AlignedBuf::zeroed(layout.used as usize);
+    let blob_start = plan.buffer_offset + layout.buffer_position;
+    let blob_end = blob_start + layout.used;
+    let sources = merged
+        .iter()
+        .map(|(start, bytes)| (*start, bytes.as_slice()))
+        .chain(std::iter::once((offset, data)));
+    for (source_start, bytes) in sources {
+        let source_end = source_start + bytes.len() as u64;
+        let start = source_start.max(blob_start);
+        let end = source_end.min(blob_end);
+        if start < end {
+            buf[(start - blob_start) as usize..(end - blob_start) as usize].copy_from_slice(
+                &bytes[(start - source_start) as usize..(end - source_start) as usize],
+            );
+        }
+    }
+    buf
+}
+
+/// A blob record for freshly written data: checksums of the used chunks, the rest unused.
+fn new_blob(layout: &BlobLayout, buf: &[u8], config: &EngineConfig) -> Blob {
+    let chunk = config.csum_chunk() as usize;
+    let chunks = (layout.length as usize) / chunk;
+    let used_chunks = buf.len() / chunk;
+    let mut csums = Vec::new();
+    if config.csum_type == CsumType::Crc32c {
+        csums = crate::csum::chunk_crcs(buf, chunk);
+        csums.resize(chunks, 0);
+    }
+    let unused = (used_chunks < chunks).then(|| {
+        let mut bits = vec![0u8; chunks.div_ceil(8)];
+        for index in used_chunks..chunks {
+            bits[index / 8] |= 1 << (index % 8);
+        }
+        bits
+    });
+    Blob {
+        device_offset: layout.device_offset,
+        length: layout.length as u32,
+        shared_blob_id: None,
+        csum_type: config.csum_type,
+        csum_chunk_order: config.csum_chunk_order,
+        csums,
+        unused,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alloc::DeviceExtent;
+
+    fn config() -> EngineConfig {
+        EngineConfig {
+            min_alloc_size: 4096,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            blob_length_max: 64 << 10,
+            device_size: 1 << 30,
+            reserved_bytes: 8192,
+            prefer_deferred_size: 0,
+            onode_cache_bytes: 1 << 20,
+            queue_depth_max: 64,
+        }
+    }
+
+    #[test]
+    fn an_aligned_write_to_an_empty_object_maps_exactly_the_write() {
+        let map = ExtentMap::new(4096);
+        let plan = plan_write(&map, 0, 8192, 8192, &config());
+        assert_eq!(plan.buffer_offset, 8192);
+        assert_eq!(plan.buffer_length, 8192);
+        assert_eq!((plan.mapped_offset, plan.mapped_end), (8192, 16384));
+        assert!(plan.merge_reads.is_empty());
+        assert_eq!(plan.new_size, 16384);
+    }
+
+    #[test]
+    fn an_unaligned_write_into_a_hole_pads_with_zeros_and_reads_nothing() {
+        let map = ExtentMap::new(4096);
+        let plan = plan_write(&map, 0, 100, 200, &config());
+        assert_eq!((plan.buffer_offset, plan.buffer_length), (0, 4096));
+        assert_eq!((plan.mapped_offset, plan.mapped_end), (100, 300));
+        assert!(plan.merge_reads.is_empty());
+    }
+
+    #[test]
+    fn an_unaligned_overwrite_merges_the_partial_chunks() {
+        let mut map = ExtentMap::new(4096);
+        let blob = map.add_blob(Blob {
+            device_offset: 1 << 20,
+            length: 16384,
+            shared_blob_id: None,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            csums: vec![0; 4],
+            unused: None,
+        });
+        map.map(0, 16384, blob, 0);
+        let plan = plan_write(&map, 16384, 5000, 1000, &config());
+        assert_eq!(plan.merge_reads, vec![(4096, 5000), (6000, 8192)]);
+        assert_eq!((plan.mapped_offset, plan.mapped_end), (4096, 8192));
+    }
+
+    #[test]
+    fn the_tail_merge_stops_at_the_object_size() {
+        let mut map = ExtentMap::new(4096);
+        let blob = map.add_blob(Blob {
+            device_offset: 1 << 20,
+            length: 4096,
+            shared_blob_id: None,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            csums: vec![0],
+            unused: None,
+        });
+        map.map(0, 3000, blob, 0);
+        let plan = plan_write(&map, 3000, 0, 1000, &config());
+        assert_eq!(plan.merge_reads, vec![(1000, 3000)]);
+        assert_eq!(plan.mapped_end, 3000);
+    }
+
+    #[test]
+    fn blobs_are_cut_at_the_maximum_and_the_last_keeps_unused_space() {
+        let extents = [
+            DeviceExtent::new(0, 128 << 10),
+            DeviceExtent::new(1 << 20, 8192),
+        ];
+        let layouts = lay_out_blobs(&extents, (128 << 10) + 4096, 64 << 10);
+        assert_eq!(layouts.len(), 3);
+        assert_eq!(layouts[2].device_offset, 1 << 20);
+        assert_eq!((layouts[2].length, layouts[2].used), (8192, 4096));
+    }
+}

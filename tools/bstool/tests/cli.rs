@@ -1,0 +1,176 @@
+//! Goal: bstool works end to end as an operator uses it: the real binary on a file-backed store
+//! (io_uring + RocksDB), exit codes, one-line errors, and ceph-bluestore-tool-shaped output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        Scratch {
+            dir: tempfile::tempdir_in("/var/tmp").unwrap(),
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn bstool(&self, args: &[&str]) -> Output {
+        bstool_at(&self.store(), args, None)
+    }
+}
+
+fn bstool_at(store: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bstool"));
+    command.arg("--path").arg(store).args(args);
+    command.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "bstool failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+#[test]
+fn mkfs_put_get_ls_rm_round_trip() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "256M"]));
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    std::fs::write(s.file("input"), &data).unwrap();
+    ok(s.bstool(&["put", "pg.1", "big", s.file("input").to_str().unwrap()]));
+    ok(bstool_at(
+        &s.store(),
+        &["put", "pg.1", "small", "-"],
+        Some(b"from stdin"),
+    ));
+    ok(s.bstool(&["get", "pg.1", "big", s.file("output").to_str().unwrap()]));
+    assert_eq!(std::fs::read(s.file("output")).unwrap(), data);
+    assert_eq!(ok(s.bstool(&["get", "pg.1", "small"])), "from stdin");
+    assert_eq!(ok(s.bstool(&["ls"])), "pg.1\n");
+    assert_eq!(ok(s.bstool(&["ls", "pg.1"])), "big\nsmall\n");
+    ok(s.bstool(&["rm", "pg.1", "big"]));
+    assert_eq!(ok(s.bstool(&["ls", "pg.1"])), "small\n");
+}
+
+#[test]
+fn show_label_and_statfs_print_json() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "128M", "--min-alloc-size", "8K"]));
+    let label = json(&ok(s.bstool(&["show-label"])));
+    assert_eq!(label["format_version"], 1);
+    assert_eq!(label["device_size"], 128u64 << 20);
+    assert_eq!(label["min_alloc_size"], 8192);
+    assert_eq!(label["store_uuid"].as_str().unwrap().len(), 36);
+    ok(bstool_at(
+        &s.store(),
+        &["put", "c", "o", "-"],
+        Some(&[1u8; 20_000]),
+    ));
+    let statfs = json(&ok(s.bstool(&["statfs"])));
+    assert_eq!(statfs["object_count"], 1);
+    assert_eq!(statfs["stored_bytes"], 20_000);
+    assert_eq!(statfs["allocated_bytes"], 24_576);
+    let text = ok(s.bstool(&["statfs", "--format", "text"]));
+    assert!(text.contains("object_count: 1\n"), "{text}");
+}
+
+#[test]
+fn free_score_and_free_dump_look_like_ceph_bluestore_tool() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "64M"]));
+    let score = ok(s.bstool(&["free-score"]));
+    assert_eq!(
+        score, "block:\n{\n    \"fragmentation_rating\": 0\n}\n",
+        "one free run"
+    );
+    for i in 0..6 {
+        ok(bstool_at(
+            &s.store(),
+            &["put", "c", &format!("o{i}"), "-"],
+            Some(&[7u8; 8192]),
+        ));
+    }
+    for i in [1, 3] {
+        ok(s.bstool(&["rm", "c", &format!("o{i}")]));
+    }
+    let dump = ok(s.bstool(&["free-dump"]));
+    let (label, body) = dump.split_once('\n').unwrap();
+    assert_eq!(label, "block:");
+    assert!(
+        body.contains("\n    \"capacity\": 67108864,\n"),
+        "4-space JSON: {body}"
+    );
+    let dump = json(body);
+    assert_eq!(dump["alloc_unit"], 4096);
+    assert_eq!(dump["alloc_type"], "bitmap");
+    let extents = dump["extents"].as_array().unwrap();
+    assert_eq!(extents.len(), 3, "two holes and the tail: {extents:?}");
+    assert!(
+        extents
+            .iter()
+            .all(|e| e["offset"].as_str().unwrap().starts_with("0x"))
+    );
+    for variant in ["reef", "pacific"] {
+        let text = ok(s.bstool(&["free-score", "--variant", variant]));
+        let rating = json(text.split_once('\n').unwrap().1)["fragmentation_rating"]
+            .as_f64()
+            .unwrap();
+        assert!(rating > 0.0 && rating < 1.0, "{variant}: {rating}");
+    }
+}
+
+#[test]
+fn errors_exit_non_zero_with_one_line() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "64M"]));
+    let missing = s.bstool(&["get", "c", "nothing"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let stderr = String::from_utf8(missing.stderr).unwrap();
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("bstool: error: ") && stderr.contains("not found"),
+        "{stderr}"
+    );
+
+    let again = s.bstool(&["mkfs", "--size", "64M"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "mkfs refuses an existing store"
+    );
+    ok(s.bstool(&["mkfs", "--size", "64M", "--force"]));
+
+    let bad_size = s.bstool(&["mkfs", "--size", "lots"]);
+    assert!(!bad_size.status.success());
+    let no_store = bstool_at(&s.dir.path().join("absent"), &["statfs"], None);
+    assert_eq!(no_store.status.code(), Some(2));
+}
