@@ -331,3 +331,96 @@ fn names_and_missing_things_are_typed_errors() {
     assert_eq!(store.statfs().unwrap().object_count, 0, "nothing changed");
     store.close().unwrap();
 }
+
+#[test]
+fn the_pread_backend_and_io_uring_read_each_others_data() {
+    let real = RealStore::new(64 << 20);
+    let first = pattern(21, 300_000);
+    let second = pattern(22, 5_000);
+    {
+        let store = real.open();
+        store.create_collection("c").unwrap();
+        store.put("c", "by-uring", &first).unwrap();
+        store.close().unwrap();
+    }
+    let sync = OpenOptions {
+        io_backend: bstore::device::IoBackend::Sync,
+        ..OpenOptions::default()
+    };
+    {
+        let store = Store::open(real.path(), &sync).unwrap();
+        assert_eq!(store.get("c", "by-uring").unwrap(), first);
+        store.put("c", "by-pread", &second).unwrap();
+        store.close().unwrap();
+    }
+    let store = real.open();
+    assert_eq!(store.get("c", "by-pread").unwrap(), second);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_failed_data_write_poisons_the_store_and_loses_nothing_acknowledged() {
+    use bstore::device::{CrashMode, SimDevice, SimFaults};
+    let pair = SimPair::new(16 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "acknowledged", b"safe").unwrap();
+    let writes = pair.device.counters().writes;
+    pair.device.set_faults(SimFaults {
+        fail_write_number: Some(writes + 1),
+        ..SimFaults::default()
+    });
+    assert!(store.put("c", "doomed", &pattern(5, 10_000)).is_err());
+    assert!(matches!(
+        store.get("c", "acknowledged"),
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(
+        store.put("c", "later", b"x"),
+        Err(Error::Poisoned(_))
+    ));
+    assert!(matches!(store.statfs(), Err(Error::Poisoned(_))));
+    assert!(store.close().is_err(), "close reports the poison");
+
+    let image = pair.device.crash(CrashMode::KeepUnflushed);
+    let device = std::sync::Arc::new(SimDevice::from_image(image, 16 << 20, 512, false));
+    let kv = std::sync::Arc::new(pair.kv.crash(CrashMode::KeepUnflushed));
+    let store = Store::open_on(device, kv, &OpenOptions::default()).unwrap();
+    assert_eq!(store.get("c", "acknowledged").unwrap(), b"safe");
+    assert!(
+        !store.exists("c", "doomed").unwrap(),
+        "nothing of the failed put survives"
+    );
+    store.close().unwrap();
+}
+
+#[test]
+fn deferred_size_defaults_follow_the_rotational_flag() {
+    use bstore::device::SimDevice;
+    use bstore::kv::MemKv;
+    use std::sync::Arc;
+    for (rotational, expected) in [(true, 64 << 10), (false, 0)] {
+        let device = Arc::new(SimDevice::new(16 << 20, 512, rotational));
+        let kv = Arc::new(MemKv::new());
+        Store::mkfs_on(
+            device.as_ref(),
+            kv.as_ref(),
+            &bstore::FormatOptions::default(),
+        )
+        .unwrap();
+        let store = Store::open_on(device.clone(), kv.clone(), &OpenOptions::default()).unwrap();
+        assert_eq!(store.prefer_deferred_size(), expected);
+        store.close().unwrap();
+        let chosen = OpenOptions {
+            prefer_deferred_size: Some(4096),
+            ..OpenOptions::default()
+        };
+        let store = Store::open_on(device, kv, &chosen).unwrap();
+        assert_eq!(
+            store.prefer_deferred_size(),
+            4096,
+            "an explicit option wins"
+        );
+        store.close().unwrap();
+    }
+}

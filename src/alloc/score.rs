@@ -171,6 +171,18 @@ mod tests {
     }
 
     #[test]
+    fn every_byte_apart_scores_one_in_pacific() {
+        // Pacific's "terrible" is free space in 1-byte pieces, so only 1-byte extents score 1.
+        let score = fragmentation_score(ScoreVariant::Pacific, 1, vec![1; 1000]);
+        assert!((score - 1.0).abs() < 1e-12, "{score}");
+        let units = fragmentation_score(ScoreVariant::Pacific, UNIT, vec![UNIT; 1000]);
+        assert!(
+            units > 0.5 && units < 1.0,
+            "4 KiB pieces are bad but not the worst: {units}"
+        );
+    }
+
+    #[test]
     fn hand_computed_mixed_case_reef() {
         // Two free runs of 8 KiB and 4 KiB, 4 KiB units: grades 13 and 12.
         // s[12] = 1.2^12, s[13] = 1.2^13, s[14] = 1.2^14 (all below 2^20).
