@@ -35,6 +35,7 @@ pub mod csum;
 pub mod device;
 pub mod error;
 pub mod format;
+pub mod fsck;
 pub mod kv;
 pub mod onode;
 pub mod rng;

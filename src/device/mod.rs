@@ -13,6 +13,7 @@
 //! the device; [`check_request`] enforces that for all implementations.
 
 pub mod aligned;
+pub mod label;
 pub mod open;
 pub mod sim;
 pub mod sync_io;

@@ -142,6 +142,13 @@ pub fn omap_value_key(nid: u64, user_key: &[u8]) -> Vec<u8> {
     key
 }
 
+/// First key past every omap value key of an object (exclusive end of its values).
+pub fn omap_values_end(nid: u64) -> Vec<u8> {
+    let mut key = nid.to_be_bytes().to_vec();
+    key.push(OMAP_TAG_VALUE + 1);
+    key
+}
+
 /// Range `[start, end)` covering every omap key of an object (header and values).
 pub fn omap_object_range(nid: u64) -> (Vec<u8>, Vec<u8>) {
     let start = nid.to_be_bytes().to_vec();

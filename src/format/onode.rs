@@ -84,7 +84,19 @@ pub struct Blob {
     pub unused: Option<Vec<u8>>,
 }
 
+/// Encoded bytes of one extent in a body.
+pub const EXTENT_ENCODED_LENGTH: usize = 20;
+/// Encoded bytes of a body's two counts.
+pub const BODY_HEADER_LENGTH: usize = 8;
+
 impl Blob {
+    /// Bytes this blob takes in an encoded body.
+    pub fn encoded_length(&self) -> usize {
+        let shared = if self.shared_blob_id.is_some() { 8 } else { 0 };
+        let unused = self.unused.as_ref().map_or(0, Vec::len);
+        1 + 8 + 4 + shared + 2 + 4 * self.csums.len() + unused
+    }
+
     /// Checksum chunk size in bytes.
     pub fn csum_chunk(&self) -> u32 {
         1 << self.csum_chunk_order
@@ -568,6 +580,17 @@ pub(crate) mod tests {
             ..sample_onode()
         };
         assert_eq!(OnodeRecord::decode(&sharded.encode()).unwrap(), sharded);
+    }
+
+    #[test]
+    fn encoded_lengths_match_the_encoder() {
+        let body = sample_body();
+        let mut e = Encoder::new();
+        encode_body(&mut e, &body);
+        let predicted: usize = BODY_HEADER_LENGTH
+            + body.blobs.iter().map(Blob::encoded_length).sum::<usize>()
+            + body.extents.len() * EXTENT_ENCODED_LENGTH;
+        assert_eq!(e.len(), predicted);
     }
 
     #[test]

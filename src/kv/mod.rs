@@ -9,6 +9,7 @@
 //!   discards the unsynced ones, as a power cut discards RocksDB's unsynced WAL tail.
 
 pub mod mem;
+pub mod records;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
 

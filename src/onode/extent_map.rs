@@ -15,7 +15,9 @@ use std::ops::Bound;
 
 use crate::alloc::DeviceExtent;
 use crate::error::{Error, Result};
-use crate::format::onode::{Blob, Extent, ExtentMapBody};
+use crate::format::onode::{
+    BODY_HEADER_LENGTH, Blob, EXTENT_ENCODED_LENGTH, Extent, ExtentMapBody,
+};
 
 /// Index of a blob in an [`ExtentMap`].
 pub type BlobId = u32;
@@ -54,6 +56,15 @@ pub enum Piece {
     },
 }
 
+/// What a punch did: logical bytes that stopped being mapped, and space no longer referenced.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Punched {
+    /// Logical bytes unmapped (for the stored-bytes statistic).
+    pub unmapped_bytes: u64,
+    /// Allocation units nothing in the object refers to any more.
+    pub released: Vec<Released>,
+}
+
 /// Space that stopped being referenced by a punch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Released {
@@ -79,6 +90,10 @@ pub struct ExtentMap {
     extents: BTreeMap<u64, Mapping>,
     blobs: Vec<Option<BlobEntry>>,
     free_ids: Vec<BlobId>,
+    /// Encoded size of the whole map as one body, kept up to date on every change.
+    encoded_bytes: usize,
+    /// Logical ranges changed since the map was last written (which shards to rewrite).
+    dirty: Vec<(u64, u64)>,
 }
 
 impl ExtentMap {
@@ -89,6 +104,8 @@ impl ExtentMap {
             extents: BTreeMap::new(),
             blobs: Vec::new(),
             free_ids: Vec::new(),
+            encoded_bytes: BODY_HEADER_LENGTH,
+            dirty: Vec::new(),
         }
     }
 
@@ -101,6 +118,7 @@ impl ExtentMap {
         for body in bodies {
             map.load_body(body)?;
         }
+        map.dirty.clear();
         Ok(map)
     }
 
@@ -177,9 +195,35 @@ impl ExtentMap {
         &self.entry(id).blob
     }
 
-    /// Mutable access to a blob's record (checksums, unused bits); its geometry must not change.
-    pub fn blob_mut(&mut self, id: BlobId) -> &mut Blob {
-        &mut self.entry_mut(id).blob
+    /// Changes a blob's checksums or unused bits (never its geometry); `logical` is the range
+    /// of the object whose data the change concerns, marked dirty.
+    pub fn update_blob(&mut self, id: BlobId, logical: (u64, u64), change: impl FnOnce(&mut Blob)) {
+        let entry = self.entry_mut(id);
+        let before = entry.blob.encoded_length();
+        let (device_offset, length) = (entry.blob.device_offset, entry.blob.length);
+        change(&mut entry.blob);
+        assert_eq!(
+            (device_offset, length),
+            (entry.blob.device_offset, entry.blob.length)
+        );
+        let after = entry.blob.encoded_length();
+        self.encoded_bytes = self.encoded_bytes + after - before;
+        self.dirty.push(logical);
+    }
+
+    /// Encoded size of the whole map as a single body.
+    pub fn encoded_bytes(&self) -> usize {
+        self.encoded_bytes
+    }
+
+    /// Logical ranges changed since [`ExtentMap::clear_dirty`].
+    pub fn dirty_ranges(&self) -> &[(u64, u64)] {
+        &self.dirty
+    }
+
+    /// Forgets the changed ranges (after the map was written).
+    pub fn clear_dirty(&mut self) {
+        self.dirty.clear();
     }
 
     /// Every extent, in logical order.
@@ -273,6 +317,28 @@ impl ExtentMap {
         pieces
     }
 
+    /// The last extent starting before `offset`.
+    pub fn extent_before(&self, offset: u64) -> Option<(u64, Mapping)> {
+        self.extents
+            .range(..offset)
+            .next_back()
+            .map(|(o, m)| (*o, *m))
+    }
+
+    /// True when every allocation unit overlapping `[blob_offset, +length)` of `blob` is still
+    /// referenced (so the blob still owns it and may be written there).
+    pub fn units_held(&self, blob: BlobId, blob_offset: u32, length: u32) -> bool {
+        let entry = self.entry(blob);
+        let first = blob_offset / self.au_bytes;
+        let last = (blob_offset + length).div_ceil(self.au_bytes);
+        (first..last).all(|unit| {
+            entry
+                .au_used
+                .get(unit as usize)
+                .is_some_and(|used| *used > 0)
+        })
+    }
+
     /// True when any byte of the range is mapped.
     pub fn has_data(&self, offset: u64, length: u64) -> bool {
         self.overlapping(offset, offset + length).next().is_some()
@@ -296,6 +362,7 @@ impl ExtentMap {
     /// Adds a new blob (referenced by no extent yet) and returns its id.
     pub fn add_blob(&mut self, blob: Blob) -> BlobId {
         let units = (blob.length / self.au_bytes) as usize;
+        self.encoded_bytes += blob.encoded_length();
         let entry = BlobEntry {
             blob,
             au_used: vec![0; units],
@@ -330,6 +397,9 @@ impl ExtentMap {
             entry.au_used[unit] += bytes
         });
         entry.extent_refs += 1;
+        self.encoded_bytes += EXTENT_ENCODED_LENGTH;
+        self.dirty
+            .push((logical_offset, logical_offset + u64::from(length)));
         self.extents.insert(
             logical_offset,
             Mapping {
@@ -340,18 +410,24 @@ impl ExtentMap {
         );
     }
 
-    /// Unmaps `[offset, offset + length)` and returns the space no longer referenced.
-    pub fn punch(&mut self, offset: u64, length: u64) -> Vec<Released> {
-        let end = offset + length;
+    /// Unmaps `[offset, offset + length)`; reports the bytes unmapped and the space released.
+    pub fn punch(&mut self, offset: u64, length: u64) -> Punched {
+        let end = offset.saturating_add(length);
         let hits: Vec<(u64, Mapping)> = self.overlapping(offset, end).collect();
         let mut released = Vec::new();
+        let mut unmapped_bytes = 0;
+        if let (Some((first, _)), Some((last, m))) = (hits.first(), hits.last()) {
+            self.dirty.push((*first, last + u64::from(m.length)));
+        }
         for (start, mapping) in hits {
             self.extents.remove(&start);
+            self.encoded_bytes -= EXTENT_ENCODED_LENGTH;
             let extent_end = start + u64::from(mapping.length);
             let cut_start = start.max(offset);
             let cut_end = extent_end.min(end);
             let cut_blob_offset = mapping.blob_offset + (cut_start - start) as u32;
             let cut_length = (cut_end - cut_start) as u32;
+            unmapped_bytes += u64::from(cut_length);
             self.entry_mut(mapping.blob).extent_refs -= 1;
             if start < cut_start {
                 self.reinsert(
@@ -372,12 +448,16 @@ impl ExtentMap {
             }
             released.extend(self.unreference(mapping.blob, cut_blob_offset, cut_length));
         }
-        coalesce(released)
+        Punched {
+            unmapped_bytes,
+            released: coalesce(released),
+        }
     }
 
     /// Re-adds a remainder of a punched extent; its bytes are still counted in `au_used`.
     fn reinsert(&mut self, logical_offset: u64, length: u32, blob: BlobId, blob_offset: u32) {
         self.entry_mut(blob).extent_refs += 1;
+        self.encoded_bytes += EXTENT_ENCODED_LENGTH;
         self.extents.insert(
             logical_offset,
             Mapping {
@@ -414,6 +494,7 @@ impl ExtentMap {
                 entry.au_used.iter().all(|u| *u == 0),
                 "unreferenced blob with used units"
             );
+            self.encoded_bytes -= entry.blob.encoded_length();
             self.blobs[blob as usize] = None;
             self.free_ids.push(blob);
         }
@@ -492,9 +573,10 @@ mod tests {
     #[test]
     fn punching_the_middle_keeps_both_sides_and_frees_the_middle_units() {
         let mut map = map_with_one_blob(4 * AU);
-        let released = map.punch(u64::from(AU), 2 * u64::from(AU));
+        let punched = map.punch(u64::from(AU), 2 * u64::from(AU));
+        assert_eq!(punched.unmapped_bytes, 2 * u64::from(AU));
         assert_eq!(
-            released,
+            punched.released,
             vec![Released {
                 extent: DeviceExtent::new((1 << 20) + 4096, 8192),
                 shared_blob_id: None
@@ -517,10 +599,11 @@ mod tests {
     #[test]
     fn a_unit_is_freed_only_when_its_last_byte_is_unreferenced() {
         let mut map = map_with_one_blob(AU);
-        assert!(map.punch(0, 1000).is_empty());
-        assert!(map.punch(2000, 1000).is_empty());
-        let released = map.punch(0, u64::from(AU));
-        assert_eq!(released.len(), 1);
+        assert!(map.punch(0, 1000).released.is_empty());
+        assert!(map.punch(2000, 1000).released.is_empty());
+        let punched = map.punch(0, u64::from(AU));
+        assert_eq!(punched.released.len(), 1);
+        assert_eq!(punched.unmapped_bytes, u64::from(AU) - 2000);
         assert!(map.is_empty());
         assert_eq!(map.blobs().count(), 0, "the blob went with its last extent");
     }
@@ -534,6 +617,24 @@ mod tests {
         let rebuilt = ExtentMap::from_bodies(AU, [&body]).unwrap();
         assert_eq!(rebuilt.pieces(0, 16384), map.pieces(0, 16384));
         assert_eq!(rebuilt.allocated_bytes(), map.allocated_bytes());
+    }
+
+    #[test]
+    fn the_encoded_size_estimate_tracks_every_change() {
+        let mut map = map_with_one_blob(4 * AU);
+        let check = |map: &ExtentMap| {
+            let body = map.to_body(0, u64::MAX);
+            let sealed = crate::format::onode::encode_shard(&body);
+            assert_eq!(map.encoded_bytes() + 10, sealed.len(), "body plus envelope");
+        };
+        check(&map);
+        map.punch(4096, 4096);
+        check(&map);
+        let id = map.add_blob(blob(2 << 20, AU));
+        map.map(4096, 100, id, 0);
+        check(&map);
+        map.punch(0, 1 << 20);
+        check(&map);
     }
 
     #[test]

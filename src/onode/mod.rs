@@ -1,22 +1,27 @@
 //! Objects' metadata in memory: onodes, their extent maps, and the cache that holds them.
 //!
-//! An [`Onode`] is the decoded form of an onode record plus its extent map (inline, or loaded
-//! from its shard records). It is written back whole into a KV batch by [`Onode::write_to`]:
-//! the onode record, and the shard records when the map is sharded.
+//! An [`Onode`] is the decoded form of an onode record plus its whole extent map (inline, or
+//! loaded from its shard records). [`Onode::write_to`] puts it back into a KV batch: the onode
+//! record, and, for a sharded map, only the shards whose logical range changed.
 
 pub mod cache;
 pub mod extent_map;
 pub mod read;
+pub mod shard;
 
 use std::collections::BTreeMap;
 
 pub use cache::{OnodeCache, OnodeSlot};
-pub use extent_map::{BlobId, ExtentMap, Mapping, Piece, Released};
+pub use extent_map::{BlobId, ExtentMap, Mapping, Piece, Punched, Released};
 
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
-use crate::format::onode::{AllocHint, ExtentMapLayout, OnodeRecord};
-use crate::kv::Batch;
+use crate::format::onode::{
+    AllocHint, ExtentMapBody, ExtentMapLayout, OnodeRecord, ShardInfo, check_extents_within,
+    decode_shard, encode_shard,
+};
+use crate::kv::{Batch, Kv};
+use shard::{INLINE_BYTES_MAX, SHARD_BYTES_MAX, choose_boundaries};
 
 /// One object's metadata, decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +38,8 @@ pub struct Onode {
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
     /// Logical-to-device mapping.
     pub extent_map: ExtentMap,
+    /// Stored shard layout: `None` while the map is inline in the onode.
+    pub shards: Option<Vec<ShardInfo>>,
 }
 
 impl Onode {
@@ -45,19 +52,21 @@ impl Onode {
             alloc_hint: AllocHint::default(),
             xattrs: BTreeMap::new(),
             extent_map: ExtentMap::new(au_bytes),
+            shards: None,
         }
     }
 
-    /// Decodes an onode value.
-    pub fn decode(value: &[u8], au_bytes: u32) -> Result<Onode> {
+    /// Decodes an onode value, reading its shard records from `kv` when the map is sharded.
+    pub fn decode(kv: &dyn Kv, value: &[u8], au_bytes: u32) -> Result<Onode> {
         let record = OnodeRecord::decode(value)?;
-        let extent_map = match &record.extent_map {
-            ExtentMapLayout::Inline(body) => ExtentMap::from_bodies(au_bytes, [body])?,
-            ExtentMapLayout::Sharded(_) => {
-                return Err(Error::corruption(format!(
-                    "onode {} has a sharded extent map, which this build does not read",
-                    record.nid
-                )));
+        let (extent_map, shards) = match &record.extent_map {
+            ExtentMapLayout::Inline(body) => (ExtentMap::from_bodies(au_bytes, [body])?, None),
+            ExtentMapLayout::Sharded(shards) => {
+                let bodies = read_shards(kv, record.nid, record.size, shards)?;
+                (
+                    ExtentMap::from_bodies(au_bytes, &bodies)?,
+                    Some(shards.clone()),
+                )
             }
         };
         Ok(Onode {
@@ -67,20 +76,121 @@ impl Onode {
             alloc_hint: record.alloc_hint,
             xattrs: record.xattrs,
             extent_map,
+            shards,
         })
     }
 
-    /// Puts the onode (and its extent map) into `batch` under `onode_key`.
-    pub fn write_to(&self, batch: &mut Batch, onode_key: &[u8]) {
+    /// Shard starts strictly inside `(offset, end)`: a write over the range is split there so
+    /// that no new blob spans two shards.
+    pub fn shard_starts_within(&self, offset: u64, end: u64) -> Vec<u64> {
+        self.shards
+            .iter()
+            .flatten()
+            .map(|s| s.logical_offset)
+            .filter(|s| *s > offset && *s < end)
+            .collect()
+    }
+
+    /// Puts the onode into `batch` under `onode_key`: inline, or the onode plus every shard
+    /// whose range changed since it was loaded or last written (resharding as sizes demand).
+    /// `chunk` is the checksum chunk shard boundaries are aligned to.
+    pub fn write_to(&mut self, batch: &mut Batch, onode_key: &[u8], chunk: u64) {
+        let total = self.extent_map.encoded_bytes();
+        let go_inline = match &self.shards {
+            None => total <= INLINE_BYTES_MAX,
+            Some(_) => total <= INLINE_BYTES_MAX / 2,
+        };
+        let layout = if go_inline {
+            if self.shards.take().is_some() {
+                delete_all_shards(batch, self.nid);
+            }
+            ExtentMapLayout::Inline(self.extent_map.to_body(0, u64::MAX))
+        } else {
+            let shards = match self.shards.take() {
+                Some(shards) => self.rewrite_dirty_shards(batch, shards, chunk),
+                None => {
+                    let boundaries = choose_boundaries(&self.extent_map, 0, u64::MAX, chunk);
+                    self.write_shards(batch, &boundaries, u64::MAX)
+                }
+            };
+            self.shards = Some(shards.clone());
+            ExtentMapLayout::Sharded(shards)
+        };
+        self.extent_map.clear_dirty();
         let record = OnodeRecord {
             nid: self.nid,
             size: self.size,
             flags: self.flags,
             alloc_hint: self.alloc_hint,
             xattrs: self.xattrs.clone(),
-            extent_map: ExtentMapLayout::Inline(self.extent_map.to_body(0, u64::MAX)),
+            extent_map: layout,
         };
         batch.put(KeySpace::Onodes, onode_key.to_vec(), record.encode());
+    }
+
+    /// Writes a shard at each boundary (the extents from it to the next boundary, or to `end`)
+    /// and returns their layout entries.
+    fn write_shards(&self, batch: &mut Batch, boundaries: &[u64], end: u64) -> Vec<ShardInfo> {
+        let ends = boundaries.iter().skip(1).copied().chain([end]);
+        boundaries
+            .iter()
+            .zip(ends)
+            .map(|(start, end)| {
+                self.put_shard(batch, *start, &self.extent_map.to_body(*start, end))
+            })
+            .collect()
+    }
+
+    fn put_shard(&self, batch: &mut Batch, start: u64, body: &ExtentMapBody) -> ShardInfo {
+        let encoded = encode_shard(body);
+        let info = ShardInfo {
+            logical_offset: start,
+            encoded_length: encoded.len() as u32,
+        };
+        batch.put(
+            KeySpace::ExtentShards,
+            keys::shard_key(self.nid, start).to_vec(),
+            encoded,
+        );
+        info
+    }
+
+    /// Rewrites the shards overlapping changed ranges: an empty shard (other than the first)
+    /// is dropped, an oversized one is split; the rest are written as they are.
+    fn rewrite_dirty_shards(
+        &self,
+        batch: &mut Batch,
+        old: Vec<ShardInfo>,
+        chunk: u64,
+    ) -> Vec<ShardInfo> {
+        let dirty = self.extent_map.dirty_ranges();
+        let ends: Vec<u64> = old
+            .iter()
+            .skip(1)
+            .map(|s| s.logical_offset)
+            .chain([u64::MAX])
+            .collect();
+        let mut layout = Vec::with_capacity(old.len());
+        for (shard, end) in old.into_iter().zip(ends) {
+            let start = shard.logical_offset;
+            if !dirty.iter().any(|(a, b)| *a < end && *b > start) {
+                layout.push(shard);
+                continue;
+            }
+            let body = self.extent_map.to_body(start, end);
+            if body.extents.is_empty() && start != 0 {
+                batch.delete(
+                    KeySpace::ExtentShards,
+                    keys::shard_key(self.nid, start).to_vec(),
+                );
+            } else if encode_shard(&body).len() > SHARD_BYTES_MAX {
+                let boundaries = choose_boundaries(&self.extent_map, start, end, chunk);
+                layout.extend(self.write_shards(batch, &boundaries, end));
+            } else {
+                layout.push(self.put_shard(batch, start, &body));
+            }
+        }
+        layout
     }
 
     /// Deletes the onode record and everything keyed by its nid (shards, omap).
@@ -88,10 +198,44 @@ impl Onode {
         batch.delete(KeySpace::Onodes, onode_key.to_vec());
         let (start, end) = keys::omap_object_range(self.nid);
         batch.delete_range(KeySpace::Omap, start, end);
-        batch.delete_range(
-            KeySpace::ExtentShards,
-            keys::shard_key(self.nid, 0).to_vec(),
-            keys::shard_key(self.nid + 1, 0).to_vec(),
-        );
+        delete_all_shards(batch, self.nid);
     }
+}
+
+fn delete_all_shards(batch: &mut Batch, nid: u64) {
+    batch.delete_range(
+        KeySpace::ExtentShards,
+        keys::shard_key(nid, 0).to_vec(),
+        keys::shard_key(nid + 1, 0).to_vec(),
+    );
+}
+
+/// Reads and checks every shard a sharded onode lists.
+fn read_shards(
+    kv: &dyn Kv,
+    nid: u64,
+    size: u64,
+    shards: &[ShardInfo],
+) -> Result<Vec<ExtentMapBody>> {
+    let ends = shards
+        .iter()
+        .skip(1)
+        .map(|s| s.logical_offset)
+        .chain([size]);
+    shards
+        .iter()
+        .zip(ends)
+        .map(|(shard, end)| {
+            let key = keys::shard_key(nid, shard.logical_offset);
+            let value = kv.get(KeySpace::ExtentShards, &key)?.ok_or_else(|| {
+                Error::corruption(format!(
+                    "object {nid}: shard at {:#x} missing",
+                    shard.logical_offset
+                ))
+            })?;
+            let body = decode_shard(&value)?;
+            check_extents_within(&body, shard.logical_offset, end, "extent shard")?;
+            Ok(body)
+        })
+        .collect()
 }

@@ -37,18 +37,19 @@ pub fn read_object(
     length: u64,
     object: &str,
 ) -> Result<Vec<u8>> {
-    read_object_with(device, onode, offset, length, object, |_| None)
+    read_object_with(device, onode, offset, length, object, |_, _| None)
 }
 
-/// Like [`read_object`], but blobs for which `in_memory(device_offset)` returns their bytes
-/// (data written by the transaction being prepared, not yet on the device) are read from there.
+/// Like [`read_object`], but device ranges for which `in_memory(device_offset, length)` returns
+/// bytes (data the transaction being prepared will write, not yet on the device) come from
+/// there.
 pub fn read_object_with<'m>(
     device: &dyn BlockDevice,
     onode: &Onode,
     offset: u64,
     length: u64,
     object: &str,
-    in_memory: impl Fn(u64) -> Option<&'m [u8]>,
+    in_memory: impl Fn(u64, u64) -> Option<&'m [u8]>,
 ) -> Result<Vec<u8>> {
     let end = offset.saturating_add(length).min(onode.size);
     if offset >= end {
@@ -68,10 +69,9 @@ pub fn read_object_with<'m>(
             continue; // holes stay zero
         };
         let record = onode.extent_map.blob(blob);
-        if let Some(bytes) = in_memory(record.device_offset) {
-            let source = &bytes[blob_offset as usize..blob_offset as usize + length as usize];
+        if let Some(bytes) = in_memory(record.device_offset + u64::from(blob_offset), length) {
             let target = (logical_offset - offset) as usize;
-            output[target..target + length as usize].copy_from_slice(source);
+            output[target..target + length as usize].copy_from_slice(bytes);
             continue;
         }
         let chunk = u64::from(record.csum_chunk());

@@ -8,25 +8,24 @@ pub mod layout;
 pub mod mkfs;
 pub mod mount;
 pub mod options;
+pub mod read;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use options::{BlockSource, FormatOptions, MkfsOptions, OpenOptions};
+pub use read::OmapIter;
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
 use crate::device::{BlockDevice, DeviceInfo, IoBackend, SyncDevice, UringDevice};
 use crate::error::{Error, Result};
-use crate::format::keys::{self, KeySpace};
 use crate::format::label::Label;
+use crate::fsck::{FsckReport, fsck};
 use crate::kv::Kv;
 #[cfg(feature = "rocksdb")]
 use crate::kv::{KvCreateMode, RocksKv};
-use crate::onode::Onode;
-use crate::onode::read::read_object;
-use crate::txn::context::load_slot;
-use crate::txn::engine::{Collection, Engine, display_bytes};
+use crate::txn::engine::Engine;
 use crate::txn::pipeline::Pipeline;
 use crate::txn::{Transaction, submit};
 use layout::StoreDir;
@@ -142,6 +141,21 @@ impl Store {
         mount::read_label(device.as_ref())
     }
 
+    /// Checks the store in directory `path` without mounting it (it must not be open).
+    #[cfg(feature = "rocksdb")]
+    pub fn fsck(path: impl AsRef<Path>) -> Result<FsckReport> {
+        let dir = StoreDir::lock(path.as_ref())?;
+        let device = open_device(&dir.block(), IoBackend::Sync)?;
+        let wal = dir.wal_if_present();
+        let kv = RocksKv::open(&dir.db(), wal.as_deref(), KvCreateMode::Open)?;
+        fsck(device.as_ref(), &kv)
+    }
+
+    /// Checks a store on an opened device and KV store that no one has mounted.
+    pub fn fsck_on(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
+        fsck(device, kv)
+    }
+
     /// Opens (mounts) the store in directory `path`.
     #[cfg(feature = "rocksdb")]
     pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Store> {
@@ -232,147 +246,10 @@ impl Store {
         self.apply(Transaction::new().remove(collection, object))
     }
 
-    /// Reads a whole object.
-    pub fn get(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<Vec<u8>> {
-        self.read(collection, object, 0, u64::MAX)
-    }
-
-    /// Reads `length` bytes at `offset` (short at the end of the object; holes are zeros).
-    pub fn read(
-        &self,
-        collection: impl AsRef<[u8]>,
-        object: impl AsRef<[u8]>,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>> {
-        self.engine.check_poison()?;
-        let (collection, object) = (collection.as_ref(), object.as_ref());
-        let collection = self.engine.collection(collection)?;
-        let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
-        let onode = self.settled_onode(&collection, object)?;
-        let name = format!("{}/{}", collection.display_name(), display_bytes(object));
-        let data = read_object(self.engine.device.as_ref(), &onode, offset, length, &name)?;
-        self.engine
-            .counters
-            .data_bytes_read
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(data)
-    }
-
-    /// The newest onode of an object, once every transaction submitted before the call that
-    /// touched it has finished (so its data is on the device).
-    fn settled_onode(&self, collection: &Collection, object: &[u8]) -> Result<Arc<Onode>> {
-        let slot = collection.onodes.slot(object);
-        let onode = load_slot(&self.engine, collection, &slot, object)?;
-        slot.wait_settled();
-        self.engine.check_poison()?;
-        onode.ok_or_else(|| {
-            Error::NotFound(format!(
-                "object {}/{}",
-                collection.display_name(),
-                display_bytes(object)
-            ))
-        })
-    }
-
-    /// True when the object exists.
-    pub fn exists(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<bool> {
-        match self.stat(collection, object) {
-            Ok(_) => Ok(true),
-            Err(Error::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Size and space of an object.
-    pub fn stat(
-        &self,
-        collection: impl AsRef<[u8]>,
-        object: impl AsRef<[u8]>,
-    ) -> Result<ObjectStat> {
-        self.engine.check_poison()?;
-        let (collection, object) = (collection.as_ref(), object.as_ref());
-        let collection = self.engine.collection(collection)?;
-        let slot = collection.onodes.slot(object);
-        let onode = load_slot(&self.engine, &collection, &slot, object)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "object {}/{}",
-                collection.display_name(),
-                display_bytes(object)
-            ))
-        })?;
-        Ok(ObjectStat {
-            size: onode.size,
-            allocated_bytes: onode.extent_map.allocated_bytes(),
-            stored_bytes: onode.extent_map.stored_bytes(),
-        })
-    }
-
-    /// The object's data extents in logical order (holes are absent), like `fiemap`.
-    pub fn fiemap(
-        &self,
-        collection: impl AsRef<[u8]>,
-        object: impl AsRef<[u8]>,
-    ) -> Result<Vec<ExtentInfo>> {
-        self.engine.check_poison()?;
-        let (collection, object) = (collection.as_ref(), object.as_ref());
-        let collection = self.engine.collection(collection)?;
-        let slot = collection.onodes.slot(object);
-        let onode = load_slot(&self.engine, &collection, &slot, object)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "object {}/{}",
-                collection.display_name(),
-                display_bytes(object)
-            ))
-        })?;
-        Ok(onode
-            .extent_map
-            .extents()
-            .map(|(logical_offset, mapping)| {
-                let blob = onode.extent_map.blob(mapping.blob);
-                ExtentInfo {
-                    logical_offset,
-                    length: u64::from(mapping.length),
-                    device_offset: blob.device_offset + u64::from(mapping.blob_offset),
-                    shared: blob.shared_blob_id.is_some(),
-                }
-            })
-            .collect())
-    }
-
     /// Names of all collections, in byte order.
     pub fn list_collections(&self) -> Result<Vec<Vec<u8>>> {
         self.engine.check_poison()?;
         Ok(self.engine.collections.read().keys().cloned().collect())
-    }
-
-    /// Up to `limit` object names of a collection, in byte order, after `start_after` if given.
-    pub fn list_objects(
-        &self,
-        collection: impl AsRef<[u8]>,
-        start_after: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Vec<u8>>> {
-        self.engine.check_poison()?;
-        let collection = self.engine.collection(collection.as_ref())?;
-        collection.sequencer.wait_settled();
-        let start = match start_after {
-            Some(name) => {
-                let mut key = keys::onode_key(collection.id, name);
-                key.push(0);
-                key
-            }
-            None => keys::onode_key_first(collection.id),
-        };
-        let end = keys::onode_key_end(collection.id);
-        let entries = self
-            .engine
-            .kv
-            .scan_collect(KeySpace::Onodes, &start, Some(&end), limit)?;
-        entries
-            .into_iter()
-            .map(|(key, _)| Ok(keys::split_onode_key(&key)?.1.to_vec()))
-            .collect()
     }
 
     /// Space accounting.

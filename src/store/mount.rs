@@ -8,35 +8,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::options::{OpenOptions, PREFER_DEFERRED_SIZE_ROTATIONAL};
+pub use crate::device::label::read_label;
+pub use crate::kv::records::{read_counter, read_superblock};
+
 use crate::alloc::{load_freelist, reserved_bytes};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
-use crate::format::keys::{
-    CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY, SUPERBLOCK_KEY,
-};
-use crate::format::label::{Label, LabelError};
-use crate::format::records::{CollectionRecord, StatfsRecord, Superblock, decode_counter};
-use crate::format::{COLLECTION_NAME_LENGTH_MAX, LABEL_LENGTH};
+use crate::format::COLLECTION_NAME_LENGTH_MAX;
+use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
+use crate::format::records::{CollectionRecord, StatfsRecord, Superblock};
 use crate::kv::Kv;
 use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters};
-
-/// Reads and checks the label of `device`.
-pub fn read_label(device: &dyn BlockDevice) -> Result<Label> {
-    let path = device.info().path.display().to_string();
-    let bytes = device.read_at(0, LABEL_LENGTH)?;
-    Label::decode(&bytes).map_err(|error| match error {
-        LabelError::Blank => Error::NotFormatted(path),
-        LabelError::Foreign { found } => {
-            Error::ForeignDevice(format!("{path} starts with {found:?}"))
-        }
-        LabelError::Corrupt(e) => Error::corruption(format!("label of {path}: {e}")),
-        LabelError::Newer { found, supported } => Error::NewerFormat {
-            what: format!("store on {path}"),
-            found,
-            supported,
-        },
-    })
-}
 
 /// Builds a mounted engine from an opened device and KV store.
 pub fn mount(
@@ -80,29 +62,6 @@ pub fn mount(
     }))
 }
 
-/// Reads the superblock and checks that it belongs to the device's label.
-pub fn read_superblock(kv: &dyn Kv, label: &Label) -> Result<Superblock> {
-    let value = kv.get(KeySpace::Super, SUPERBLOCK_KEY)?.ok_or_else(|| {
-        Error::corruption(
-            "no superblock in the KV store: not a bstore database, or mkfs was interrupted",
-        )
-    })?;
-    let superblock = Superblock::decode(&value)?;
-    if superblock.store_uuid != label.store_uuid {
-        return Err(Error::corruption(
-            "the KV store belongs to a different store than the device (uuid mismatch)",
-        ));
-    }
-    if superblock.device_size != label.device_size
-        || superblock.min_alloc_size != label.min_alloc_size
-    {
-        return Err(Error::corruption(
-            "superblock and label disagree on device size or allocation unit",
-        ));
-    }
-    Ok(superblock)
-}
-
 fn engine_config(
     superblock: &Superblock,
     device: &dyn BlockDevice,
@@ -124,13 +83,6 @@ fn engine_config(
         onode_cache_bytes: options.onode_cache_bytes,
         queue_depth_max: options.queue_depth_max.max(1),
     }
-}
-
-fn read_counter(kv: &dyn Kv, key: &[u8]) -> Result<u64> {
-    let value = kv.get(KeySpace::Super, key)?.ok_or_else(|| {
-        Error::corruption(format!("counter {} missing", String::from_utf8_lossy(key)))
-    })?;
-    Ok(decode_counter(&value)?)
 }
 
 fn load_collections(

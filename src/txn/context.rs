@@ -8,17 +8,20 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::Op;
 use super::engine::{Collection, Engine, IdCounters, display_bytes};
 use super::pipeline::{Prepared, StatsDelta};
 use super::write;
+use super::{ObjectOp, Op, metadata};
 use crate::alloc::{DeviceExtent, FreelistDelta};
 use crate::device::IoRequest;
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::format::records::CollectionRecord;
 use crate::kv::Batch;
-use crate::onode::{Onode, OnodeSlot, Released};
+use crate::onode::{Onode, OnodeSlot, Punched};
+
+/// Identifies a loaded object in a transaction: (collection id, object name).
+pub type ObjectKey = (u64, Vec<u8>);
 
 /// An object being changed by the transaction.
 struct WorkingObject {
@@ -37,7 +40,7 @@ pub struct TxnContext<'e> {
     collections: BTreeMap<Vec<u8>, Option<Arc<Collection>>>,
     created_collections: Vec<Arc<Collection>>,
     removed_collections: Vec<Vec<u8>>,
-    objects: BTreeMap<(u64, Vec<u8>), WorkingObject>,
+    objects: BTreeMap<ObjectKey, WorkingObject>,
     /// Metadata changes.
     pub batch: Batch,
     freelist: FreelistDelta,
@@ -82,29 +85,59 @@ impl<'e> TxnContext<'e> {
         match op {
             Op::CreateCollection { collection } => self.create_collection(collection),
             Op::RemoveCollection { collection } => self.remove_collection(collection),
-            Op::Touch { collection, object } => self.object_or_create(collection, object).map(drop),
-            Op::Write {
+            Op::Object {
                 collection,
                 object,
-                offset,
-                data,
+                op,
             } => {
+                let key = if op.creates() {
+                    self.object_or_create(collection, object)?
+                } else {
+                    self.existing_object(collection, object)?
+                };
+                self.apply_object(&key, op)
+            }
+        }
+    }
+
+    fn apply_object(&mut self, key: &ObjectKey, op: &ObjectOp) -> Result<()> {
+        match op {
+            ObjectOp::Touch => Ok(()),
+            ObjectOp::Write { offset, data } => {
                 check_range(*offset, data.len() as u64)?;
-                let key = self.object_or_create(collection, object)?;
-                write::write(self, &key, *offset, data)
+                write::write(self, key, *offset, data)
             }
-            Op::Truncate {
-                collection,
-                object,
-                size,
-            } => {
+            ObjectOp::Zero { offset, length } => {
+                check_range(*offset, *length)?;
+                write::zero(self, key, *offset, *length)
+            }
+            ObjectOp::Truncate { size } => {
                 check_range(*size, 0)?;
-                let key = self.existing_object(collection, object)?;
-                self.truncate(&key, *size)
+                self.truncate(key, *size)
             }
-            Op::Remove { collection, object } => {
-                let key = self.existing_object(collection, object)?;
-                self.remove_object(&key)
+            ObjectOp::Remove => self.remove_object(key),
+            ObjectOp::Rename { new_name } => self.rename(key, new_name),
+            ObjectOp::SetAttrs { attrs } => metadata::set_attrs(self.onode_mut(key), attrs),
+            ObjectOp::RmAttr { name } => {
+                self.onode_mut(key).xattrs.remove(name);
+                Ok(())
+            }
+            ObjectOp::RmAttrs => {
+                self.onode_mut(key).xattrs.clear();
+                Ok(())
+            }
+            ObjectOp::SetAllocHint(hint) => {
+                self.onode_mut(key).alloc_hint = *hint;
+                Ok(())
+            }
+            ObjectOp::OmapSetKeys { .. }
+            | ObjectOp::OmapRmKeys { .. }
+            | ObjectOp::OmapRmKeyRange { .. }
+            | ObjectOp::OmapClear
+            | ObjectOp::OmapSetHeader { .. } => {
+                let onode = self.objects.get_mut(key).and_then(|o| o.onode.as_mut());
+                let onode = onode.expect("checked to exist");
+                metadata::apply_omap(&mut self.batch, onode, op)
             }
         }
     }
@@ -189,7 +222,7 @@ impl<'e> TxnContext<'e> {
     }
 
     /// Loads (once) the working copy of an object; returns its key in `objects`.
-    fn load(&mut self, collection_name: &[u8], name: &[u8]) -> Result<(u64, Vec<u8>)> {
+    fn load(&mut self, collection_name: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let collection = self.collection(collection_name)?;
         let key = (collection.id, name.to_vec());
         if !self.objects.contains_key(&key) {
@@ -209,7 +242,7 @@ impl<'e> TxnContext<'e> {
         Ok(key)
     }
 
-    fn existing_object(&mut self, collection: &[u8], name: &[u8]) -> Result<(u64, Vec<u8>)> {
+    fn existing_object(&mut self, collection: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let key = self.load(collection, name)?;
         if self.objects[&key].onode.is_none() {
             return Err(Error::NotFound(format!(
@@ -221,7 +254,7 @@ impl<'e> TxnContext<'e> {
         Ok(key)
     }
 
-    fn object_or_create(&mut self, collection: &[u8], name: &[u8]) -> Result<(u64, Vec<u8>)> {
+    fn object_or_create(&mut self, collection: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let key = self.load(collection, name)?;
         if self.objects[&key].onode.is_none() {
             let nid = {
@@ -237,7 +270,7 @@ impl<'e> TxnContext<'e> {
     }
 
     /// The working onode of a loaded, existing object.
-    pub fn onode(&self, key: &(u64, Vec<u8>)) -> &Onode {
+    pub fn onode(&self, key: &ObjectKey) -> &Onode {
         self.objects
             .get(key)
             .and_then(|o| o.onode.as_ref())
@@ -245,7 +278,7 @@ impl<'e> TxnContext<'e> {
     }
 
     /// The working onode of a loaded, existing object, for changing it.
-    pub fn onode_mut(&mut self, key: &(u64, Vec<u8>)) -> &mut Onode {
+    pub fn onode_mut(&mut self, key: &ObjectKey) -> &mut Onode {
         self.objects
             .get_mut(key)
             .and_then(|o| o.onode.as_mut())
@@ -253,40 +286,61 @@ impl<'e> TxnContext<'e> {
     }
 
     /// Printable `collection/object` for messages.
-    pub fn object_name(&self, key: &(u64, Vec<u8>)) -> String {
+    pub fn object_name(&self, key: &ObjectKey) -> String {
         let collection = &self.objects[key].collection;
         format!("{}/{}", collection.display_name(), display_bytes(&key.1))
     }
 
     /// The object's slot (for waiting on earlier transactions before reading its data).
-    pub fn slot(&self, key: &(u64, Vec<u8>)) -> Arc<OnodeSlot> {
+    pub fn slot(&self, key: &ObjectKey) -> Arc<OnodeSlot> {
         Arc::clone(&self.objects[key].slot)
     }
 
-    fn truncate(&mut self, key: &(u64, Vec<u8>), size: u64) -> Result<()> {
+    fn truncate(&mut self, key: &ObjectKey, size: u64) -> Result<()> {
         let onode = self.onode_mut(key);
         if size < onode.size {
             let old_size = onode.size;
-            let stored_before = onode.extent_map.stored_bytes();
-            let released = onode.extent_map.punch(size, old_size - size);
-            let stored_after = onode.extent_map.stored_bytes();
-            self.stats.stored_bytes -= (stored_before - stored_after) as i64;
-            self.release(released);
+            let punched = onode.extent_map.punch(size, old_size - size);
+            self.release(punched);
         }
         self.onode_mut(key).size = size;
         Ok(())
     }
 
-    fn remove_object(&mut self, key: &(u64, Vec<u8>)) -> Result<()> {
+    /// Moves an object to a new name in its collection. The onode keeps its nid, so its omap
+    /// and extent shards stay where they are; only the onode key changes.
+    fn rename(&mut self, key: &ObjectKey, new_name: &[u8]) -> Result<()> {
+        let collection = Arc::clone(&self.objects[key].collection);
+        let target = self.load(&collection.name, new_name)?;
+        if target == *key {
+            return Ok(());
+        }
+        if self.objects[&target].onode.is_some() {
+            return Err(Error::AlreadyExists(format!(
+                "object {}/{}",
+                collection.display_name(),
+                display_bytes(new_name)
+            )));
+        }
         let onode = self
             .objects
             .get_mut(key)
             .and_then(|o| o.onode.take())
             .expect("checked");
-        let mut extent_map = onode.extent_map.clone();
-        self.stats.stored_bytes -= extent_map.stored_bytes() as i64;
-        let released = extent_map.punch(0, u64::MAX / 2);
-        self.release(released);
+        self.batch
+            .delete(KeySpace::Onodes, keys::onode_key(key.0, &key.1));
+        self.objects.get_mut(&target).expect("loaded above").onode = Some(onode);
+        Ok(())
+    }
+
+    fn remove_object(&mut self, key: &ObjectKey) -> Result<()> {
+        let mut onode = self
+            .objects
+            .get_mut(key)
+            .and_then(|o| o.onode.take())
+            .expect("checked");
+        let punched = onode.extent_map.punch(0, u64::MAX);
+        self.release(punched);
         onode.delete_from(&mut self.batch, &keys::onode_key(key.0, &key.1));
         Ok(())
     }
@@ -315,14 +369,16 @@ impl<'e> TxnContext<'e> {
         Ok(extents)
     }
 
-    /// Records space an object stopped referencing: freed in the freelist with this commit,
-    /// returned to the allocator after it.
-    pub fn release(&mut self, released: Vec<Released>) {
+    /// Accounts for a punch: unmapped bytes leave the statistics, and space the object stopped
+    /// referencing is freed in the freelist with this commit and returned to the allocator
+    /// after it.
+    pub fn release(&mut self, punched: Punched) {
+        self.stats.stored_bytes -= punched.unmapped_bytes as i64;
         let geometry = self
             .engine
             .config
             .freelist_geometry(&self.engine.superblock);
-        for item in released {
+        for item in punched.released {
             assert!(
                 item.shared_blob_id.is_none(),
                 "shared blobs are not written yet"
@@ -367,8 +423,14 @@ impl<'e> TxnContext<'e> {
         );
         let mut slots = Vec::with_capacity(self.objects.len());
         for ((collection_id, name), object) in std::mem::take(&mut self.objects) {
-            if let Some(onode) = &object.onode {
-                onode.write_to(&mut self.batch, &keys::onode_key(collection_id, &name));
+            let mut object = object;
+            if let Some(onode) = &mut object.onode {
+                let chunk = u64::from(self.engine.config.csum_chunk());
+                onode.write_to(
+                    &mut self.batch,
+                    &keys::onode_key(collection_id, &name),
+                    chunk,
+                );
             }
             self.stats.object_count +=
                 i64::from(object.onode.is_some()) - i64::from(object.existed);
@@ -413,13 +475,15 @@ pub fn load_slot(
         let key = keys::onode_key(collection.id, name);
         state.onode = match engine.kv.get(KeySpace::Onodes, &key)? {
             Some(value) => Some(Arc::new(
-                Onode::decode(&value, engine.config.min_alloc_size).map_err(|e| {
-                    Error::corruption(format!(
-                        "object {}/{}: {e}",
-                        collection.display_name(),
-                        display_bytes(name)
-                    ))
-                })?,
+                Onode::decode(engine.kv.as_ref(), &value, engine.config.min_alloc_size).map_err(
+                    |e| {
+                        Error::corruption(format!(
+                            "object {}/{}: {e}",
+                            collection.display_name(),
+                            display_bytes(name)
+                        ))
+                    },
+                )?,
             )),
             None => None,
         };

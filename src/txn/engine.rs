@@ -153,6 +153,12 @@ pub struct Counters {
     pub data_bytes_written: AtomicU64,
     /// Bytes read from the data device.
     pub data_bytes_read: AtomicU64,
+    /// Write decisions: new blobs in new space.
+    pub writes_new_space: AtomicU64,
+    /// Write decisions: into unused chunks of an existing blob.
+    pub writes_fill_unused: AtomicU64,
+    /// Partial checksum chunks completed from existing data (read-modify-write).
+    pub write_chunk_merges: AtomicU64,
 }
 
 impl Counters {

@@ -2,11 +2,13 @@
 //!
 //! A [`Transaction`] is a list of ops applied all-or-nothing. Submitting one prepares it against
 //! working copies of the objects it touches ([`context`]), turning each write into a plan and
-//! its execution ([`write`]); if any op fails, nothing changes. A prepared transaction becomes
-//! visible at once and durable through the commit [`pipeline`], whose states are in [`state`].
+//! its execution ([`write`]) and each attribute or omap change into KV updates ([`metadata`]);
+//! if any op fails, nothing changes. A prepared transaction becomes visible at once and durable
+//! through the commit [`pipeline`], whose states are in [`state`].
 
 pub mod context;
 pub mod engine;
+pub mod metadata;
 pub mod pipeline;
 pub mod reclaim;
 pub mod state;
@@ -14,6 +16,8 @@ pub mod submit;
 pub mod write;
 
 pub use engine::{Collection, Engine, EngineConfig};
+
+use crate::format::onode::AllocHint;
 
 /// One operation of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,40 +32,98 @@ pub enum Op {
         /// Collection name.
         collection: Vec<u8>,
     },
-    /// Create the object if missing.
-    Touch {
+    /// An operation on one object of a collection.
+    Object {
         /// Collection name.
         collection: Vec<u8>,
         /// Object name.
         object: Vec<u8>,
+        /// What to do.
+        op: ObjectOp,
     },
-    /// Write bytes at an offset, creating the object if missing.
+}
+
+/// An operation on one object. `Touch`, `Write` and `Zero` create a missing object; the others
+/// fail with `NotFound` when it does not exist.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectOp {
+    /// Create the object if missing.
+    Touch,
+    /// Write bytes at an offset (extends the object).
     Write {
-        /// Collection name.
-        collection: Vec<u8>,
-        /// Object name.
-        object: Vec<u8>,
         /// Offset within the object.
         offset: u64,
         /// Bytes to write.
         data: Vec<u8>,
     },
-    /// Set the object's size, discarding data past it (object must exist).
+    /// Make a range read as zeros, freeing its space (extends the object; no data I/O).
+    Zero {
+        /// Offset within the object.
+        offset: u64,
+        /// Bytes.
+        length: u64,
+    },
+    /// Set the size, discarding data past it.
     Truncate {
-        /// Collection name.
-        collection: Vec<u8>,
-        /// Object name.
-        object: Vec<u8>,
         /// New size.
         size: u64,
     },
-    /// Remove the object with its data, xattrs and omap (object must exist).
-    Remove {
-        /// Collection name.
-        collection: Vec<u8>,
-        /// Object name.
-        object: Vec<u8>,
+    /// Remove the object with its data, xattrs and omap.
+    Remove,
+    /// Set extended attributes (replacing values of existing names).
+    SetAttrs {
+        /// Names and values.
+        attrs: Vec<(Vec<u8>, Vec<u8>)>,
     },
+    /// Remove one extended attribute (no error if absent).
+    RmAttr {
+        /// Name.
+        name: Vec<u8>,
+    },
+    /// Remove every extended attribute.
+    RmAttrs,
+    /// Set omap keys.
+    OmapSetKeys {
+        /// Keys and values.
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// Remove omap keys (absent keys are ignored).
+    OmapRmKeys {
+        /// Keys.
+        keys: Vec<Vec<u8>>,
+    },
+    /// Remove the omap keys in `[first, last)`.
+    OmapRmKeyRange {
+        /// First key removed.
+        first: Vec<u8>,
+        /// First key kept.
+        last: Vec<u8>,
+    },
+    /// Remove the omap header and every omap key.
+    OmapClear,
+    /// Set the omap header.
+    OmapSetHeader {
+        /// Header bytes.
+        header: Vec<u8>,
+    },
+    /// Rename the object within its collection; fails with `AlreadyExists` if the new name is
+    /// taken. Data, xattrs and omap move with it.
+    Rename {
+        /// New object name.
+        new_name: Vec<u8>,
+    },
+    /// Record the expected object size, write size and access flags.
+    SetAllocHint(AllocHint),
+}
+
+impl ObjectOp {
+    /// True for ops that create a missing object.
+    pub fn creates(&self) -> bool {
+        matches!(
+            self,
+            ObjectOp::Touch | ObjectOp::Write { .. } | ObjectOp::Zero { .. }
+        )
+    }
 }
 
 impl Op {
@@ -70,10 +132,7 @@ impl Op {
         match self {
             Op::CreateCollection { collection }
             | Op::RemoveCollection { collection }
-            | Op::Touch { collection, .. }
-            | Op::Write { collection, .. }
-            | Op::Truncate { collection, .. }
-            | Op::Remove { collection, .. } => collection,
+            | Op::Object { collection, .. } => collection,
         }
     }
 
@@ -87,6 +146,8 @@ impl Op {
 }
 
 /// Ops applied atomically, in order.
+///
+/// Builder methods take names as anything byte-like (`&str`, `&[u8]`, `Vec<u8>`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
     ops: Vec<Op>,
@@ -108,6 +169,20 @@ impl Transaction {
         self.ops.is_empty()
     }
 
+    /// Appends an op.
+    pub fn push(&mut self, op: Op) -> &mut Self {
+        self.ops.push(op);
+        self
+    }
+
+    fn object(&mut self, collection: &[u8], object: &[u8], op: ObjectOp) -> &mut Self {
+        self.push(Op::Object {
+            collection: collection.to_vec(),
+            object: object.to_vec(),
+            op,
+        })
+    }
+
     /// Creates a collection; fails with `AlreadyExists` if it exists.
     pub fn create_collection(&mut self, collection: impl AsRef<[u8]>) -> &mut Self {
         self.push(Op::CreateCollection {
@@ -124,10 +199,7 @@ impl Transaction {
 
     /// Creates the object if it does not exist.
     pub fn touch(&mut self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> &mut Self {
-        self.push(Op::Touch {
-            collection: collection.as_ref().to_vec(),
-            object: object.as_ref().to_vec(),
-        })
+        self.object(collection.as_ref(), object.as_ref(), ObjectOp::Touch)
     }
 
     /// Writes `data` at `offset`, creating the object if it does not exist.
@@ -138,12 +210,27 @@ impl Transaction {
         offset: u64,
         data: impl Into<Vec<u8>>,
     ) -> &mut Self {
-        self.push(Op::Write {
-            collection: collection.as_ref().to_vec(),
-            object: object.as_ref().to_vec(),
-            offset,
-            data: data.into(),
-        })
+        let data = data.into();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::Write { offset, data },
+        )
+    }
+
+    /// Makes `[offset, offset + length)` read as zeros (punching holes; no data is written).
+    pub fn zero(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        offset: u64,
+        length: u64,
+    ) -> &mut Self {
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::Zero { offset, length },
+        )
     }
 
     /// Sets the object's size; data past it is discarded, a larger size reads as zeros.
@@ -153,23 +240,164 @@ impl Transaction {
         object: impl AsRef<[u8]>,
         size: u64,
     ) -> &mut Self {
-        self.push(Op::Truncate {
-            collection: collection.as_ref().to_vec(),
-            object: object.as_ref().to_vec(),
-            size,
-        })
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::Truncate { size },
+        )
     }
 
     /// Removes the object.
     pub fn remove(&mut self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> &mut Self {
-        self.push(Op::Remove {
-            collection: collection.as_ref().to_vec(),
-            object: object.as_ref().to_vec(),
-        })
+        self.object(collection.as_ref(), object.as_ref(), ObjectOp::Remove)
     }
 
-    fn push(&mut self, op: Op) -> &mut Self {
-        self.ops.push(op);
-        self
+    /// Sets one extended attribute.
+    pub fn setattr(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        name: impl AsRef<[u8]>,
+        value: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        let attrs = vec![(name.as_ref().to_vec(), value.into())];
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::SetAttrs { attrs },
+        )
+    }
+
+    /// Sets several extended attributes.
+    pub fn setattrs(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        attrs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> &mut Self {
+        let attrs = attrs.into_iter().collect();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::SetAttrs { attrs },
+        )
+    }
+
+    /// Removes one extended attribute.
+    pub fn rmattr(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        name: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        let name = name.as_ref().to_vec();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::RmAttr { name },
+        )
+    }
+
+    /// Removes every extended attribute.
+    pub fn rmattrs(&mut self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> &mut Self {
+        self.object(collection.as_ref(), object.as_ref(), ObjectOp::RmAttrs)
+    }
+
+    /// Sets omap keys.
+    pub fn omap_setkeys(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+    ) -> &mut Self {
+        let pairs = pairs.into_iter().collect();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::OmapSetKeys { pairs },
+        )
+    }
+
+    /// Removes omap keys.
+    pub fn omap_rmkeys(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        keys: impl IntoIterator<Item = Vec<u8>>,
+    ) -> &mut Self {
+        let keys = keys.into_iter().collect();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::OmapRmKeys { keys },
+        )
+    }
+
+    /// Removes the omap keys in `[first, last)`.
+    pub fn omap_rmkeyrange(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        first: impl AsRef<[u8]>,
+        last: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        let op = ObjectOp::OmapRmKeyRange {
+            first: first.as_ref().to_vec(),
+            last: last.as_ref().to_vec(),
+        };
+        self.object(collection.as_ref(), object.as_ref(), op)
+    }
+
+    /// Removes the omap header and every omap key.
+    pub fn omap_clear(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        self.object(collection.as_ref(), object.as_ref(), ObjectOp::OmapClear)
+    }
+
+    /// Sets the omap header.
+    pub fn omap_setheader(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        header: impl Into<Vec<u8>>,
+    ) -> &mut Self {
+        let header = header.into();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::OmapSetHeader { header },
+        )
+    }
+
+    /// Renames an object within its collection (`move_rename`); the new name must be free.
+    pub fn rename(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        new_name: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        let new_name = new_name.as_ref().to_vec();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::Rename { new_name },
+        )
+    }
+
+    /// Records the object's allocation hint.
+    pub fn set_alloc_hint(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        hint: AllocHint,
+    ) -> &mut Self {
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::SetAllocHint(hint),
+        )
     }
 }

@@ -15,7 +15,7 @@ use parking_lot::MutexGuard;
 use super::context::TxnContext;
 use super::engine::{Collection, Engine, display_bytes};
 use super::pipeline::{CommitCallback, Pipeline};
-use super::{Op, Transaction};
+use super::{ObjectOp, Op, Transaction, metadata};
 use crate::error::{Error, Result};
 use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
 
@@ -80,14 +80,17 @@ fn prepare<'e>(
     Ok(ctx)
 }
 
-/// Checks names and lengths before anything is touched.
+/// Checks names, lengths and ranges before anything is touched.
 fn validate(op: &Op) -> Result<()> {
     check_name("collection", op.collection(), COLLECTION_NAME_LENGTH_MAX)?;
     match op {
-        Op::Touch { object, .. }
-        | Op::Write { object, .. }
-        | Op::Truncate { object, .. }
-        | Op::Remove { object, .. } => check_name("object", object, OBJECT_NAME_LENGTH_MAX),
+        Op::Object { object, op, .. } => {
+            check_name("object", object, OBJECT_NAME_LENGTH_MAX)?;
+            if let ObjectOp::Rename { new_name } = op {
+                check_name("object", new_name, OBJECT_NAME_LENGTH_MAX)?;
+            }
+            metadata::validate(op)
+        }
         Op::CreateCollection { .. } | Op::RemoveCollection { .. } => Ok(()),
     }
 }

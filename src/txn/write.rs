@@ -12,19 +12,28 @@
 //! named place for the deferred overwrite ([`WriteStrategy`]), chosen by its own decision
 //! function when that path exists.
 
-use super::context::TxnContext;
-use super::engine::EngineConfig;
+use super::context::{ObjectKey, TxnContext};
+use super::engine::{Counters, EngineConfig};
 use crate::device::{AlignedBuf, IoRequest};
 use crate::error::Result;
 use crate::format::onode::{Blob, CsumType};
-use crate::onode::ExtentMap;
 use crate::onode::read::read_object_with;
+use crate::onode::{BlobId, ExtentMap};
 
 /// How a write reaches the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteStrategy {
-    /// Fresh blobs in newly allocated space; the old mapping is punched.
+    /// Fresh blobs in newly allocated space; the old mapping is punched ("redirect on write").
     NewSpace,
+    /// Into never-written chunks of an existing blob just before the write (only when the
+    /// allocation unit is larger than the checksum chunk, so blobs end with unused chunks).
+    /// Nothing committed references those chunks, so writing them in place is crash-safe.
+    FillUnused {
+        /// The blob with room.
+        blob: BlobId,
+        /// Offset within the blob where the write buffer goes.
+        blob_position: u32,
+    },
 }
 
 /// What a write will do, decided without I/O.
@@ -32,11 +41,11 @@ pub enum WriteStrategy {
 pub struct WritePlan {
     /// How the data reaches the device.
     pub strategy: WriteStrategy,
-    /// Logical offset of the first byte of the new blobs' data (checksum-chunk aligned).
+    /// Logical offset of the first byte of the write buffer (checksum-chunk aligned).
     pub buffer_offset: u64,
-    /// Bytes of new blob data (whole checksum chunks).
+    /// Bytes of the write buffer (whole checksum chunks).
     pub buffer_length: u64,
-    /// Logical range the new blobs will map; the old mapping of it is punched.
+    /// Logical range the written blobs will map; the old mapping of it is punched.
     pub mapped_offset: u64,
     /// End of that range.
     pub mapped_end: u64,
@@ -48,7 +57,7 @@ pub struct WritePlan {
 
 /// Plans writing `length` bytes at `offset` into an object of `size` bytes.
 ///
-/// The new data is laid out in whole checksum chunks. A partial chunk at either end is completed
+/// The data is laid out in whole checksum chunks. A partial chunk at either end is completed
 /// from the object's current bytes when that part of the chunk holds data (read-modify-write
 /// into new space), and otherwise padded with zeros and left unmapped, so holes stay holes.
 pub fn plan_write(
@@ -60,7 +69,6 @@ pub fn plan_write(
 ) -> WritePlan {
     let chunk = u64::from(config.csum_chunk());
     let end = offset + length;
-    let new_size = size.max(end);
     let buffer_offset = offset / chunk * chunk;
     let buffer_end = end.div_ceil(chunk) * chunk;
     let mut merge_reads = Vec::new();
@@ -76,14 +84,53 @@ pub fn plan_write(
         mapped_end = tail_end;
     }
     WritePlan {
-        strategy: WriteStrategy::NewSpace,
+        strategy: choose_strategy(map, buffer_offset, buffer_end),
         buffer_offset,
         buffer_length: buffer_end - buffer_offset,
         mapped_offset,
         mapped_end,
         merge_reads,
-        new_size,
+        new_size: size.max(end),
     }
+}
+
+/// The decision between strategies, for the chunk-aligned buffer `[buffer_offset, buffer_end)`.
+///
+/// Fill unused space when the whole buffer is a hole and the blob of the nearest extent before
+/// it has never-written chunks exactly where the buffer would continue it (the same logical to
+/// blob relation), still holding their allocation units; otherwise new space.
+pub fn choose_strategy(map: &ExtentMap, buffer_offset: u64, buffer_end: u64) -> WriteStrategy {
+    let length = buffer_end - buffer_offset;
+    if map.has_data(buffer_offset, length) {
+        return WriteStrategy::NewSpace;
+    }
+    let Some((start, mapping)) = map.extent_before(buffer_offset) else {
+        return WriteStrategy::NewSpace;
+    };
+    let blob = map.blob(mapping.blob);
+    let position = buffer_offset - start + u64::from(mapping.blob_offset);
+    let fits = position + length <= u64::from(blob.length);
+    if blob.shared_blob_id.is_some() || blob.unused.is_none() || !fits {
+        return WriteStrategy::NewSpace;
+    }
+    let chunk = u64::from(blob.csum_chunk());
+    let all_unused =
+        (position / chunk..(position + length) / chunk).all(|index| chunk_unused(blob, index));
+    let held = map.units_held(mapping.blob, position as u32, length as u32);
+    if all_unused && held {
+        WriteStrategy::FillUnused {
+            blob: mapping.blob,
+            blob_position: position as u32,
+        }
+    } else {
+        WriteStrategy::NewSpace
+    }
+}
+
+fn chunk_unused(blob: &Blob, index: u64) -> bool {
+    let bits = blob.unused.as_deref().unwrap_or_default();
+    bits.get((index / 8) as usize)
+        .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
 }
 
 /// One new blob laid out over part of the write buffer.
@@ -98,13 +145,21 @@ struct BlobLayout {
     used: u64,
 }
 
-/// Executes a write of `data` at `offset` on the object `key` of the transaction.
-pub fn write(
-    ctx: &mut TxnContext<'_>,
-    key: &(u64, Vec<u8>),
-    offset: u64,
-    data: &[u8],
-) -> Result<()> {
+/// Executes a write of `data` at `offset` on the object `key` of the transaction. A write over
+/// extent-map shard boundaries is carried out piece by piece, so no new blob spans two shards.
+pub fn write(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u8]) -> Result<()> {
+    let end = offset + data.len() as u64;
+    let cuts = ctx.onode(key).shard_starts_within(offset, end);
+    let mut start = offset;
+    for cut in cuts.into_iter().chain([end]) {
+        let piece = &data[(start - offset) as usize..(cut - offset) as usize];
+        write_piece(ctx, key, start, piece)?;
+        start = cut;
+    }
+    Ok(())
+}
+
+fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u8]) -> Result<()> {
     if data.is_empty() {
         return Ok(());
     }
@@ -120,10 +175,73 @@ pub fn write(
     let merged = if plan.merge_reads.is_empty() {
         Vec::new()
     } else {
+        Counters::add(
+            &ctx.engine().counters.write_chunk_merges,
+            plan.merge_reads.len() as u64,
+        );
         read_merge_bytes(ctx, key, &plan)?
     };
     match plan.strategy {
-        WriteStrategy::NewSpace => write_new_space(ctx, key, &plan, offset, data, &merged, &config),
+        WriteStrategy::NewSpace => {
+            Counters::add(&ctx.engine().counters.writes_new_space, 1);
+            write_new_space(ctx, key, &plan, offset, data, &merged, &config)
+        }
+        WriteStrategy::FillUnused {
+            blob,
+            blob_position,
+        } => {
+            Counters::add(&ctx.engine().counters.writes_fill_unused, 1);
+            write_fill_unused(ctx, key, &plan, (blob, blob_position), offset, data);
+            Ok(())
+        }
+    }
+}
+
+/// Writes into unused chunks of an existing blob: checksums of the new chunks, unused bits
+/// cleared, the written range mapped. The blob's allocation units are already counted.
+fn write_fill_unused(
+    ctx: &mut TxnContext<'_>,
+    key: &ObjectKey,
+    plan: &WritePlan,
+    (blob, blob_position): (BlobId, u32),
+    offset: u64,
+    data: &[u8],
+) {
+    let mut buf = AlignedBuf::zeroed(plan.buffer_length as usize);
+    let start = (offset - plan.buffer_offset) as usize;
+    buf[start..start + data.len()].copy_from_slice(data);
+    let onode = ctx.onode_mut(key);
+    let record = onode.extent_map.blob(blob);
+    let chunk = record.csum_chunk() as usize;
+    let first_chunk = blob_position as usize / chunk;
+    let device_offset = record.device_offset + u64::from(blob_position);
+    let end = offset + data.len() as u64;
+    onode.extent_map.update_blob(blob, (offset, end), |record| {
+        if record.csum_type == CsumType::Crc32c {
+            for (index, crc) in crate::csum::chunk_crcs(&buf, chunk).into_iter().enumerate() {
+                record.csums[first_chunk + index] = crc;
+            }
+        }
+        mark_chunks_used(record, first_chunk, buf.len() / chunk);
+    });
+    let mapped_position = blob_position + (offset - plan.buffer_offset) as u32;
+    onode
+        .extent_map
+        .map(offset, data.len() as u32, blob, mapped_position);
+    onode.size = plan.new_size;
+    ctx.stats.stored_bytes += data.len() as i64;
+    ctx.data_writes
+        .insert(device_offset, IoRequest::write(device_offset, buf));
+}
+
+fn mark_chunks_used(blob: &mut Blob, first: usize, count: usize) {
+    if let Some(bits) = &mut blob.unused {
+        for index in first..first + count {
+            bits[index / 8] &= !(1 << (index % 8));
+        }
+        if bits.iter().all(|b| *b == 0) {
+            blob.unused = None;
+        }
     }
 }
 
@@ -131,7 +249,7 @@ pub fn write(
 /// hold them, otherwise from the device once earlier transactions on the object have finished.
 fn read_merge_bytes(
     ctx: &TxnContext<'_>,
-    key: &(u64, Vec<u8>),
+    key: &ObjectKey,
     plan: &WritePlan,
 ) -> Result<Vec<(u64, Vec<u8>)>> {
     ctx.slot(key).wait_settled();
@@ -148,16 +266,27 @@ fn read_merge_bytes(
                 *start,
                 end - start,
                 &name,
-                |device_offset| data_writes.get(&device_offset).map(|r| &r.buf[..]),
+                |device_offset, length| pending_bytes(data_writes, device_offset, length),
             )?;
             Ok((*start, bytes))
         })
         .collect()
 }
 
+/// Bytes this transaction is about to write at `[device_offset, +length)`, if it writes them.
+fn pending_bytes(
+    data_writes: &std::collections::BTreeMap<u64, IoRequest>,
+    device_offset: u64,
+    length: u64,
+) -> Option<&[u8]> {
+    let (start, request) = data_writes.range(..=device_offset).next_back()?;
+    let skip = (device_offset - start) as usize;
+    request.buf.get(skip..skip + length as usize)
+}
+
 fn write_new_space(
     ctx: &mut TxnContext<'_>,
-    key: &(u64, Vec<u8>),
+    key: &ObjectKey,
     plan: &WritePlan,
     offset: u64,
     data: &[u8],
@@ -165,11 +294,10 @@ fn write_new_space(
     config: &EngineConfig,
 ) -> Result<()> {
     let onode = ctx.onode_mut(key);
-    let stored_before = onode.extent_map.stored_bytes();
-    let released = onode
+    let punched = onode
         .extent_map
         .punch(plan.mapped_offset, plan.mapped_end - plan.mapped_offset);
-    ctx.release(released);
+    ctx.release(punched);
     let allocation = plan
         .buffer_length
         .next_multiple_of(u64::from(config.min_alloc_size));
@@ -197,15 +325,27 @@ fn write_new_space(
             blob_id,
             (map_start - blob_start) as u32,
         );
+        ctx.stats.stored_bytes += (map_end - map_start) as i64;
         ctx.data_writes.insert(
             layout.device_offset,
             IoRequest::write(layout.device_offset, buf),
         );
     }
+    ctx.onode_mut(key).size = plan.new_size;
+    Ok(())
+}
+
+/// Makes `[offset, offset + length)` read as zeros: the range is unmapped (space whose last
+/// reference goes is released) and the object grows to cover it. No data is written: checksums
+/// stay valid because reads of a hole never touch the device.
+pub fn zero(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, length: u64) -> Result<()> {
+    if length == 0 {
+        return Ok(());
+    }
     let onode = ctx.onode_mut(key);
-    onode.size = plan.new_size;
-    let stored_after = onode.extent_map.stored_bytes();
-    ctx.stats.stored_bytes += stored_after as i64 - stored_before as i64;
+    let punched = onode.extent_map.punch(offset, length);
+    onode.size = onode.size.max(offset + length);
+    ctx.release(punched);
     Ok(())
 }
 

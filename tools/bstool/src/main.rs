@@ -49,6 +49,22 @@ enum Command {
     Rm(cmd::objects::ObjectArgs),
     /// List collections, or the objects of one collection.
     Ls(cmd::objects::LsArgs),
+    /// Write a file or stdin into an object at an offset (creates collection and object).
+    Write(cmd::objects::WriteArgs),
+    /// Read part of an object to a file or stdout.
+    Read(cmd::objects::ReadArgs),
+    /// Print an object's size, space and extents.
+    Stat(cmd::objects::ObjectArgs),
+    /// Set an extended attribute.
+    Setattr(cmd::attrs::SetArgs),
+    /// Print an extended attribute.
+    Getattr(cmd::attrs::GetArgs),
+    /// Set an omap key (creates collection and object).
+    OmapSet(cmd::attrs::SetArgs),
+    /// Print every omap key and value, tab-separated, one per line.
+    OmapList(cmd::objects::ObjectArgs),
+    /// Check the store offline; exit 0 when clean, 1 when errors were found.
+    Fsck,
 }
 
 fn main() -> ExitCode {
@@ -63,6 +79,14 @@ fn main() -> ExitCode {
         Command::Get(args) => cmd::objects::get(&cli, args),
         Command::Rm(args) => cmd::objects::rm(&cli, args),
         Command::Ls(args) => cmd::objects::ls(&cli, args),
+        Command::Write(args) => cmd::objects::write(&cli, args),
+        Command::Read(args) => cmd::objects::read(&cli, args),
+        Command::Stat(args) => cmd::objects::stat(&cli, args),
+        Command::Setattr(args) => cmd::attrs::setattr(&cli, args),
+        Command::Getattr(args) => cmd::attrs::getattr(&cli, args),
+        Command::OmapSet(args) => cmd::attrs::omap_set(&cli, args),
+        Command::OmapList(args) => cmd::attrs::omap_list(&cli, args),
+        Command::Fsck => cmd::fsck::run(&cli),
     };
     match result {
         Ok(code) => code,

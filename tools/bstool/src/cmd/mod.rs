@@ -1,6 +1,8 @@
 //! One module per group of subcommands.
 
+pub mod attrs;
 pub mod free;
+pub mod fsck;
 pub mod info;
 pub mod mkfs;
 pub mod objects;

@@ -4,7 +4,11 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bstore::{Error, Store};
+use bstore::{Error, Store, Transaction};
+use serde_json::json;
+
+use crate::output::print;
+use crate::size::parse_size;
 
 use crate::{Cli, CmdResult};
 
@@ -12,9 +16,9 @@ use crate::{Cli, CmdResult};
 #[derive(Debug, clap::Args)]
 pub struct ObjectArgs {
     /// Collection name.
-    collection: String,
+    pub collection: String,
     /// Object name.
-    object: String,
+    pub object: String,
 }
 
 /// Arguments of `put`.
@@ -32,6 +36,33 @@ pub struct GetArgs {
     #[command(flatten)]
     target: ObjectArgs,
     /// File to write; `-` or absent: standard output.
+    file: Option<PathBuf>,
+}
+
+/// Arguments of `write`.
+#[derive(Debug, clap::Args)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// Offset within the object.
+    #[arg(long, value_parser = parse_size, default_value = "0")]
+    offset: u64,
+    /// File to write from; `-` or absent: standard input.
+    file: Option<PathBuf>,
+}
+
+/// Arguments of `read`.
+#[derive(Debug, clap::Args)]
+pub struct ReadArgs {
+    #[command(flatten)]
+    target: ObjectArgs,
+    /// Offset within the object.
+    #[arg(long, value_parser = parse_size, default_value = "0")]
+    offset: u64,
+    /// Bytes to read (fewer at the end of the object).
+    #[arg(long, value_parser = parse_size)]
+    length: u64,
+    /// File to write to; `-` or absent: standard output.
     file: Option<PathBuf>,
 }
 
@@ -62,6 +93,70 @@ pub fn get(cli: &Cli, args: &GetArgs) -> CmdResult {
         .map_err(|e| e.to_string())?;
     store.close().map_err(|e| e.to_string())?;
     write_output(args.file.as_ref(), &data)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes a file (or stdin) into an object at an offset, creating collection and object.
+pub fn write(cli: &Cli, args: &WriteArgs) -> CmdResult {
+    let data = read_input(args.file.as_ref())?;
+    let store = cli.open_store()?;
+    ensure_collection(&store, &args.target.collection)?;
+    let mut txn = Transaction::new();
+    txn.write(
+        &args.target.collection,
+        &args.target.object,
+        args.offset,
+        data,
+    );
+    store.apply(&txn).map_err(|e| e.to_string())?;
+    store.close().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads part of an object to a file (or stdout).
+pub fn read(cli: &Cli, args: &ReadArgs) -> CmdResult {
+    let store = cli.open_store()?;
+    let data = store
+        .read(
+            &args.target.collection,
+            &args.target.object,
+            args.offset,
+            args.length,
+        )
+        .map_err(|e| e.to_string())?;
+    store.close().map_err(|e| e.to_string())?;
+    write_output(args.file.as_ref(), &data)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints an object's size, space and layout.
+pub fn stat(cli: &Cli, args: &ObjectArgs) -> CmdResult {
+    let store = cli.open_store()?;
+    let (collection, object) = (&args.collection, &args.object);
+    let stat = store.stat(collection, object).map_err(|e| e.to_string())?;
+    let extents = store
+        .fiemap(collection, object)
+        .map_err(|e| e.to_string())?;
+    let xattrs = store
+        .getattrs(collection, object)
+        .map_err(|e| e.to_string())?;
+    let shared: u64 = extents.iter().filter(|e| e.shared).map(|e| e.length).sum();
+    let value = json!({
+        "size": stat.size,
+        "allocated_bytes": stat.allocated_bytes,
+        "stored_bytes": stat.stored_bytes,
+        "shared_bytes": shared,
+        "extent_count": extents.len(),
+        "xattr_count": xattrs.len(),
+        "extents": extents.iter().map(|e| json!({
+            "logical_offset": e.logical_offset,
+            "length": e.length,
+            "device_offset": format!("{:#x}", e.device_offset),
+            "shared": e.shared,
+        })).collect::<Vec<_>>(),
+    });
+    store.close().map_err(|e| e.to_string())?;
+    print(cli.format, &value);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -111,7 +206,8 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn ensure_collection(store: &Store, collection: &str) -> Result<(), String> {
+/// Creates the collection unless it exists.
+pub fn ensure_collection(store: &Store, collection: &str) -> Result<(), String> {
     match store.create_collection(collection) {
         Ok(()) | Err(Error::AlreadyExists(_)) => Ok(()),
         Err(e) => Err(e.to_string()),

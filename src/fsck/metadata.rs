@@ -1,0 +1,196 @@
+//! fsck checks of the key spaces: collections, onodes (with their extent maps), extent-shard
+//! keys and omap keys.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bitvec::prelude::*;
+
+use super::{FsckReport, Inventory, space, unit_bytes};
+use crate::error::Result;
+use crate::format::keys::{self, KeySpace, OMAP_TAG_HEADER, OMAP_TAG_VALUE};
+use crate::format::records::{CollectionRecord, Superblock};
+use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
+use crate::kv::Kv;
+use crate::onode::Onode;
+
+/// Every collection record decodes, ids are unique and at most the counter. Returns id -> name.
+pub fn check_collections(
+    kv: &dyn Kv,
+    report: &mut FsckReport,
+    cid_max: Option<u64>,
+) -> Result<BTreeMap<u64, Vec<u8>>> {
+    let mut collections = BTreeMap::new();
+    kv.scan(KeySpace::Collections, &[], None, &mut |name, value| {
+        report.collections += 1;
+        let shown = name.escape_ascii().to_string();
+        if name.is_empty() || name.len() > COLLECTION_NAME_LENGTH_MAX {
+            report.error(
+                "collection.name",
+                format!("collection name of {} bytes", name.len()),
+            );
+        }
+        match CollectionRecord::decode(value) {
+            Err(error) => report.error("collection.decode", format!("{shown}: {error}")),
+            Ok(record) => {
+                if cid_max.is_some_and(|max| record.collection_id > max) {
+                    report.error(
+                        "collection.id_above_max",
+                        format!("{shown}: id {}", record.collection_id),
+                    );
+                }
+                if let Some(other) = collections.insert(record.collection_id, name.to_vec()) {
+                    report.error(
+                        "collection.id_duplicate",
+                        format!(
+                            "{shown} and {} share id {}",
+                            other.escape_ascii(),
+                            record.collection_id
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    if cid_max.is_none() {
+        report.error(
+            "counter.cid_max",
+            "collection id counter missing or undecodable",
+        );
+    }
+    Ok(collections)
+}
+
+/// Every onode belongs to a collection, decodes with its shards, has a unique id at most the
+/// counter; marks the space it references. Returns what later checks need.
+pub fn check_onodes(
+    kv: &dyn Kv,
+    superblock: &Superblock,
+    collections: &BTreeMap<u64, Vec<u8>>,
+    nid_max: Option<u64>,
+    report: &mut FsckReport,
+) -> Result<Inventory> {
+    let unit = unit_bytes(superblock);
+    let mut used = bitvec![u64, Lsb0; 0; (superblock.device_size / unit) as usize];
+    space::mark_reserved(&mut used, unit);
+    let mut inventory = Inventory::default();
+    kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
+        report.objects += 1;
+        let Ok((collection_id, name)) = keys::split_onode_key(key) else {
+            report.error("onode.key", format!("onode key of {} bytes", key.len()));
+            return Ok(true);
+        };
+        let shown = format!("object {collection_id}/{}", name.escape_ascii());
+        if !collections.contains_key(&collection_id) {
+            report.error(
+                "onode.stray",
+                format!("{shown}: no collection has id {collection_id}"),
+            );
+        }
+        if name.is_empty() || name.len() > OBJECT_NAME_LENGTH_MAX {
+            report.error(
+                "onode.name",
+                format!("{shown}: name of {} bytes", name.len()),
+            );
+        }
+        match Onode::decode(kv, value, superblock.min_alloc_size) {
+            Err(error) => report.error("onode.decode", format!("{shown}: {error}")),
+            Ok(onode) => check_onode(&onode, &shown, nid_max, &mut used, &mut inventory, report),
+        }
+        Ok(true)
+    })?;
+    if nid_max.is_none() {
+        report.error(
+            "counter.nid_max",
+            "object id counter missing or undecodable",
+        );
+    }
+    inventory.used = used;
+    Ok(inventory)
+}
+
+fn check_onode(
+    onode: &Onode,
+    shown: &str,
+    nid_max: Option<u64>,
+    used: &mut BitVec<u64, Lsb0>,
+    inventory: &mut Inventory,
+    report: &mut FsckReport,
+) {
+    if nid_max.is_some_and(|max| onode.nid > max) {
+        report.error("onode.nid_above_max", format!("{shown}: nid {}", onode.nid));
+    }
+    let shard_offsets: BTreeSet<u64> = onode
+        .shards
+        .iter()
+        .flatten()
+        .map(|s| s.logical_offset)
+        .collect();
+    report.extent_shards += shard_offsets.len() as u64;
+    if inventory.nids.insert(onode.nid, shard_offsets).is_some() {
+        report.error(
+            "onode.nid_duplicate",
+            format!("{shown}: nid {} used twice", onode.nid),
+        );
+    }
+    for (_, extent) in onode.extent_map.referenced_units() {
+        space::mark_referenced(used, extent, shown, report);
+    }
+    inventory.stats.allocated_bytes += onode.extent_map.allocated_bytes();
+    inventory.stats.stored_bytes += onode.extent_map.stored_bytes();
+    inventory.stats.object_count += 1;
+}
+
+/// Every extent-shard key belongs to a live object and is one of its listed shards.
+pub fn check_shard_keys(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckReport) -> Result<()> {
+    kv.scan(KeySpace::ExtentShards, &[], None, &mut |key, _| {
+        match keys::split_shard_key(key) {
+            Err(error) => report.error("shard.key", error.to_string()),
+            Ok((nid, offset)) => {
+                let listed = inventory
+                    .nids
+                    .get(&nid)
+                    .is_some_and(|offsets| offsets.contains(&offset));
+                if !listed {
+                    report.error(
+                        "shard.stray",
+                        format!("shard {offset:#x} of nid {nid} has no onode listing it"),
+                    );
+                }
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// Every omap key belongs to a live object and has a known tag.
+pub fn check_omap_keys(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckReport) -> Result<()> {
+    kv.scan(KeySpace::Omap, &[], None, &mut |key, _| {
+        report.omap_keys += 1;
+        match keys::split_omap_key(key) {
+            Err(error) => report.error("omap.key", error.to_string()),
+            Ok((nid, tag, _)) => {
+                if !inventory.nids.contains_key(&nid) {
+                    report.error(
+                        "omap.orphan",
+                        format!("omap key of nid {nid}, which no onode has"),
+                    );
+                }
+                if tag != OMAP_TAG_HEADER && tag != OMAP_TAG_VALUE {
+                    report.error("omap.tag", format!("omap key of nid {nid} has tag {tag}"));
+                }
+            }
+        }
+        Ok(true)
+    })
+}
+
+/// Deferred-write records present (pending application).
+pub fn count_deferred(kv: &dyn Kv) -> Result<u64> {
+    let mut count = 0;
+    kv.scan(KeySpace::Deferred, &[], None, &mut |_, _| {
+        count += 1;
+        Ok(true)
+    })?;
+    Ok(count)
+}

@@ -1,0 +1,146 @@
+//! fsck: checks a store's metadata invariants (FORMAT.md §8) without mounting it.
+//!
+//! fsck reads through the lower layers only (device label, KV records, the freelist), so it can
+//! examine a store that will not mount. Each invariant has its own function; a violation becomes
+//! an entry in the [`FsckReport`], never a panic or an early return, so one run reports every
+//! problem it can see. Only failing to read at all (an I/O error) is an `Err`.
+//!
+//! Shallow checks: the label and superblock agree; every collection, onode and extent shard
+//! decodes; ids are unique and below their counters; no shard or omap key lacks its object;
+//! every allocation unit is referenced exactly once or is free, and the freelist is exactly the
+//! complement of referenced space plus the reserved start; the statistics record equals the sums
+//! over all objects.
+
+mod metadata;
+mod space;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bitvec::prelude::*;
+
+use crate::device::BlockDevice;
+use crate::device::label::read_label;
+use crate::error::Result;
+use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, STATFS_KEY};
+use crate::format::records::{StatfsRecord, Superblock, decode_counter};
+use crate::kv::Kv;
+use crate::kv::records::read_superblock;
+
+/// One violated invariant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsckError {
+    /// Which check found it (e.g. `"space.leaked"`).
+    pub check: &'static str,
+    /// What and where.
+    pub detail: String,
+}
+
+/// What fsck found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FsckReport {
+    /// Every violation found.
+    pub errors: Vec<FsckError>,
+    /// Collections seen.
+    pub collections: u64,
+    /// Objects seen.
+    pub objects: u64,
+    /// Extent shards seen.
+    pub extent_shards: u64,
+    /// Omap keys (headers and values) seen.
+    pub omap_keys: u64,
+    /// Device bytes referenced by objects.
+    pub referenced_bytes: u64,
+    /// Device bytes the freelist calls free.
+    pub free_bytes: u64,
+    /// Deferred-write records still waiting to be applied.
+    pub deferred_records: u64,
+}
+
+impl FsckReport {
+    /// True when no invariant is violated.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+
+    fn error(&mut self, check: &'static str, detail: impl Into<String>) {
+        self.errors.push(FsckError {
+            check,
+            detail: detail.into(),
+        });
+    }
+}
+
+/// What the object scan gathers for the later checks.
+#[derive(Debug, Default)]
+struct Inventory {
+    /// Live object ids with their expected shard offsets.
+    nids: BTreeMap<u64, BTreeSet<u64>>,
+    stats: StatfsRecord,
+    /// One bit per allocation unit: referenced by an object, or reserved.
+    used: BitVec<u64, Lsb0>,
+}
+
+/// Checks the store on `device` and `kv`.
+pub fn fsck(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
+    let mut report = FsckReport::default();
+    let label = match read_label(device) {
+        Ok(label) => label,
+        Err(error) => {
+            report.error("label", error.to_string());
+            return Ok(report);
+        }
+    };
+    let superblock = match read_superblock(kv, &label) {
+        Ok(superblock) => superblock,
+        Err(error) => {
+            report.error("superblock", error.to_string());
+            return Ok(report);
+        }
+    };
+    let collections = metadata::check_collections(kv, &mut report, read_max(kv, CID_MAX_KEY)?)?;
+    let inventory = metadata::check_onodes(
+        kv,
+        &superblock,
+        &collections,
+        read_max(kv, NID_MAX_KEY)?,
+        &mut report,
+    )?;
+    metadata::check_shard_keys(kv, &inventory, &mut report)?;
+    metadata::check_omap_keys(kv, &inventory, &mut report)?;
+    report.deferred_records = metadata::count_deferred(kv)?;
+    space::check_space(kv, &superblock, &inventory.used, &mut report)?;
+    check_stats(kv, &inventory, &mut report)?;
+    Ok(report)
+}
+
+/// The statistics record equals the sums over every object.
+fn check_stats(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckReport) -> Result<()> {
+    let recorded = match kv.get(KeySpace::Stats, STATFS_KEY)? {
+        Some(value) => match StatfsRecord::decode(&value) {
+            Ok(record) => record,
+            Err(error) => return Ok(report.error("stats.decode", error.to_string())),
+        },
+        None => return Ok(report.error("stats.missing", "no statfs record")),
+    };
+    if recorded != inventory.stats {
+        report.error(
+            "stats.mismatch",
+            format!(
+                "statfs record {recorded:?} but the objects sum to {:?}",
+                inventory.stats
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn read_max(kv: &dyn Kv, key: &[u8]) -> Result<Option<u64>> {
+    Ok(kv
+        .get(KeySpace::Super, key)?
+        .and_then(|value| decode_counter(&value).ok()))
+}
+
+/// The allocation unit of a superblock, in bytes.
+fn unit_bytes(superblock: &Superblock) -> u64 {
+    u64::from(superblock.min_alloc_size)
+}

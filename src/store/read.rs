@@ -1,0 +1,292 @@
+//! The read side of the public API: data, size, xattrs, omap, listings.
+//!
+//! Metadata (size, xattrs, allocation) is served from the newest onode, which includes every
+//! submitted transaction. Reads of bytes that live elsewhere — object data on the device, omap in
+//! the KV store, listings of the KV store — first wait for the transactions submitted before the
+//! call that touched the object (or collection) to finish, so they too see every submitted
+//! transaction. A read never blocks writers: space a later transaction frees stays allocated
+//! until reads that might still see it are done (see `txn::reclaim`).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use super::{ExtentInfo, ObjectStat, Store};
+use crate::error::{Error, Result};
+use crate::format::keys::{self, KeySpace};
+use crate::onode::Onode;
+use crate::onode::read::read_object;
+use crate::txn::context::load_slot;
+use crate::txn::engine::{Collection, display_bytes};
+
+/// Omap entries fetched per KV scan by [`OmapIter`].
+const OMAP_PAGE_ENTRIES: usize = 256;
+
+impl Store {
+    /// Reads a whole object.
+    pub fn get(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<Vec<u8>> {
+        self.read(collection, object, 0, u64::MAX)
+    }
+
+    /// Reads `length` bytes at `offset` (short at the end of the object; holes are zeros).
+    pub fn read(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        self.engine.check_poison()?;
+        let (collection, object) = (collection.as_ref(), object.as_ref());
+        let collection = self.engine.collection(collection)?;
+        let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
+        let onode = self.settled_onode(&collection, object)?;
+        let name = format!("{}/{}", collection.display_name(), display_bytes(object));
+        let data = read_object(self.engine.device.as_ref(), &onode, offset, length, &name)?;
+        self.engine
+            .counters
+            .data_bytes_read
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Ok(data)
+    }
+
+    /// True when the object exists.
+    pub fn exists(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<bool> {
+        match self.newest_onode(collection.as_ref(), object.as_ref()) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Size and space of an object.
+    pub fn stat(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<ObjectStat> {
+        let (_, onode) = self.newest_onode(collection.as_ref(), object.as_ref())?;
+        Ok(ObjectStat {
+            size: onode.size,
+            allocated_bytes: onode.extent_map.allocated_bytes(),
+            stored_bytes: onode.extent_map.stored_bytes(),
+        })
+    }
+
+    /// The object's data extents in logical order (holes are absent), like `fiemap`.
+    pub fn fiemap(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<Vec<ExtentInfo>> {
+        let (_, onode) = self.newest_onode(collection.as_ref(), object.as_ref())?;
+        Ok(onode
+            .extent_map
+            .extents()
+            .map(|(logical_offset, mapping)| {
+                let blob = onode.extent_map.blob(mapping.blob);
+                ExtentInfo {
+                    logical_offset,
+                    length: u64::from(mapping.length),
+                    device_offset: blob.device_offset + u64::from(mapping.blob_offset),
+                    shared: blob.shared_blob_id.is_some(),
+                }
+            })
+            .collect())
+    }
+
+    /// One extended attribute; `None` when the object has no attribute of that name.
+    pub fn getattr(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        name: impl AsRef<[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let (_, onode) = self.newest_onode(collection.as_ref(), object.as_ref())?;
+        Ok(onode.xattrs.get(name.as_ref()).cloned())
+    }
+
+    /// Every extended attribute.
+    pub fn getattrs(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let (_, onode) = self.newest_onode(collection.as_ref(), object.as_ref())?;
+        Ok(onode.xattrs.clone())
+    }
+
+    /// The omap header, if set.
+    pub fn omap_get_header(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<Option<Vec<u8>>> {
+        let nid = self.settled_nid(collection.as_ref(), object.as_ref())?;
+        self.engine
+            .kv
+            .get(KeySpace::Omap, &keys::omap_header_key(nid))
+    }
+
+    /// The values of those of `keys` that are set.
+    pub fn omap_get_values<K: AsRef<[u8]>>(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        keys: impl IntoIterator<Item = K>,
+    ) -> Result<BTreeMap<Vec<u8>, Vec<u8>>> {
+        let nid = self.settled_nid(collection.as_ref(), object.as_ref())?;
+        let mut values = BTreeMap::new();
+        for key in keys {
+            let key = key.as_ref();
+            if let Some(value) = self
+                .engine
+                .kv
+                .get(KeySpace::Omap, &keys::omap_value_key(nid, key))?
+            {
+                values.insert(key.to_vec(), value);
+            }
+        }
+        Ok(values)
+    }
+
+    /// Omap entries with `start <= key` (and `key < end` when given), in key order.
+    ///
+    /// The iterator reads in pages; it is not a snapshot: a transaction committed while it runs
+    /// may or may not be seen by pages not yet read.
+    pub fn omap_iter(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        start: &[u8],
+        end: Option<&[u8]>,
+    ) -> Result<OmapIter<'_>> {
+        let nid = self.settled_nid(collection.as_ref(), object.as_ref())?;
+        let end_key = match end {
+            Some(end) => keys::omap_value_key(nid, end),
+            None => keys::omap_values_end(nid),
+        };
+        Ok(OmapIter {
+            store: self,
+            next_key: keys::omap_value_key(nid, start),
+            end_key,
+            page: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Up to `limit` object names of a collection, in byte order, after `start_after` if given.
+    pub fn list_objects(
+        &self,
+        collection: impl AsRef<[u8]>,
+        start_after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Vec<u8>>> {
+        self.engine.check_poison()?;
+        let collection = self.engine.collection(collection.as_ref())?;
+        collection.sequencer.wait_settled();
+        self.engine.check_poison()?;
+        let start = match start_after {
+            Some(name) => {
+                let mut key = keys::onode_key(collection.id, name);
+                key.push(0);
+                key
+            }
+            None => keys::onode_key_first(collection.id),
+        };
+        let end = keys::onode_key_end(collection.id);
+        let entries = self
+            .engine
+            .kv
+            .scan_collect(KeySpace::Onodes, &start, Some(&end), limit)?;
+        entries
+            .into_iter()
+            .map(|(key, _)| Ok(keys::split_onode_key(&key)?.1.to_vec()))
+            .collect()
+    }
+
+    /// The newest onode (including transactions not yet durable).
+    fn newest_onode(
+        &self,
+        collection: &[u8],
+        object: &[u8],
+    ) -> Result<(Arc<Collection>, Arc<Onode>)> {
+        self.engine.check_poison()?;
+        let collection = self.engine.collection(collection)?;
+        let slot = collection.onodes.slot(object);
+        let onode = load_slot(&self.engine, &collection, &slot, object)?;
+        let onode = onode.ok_or_else(|| not_found(&collection, object))?;
+        Ok((collection, onode))
+    }
+
+    /// The newest onode, once every transaction submitted before the call that touched the
+    /// object has finished (so its data is on the device and its omap in the KV store).
+    fn settled_onode(&self, collection: &Collection, object: &[u8]) -> Result<Arc<Onode>> {
+        let slot = collection.onodes.slot(object);
+        let onode = load_slot(&self.engine, collection, &slot, object)?;
+        slot.wait_settled();
+        self.engine.check_poison()?;
+        onode.ok_or_else(|| not_found(collection, object))
+    }
+
+    fn settled_nid(&self, collection: &[u8], object: &[u8]) -> Result<u64> {
+        self.engine.check_poison()?;
+        let collection = self.engine.collection(collection)?;
+        Ok(self.settled_onode(&collection, object)?.nid)
+    }
+}
+
+fn not_found(collection: &Collection, object: &[u8]) -> Error {
+    Error::NotFound(format!(
+        "object {}/{}",
+        collection.display_name(),
+        display_bytes(object)
+    ))
+}
+
+/// Ordered omap entries of one object, read a page at a time.
+pub struct OmapIter<'a> {
+    store: &'a Store,
+    next_key: Vec<u8>,
+    end_key: Vec<u8>,
+    page: Vec<(Vec<u8>, Vec<u8>)>,
+    done: bool,
+}
+
+impl OmapIter<'_> {
+    fn refill(&mut self) -> Result<()> {
+        let mut entries = self.store.engine.kv.scan_collect(
+            KeySpace::Omap,
+            &self.next_key,
+            Some(&self.end_key),
+            OMAP_PAGE_ENTRIES,
+        )?;
+        if entries.len() < OMAP_PAGE_ENTRIES {
+            self.done = true;
+        }
+        if let Some((last, _)) = entries.last() {
+            self.next_key = last.clone();
+            self.next_key.push(0);
+        }
+        for (key, _) in &mut entries {
+            *key = keys::split_omap_key(key)?.2.to_vec();
+        }
+        entries.reverse();
+        self.page = entries;
+        Ok(())
+    }
+}
+
+impl Iterator for OmapIter<'_> {
+    type Item = Result<(Vec<u8>, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.page.is_empty() && !self.done {
+            if let Err(error) = self.refill() {
+                self.done = true;
+                return Some(Err(error));
+            }
+        }
+        self.page.pop().map(Ok)
+    }
+}
