@@ -118,9 +118,15 @@ fn check_stats(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckReport) -> R
     let recorded = match kv.get(KeySpace::Stats, STATFS_KEY)? {
         Some(value) => match StatfsRecord::decode(&value) {
             Ok(record) => record,
-            Err(error) => return Ok(report.error("stats.decode", error.to_string())),
+            Err(error) => {
+                report.error("stats.decode", error.to_string());
+                return Ok(());
+            }
         },
-        None => return Ok(report.error("stats.missing", "no statfs record")),
+        None => {
+            report.error("stats.missing", "no statfs record");
+            return Ok(());
+        }
     };
     if recorded != inventory.stats {
         report.error(

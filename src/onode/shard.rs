@@ -94,7 +94,7 @@ mod tests {
             let body = map.to_body(pair[0], pair[1]);
             let bytes = crate::format::onode::encode_shard(&body).len();
             assert!(
-                bytes >= SHARD_TARGET_BYTES && bytes < SHARD_BYTES_MAX,
+                (SHARD_TARGET_BYTES..SHARD_BYTES_MAX).contains(&bytes),
                 "{bytes}"
             );
         }

@@ -281,11 +281,12 @@ impl Iterator for OmapIter<'_> {
     type Item = Result<(Vec<u8>, Vec<u8>)>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.page.is_empty() && !self.done {
-            if let Err(error) = self.refill() {
-                self.done = true;
-                return Some(Err(error));
-            }
+        if self.page.is_empty()
+            && !self.done
+            && let Err(error) = self.refill()
+        {
+            self.done = true;
+            return Some(Err(error));
         }
         self.page.pop().map(Ok)
     }
