@@ -20,7 +20,7 @@ pub const CHUNK_UNITS: u64 = 512;
 /// Chunks per level-2 group.
 pub const GROUP_CHUNKS: u64 = 512;
 /// Runs shorter than the request looked at before giving up on a contiguous allocation.
-pub const RUNS_EXAMINED_MAX: usize = 1024;
+pub const RUNS_EXAMINED_MAX: usize = 128;
 
 const GROUP_UNITS: u64 = CHUNK_UNITS * GROUP_CHUNKS;
 
@@ -168,7 +168,7 @@ impl BitmapAllocator {
     /// First run of at least `want` units, next-fit from the cursor, within the search bound.
     fn find_contiguous(&self, want: u64) -> Option<u64> {
         let mut examined = 0;
-        for (start, length) in self.runs_from_cursor() {
+        for (start, length) in self.runs_from_cursor(want) {
             if length >= want {
                 return Some(start);
             }
@@ -185,7 +185,7 @@ impl BitmapAllocator {
     fn gather_runs(&self, want: u64) -> Vec<(u64, u64)> {
         let mut runs = Vec::new();
         let mut needed = want;
-        for (start, length) in self.runs_from_cursor() {
+        for (start, length) in self.runs_from_cursor(want) {
             let take = length.min(needed);
             runs.push((start, take));
             needed -= take;
@@ -197,19 +197,20 @@ impl BitmapAllocator {
         runs
     }
 
-    /// Free runs starting at the cursor, wrapping around once. A run that straddles the cursor
-    /// is reported as two pieces.
-    fn runs_from_cursor(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+    /// Free runs starting at the cursor, wrapping around once, each measured only up to
+    /// `length_cap` units (a longer run is reported in pieces): a search for `n` units never
+    /// needs to know how far beyond `n` a run goes, and measuring it could cross the device.
+    fn runs_from_cursor(&self, length_cap: u64) -> impl Iterator<Item = (u64, u64)> + '_ {
         let cursor = self.cursor;
-        let tail = RunIter::new(self, cursor, self.units);
-        let head = RunIter::new(self, 0, cursor);
+        let tail = RunIter::new(self, cursor, self.units, length_cap);
+        let head = RunIter::new(self, 0, cursor, length_cap);
         tail.chain(head)
     }
 
-    /// Next free run within `[from, limit)`.
-    fn next_run(&self, from: u64, limit: u64) -> Option<(u64, u64)> {
+    /// Next free run within `[from, limit)`, at most `length_cap` units long.
+    fn next_run(&self, from: u64, limit: u64, length_cap: u64) -> Option<(u64, u64)> {
         let start = self.next_free_unit(from, limit)?;
-        let end = self.next_allocated_unit(start, limit);
+        let end = self.next_allocated_unit(start, limit.min(start.saturating_add(length_cap)));
         Some((start, end - start))
     }
 
@@ -296,19 +297,21 @@ impl BitmapAllocator {
     }
 }
 
-/// Iterator over free runs of `[position, limit)`, in units.
+/// Iterator over free runs of `[position, limit)`, in units, each at most `length_cap` long.
 struct RunIter<'a> {
     allocator: &'a BitmapAllocator,
     position: u64,
     limit: u64,
+    length_cap: u64,
 }
 
 impl<'a> RunIter<'a> {
-    fn new(allocator: &'a BitmapAllocator, position: u64, limit: u64) -> Self {
+    fn new(allocator: &'a BitmapAllocator, position: u64, limit: u64, length_cap: u64) -> Self {
         RunIter {
             allocator,
             position,
             limit,
+            length_cap,
         }
     }
 }
@@ -317,7 +320,9 @@ impl Iterator for RunIter<'_> {
     type Item = (u64, u64);
 
     fn next(&mut self) -> Option<(u64, u64)> {
-        let (start, length) = self.allocator.next_run(self.position, self.limit)?;
+        let (start, length) =
+            self.allocator
+                .next_run(self.position, self.limit, self.length_cap)?;
         self.position = start + length;
         Some((start, length))
     }
@@ -334,9 +339,9 @@ impl Iterator for FreeExtents<'_> {
 
     fn next(&mut self) -> Option<DeviceExtent> {
         let shift = self.allocator.unit_shift;
-        let (start, length) = self
-            .allocator
-            .next_run(self.position, self.allocator.units)?;
+        let (start, length) =
+            self.allocator
+                .next_run(self.position, self.allocator.units, u64::MAX)?;
         self.position = start + length;
         Some(DeviceExtent::new(start << shift, length << shift))
     }
