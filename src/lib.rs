@@ -44,6 +44,7 @@ pub mod txn;
 
 pub use alloc::ScoreVariant;
 pub use error::{Error, Result};
+pub use fsck::FsckReport;
 pub use store::{
     BlockSource, CountersSnapshot, ExtentInfo, FormatOptions, MkfsOptions, ObjectStat, OpenOptions,
     Statfs, Store,

@@ -406,6 +406,10 @@ impl<'e> TxnContext<'e> {
         let mut touched: BTreeMap<u64, Arc<Collection>> = BTreeMap::new();
         let changes_namespace =
             !self.created_collections.is_empty() || !self.removed_collections.is_empty();
+        assert!(
+            !changes_namespace || namespace.is_some(),
+            "namespace changes are installed with the namespace held"
+        );
         if let Some(namespace) = namespace {
             for name in &self.removed_collections {
                 if let Some(removed) = namespace.remove(name) {
@@ -417,10 +421,6 @@ impl<'e> TxnContext<'e> {
                 touched.insert(collection.id, Arc::clone(collection));
             }
         }
-        assert!(
-            !changes_namespace || !touched.is_empty(),
-            "namespace changes are installed with the namespace held"
-        );
         let mut slots = Vec::with_capacity(self.objects.len());
         for ((collection_id, name), object) in std::mem::take(&mut self.objects) {
             let mut object = object;

@@ -148,6 +148,11 @@ impl Op {
 /// Ops applied atomically, in order.
 ///
 /// Builder methods take names as anything byte-like (`&str`, `&[u8]`, `Vec<u8>`).
+///
+/// A transaction that cannot be applied fails whole, with the first error found in this order:
+/// argument checks of every op (`InvalidArgument`); then, unless the transaction creates or
+/// removes collections, the existence of every collection it names (`NotFound`); then each op in
+/// turn (`NotFound`, `AlreadyExists`, `NotEmpty`, `TooBig`, `NoSpace`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
     ops: Vec<Op>,

@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod workload;
+pub mod model;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

@@ -61,6 +61,12 @@ impl Model {
     /// Applies a transaction; on failure the model is unchanged.
     pub fn apply(&mut self, ops: &[Op]) -> Result<(), Failure> {
         ops.iter().try_for_each(validate)?;
+        // Without collection creates or removes, every named collection must exist up front.
+        if !ops.iter().any(Op::changes_namespace)
+            && ops.iter().any(|op| !self.collections.contains_key(op.collection()))
+        {
+            return Err(Failure::NotFound);
+        }
         let mut next = self.clone();
         for op in ops {
             next.apply_op(op)?;
