@@ -8,8 +8,8 @@
 mod common;
 
 use bstore::{FsckReport, OpenOptions, Store, Transaction};
-use common::workload::{self, Step};
 use common::model::{Failure, Model, check_store};
+use common::workload::{self, Step};
 use common::{RealStore, SimPair};
 use proptest::prelude::*;
 
@@ -78,12 +78,20 @@ static REJECTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::ne
 
 /// Compares the store's verdict on a transaction with the model's.
 fn compare_outcome(predicted: Result<(), Failure>, actual: bstore::Result<()>, context: &str) {
-    let tally = if predicted.is_ok() { &COMMITTED } else { &REJECTED };
+    let tally = if predicted.is_ok() {
+        &COMMITTED
+    } else {
+        &REJECTED
+    };
     tally.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     match (predicted, actual) {
         (Ok(()), Ok(())) => {}
         (Err(failure), Err(error)) => {
-            assert_eq!(Some(failure), Failure::of(&error), "{context}: wrong error {error}");
+            assert_eq!(
+                Some(failure),
+                Failure::of(&error),
+                "{context}: wrong error {error}"
+            );
         }
         (predicted, actual) => panic!("{context}: model says {predicted:?}, store says {actual:?}"),
     }
@@ -131,17 +139,33 @@ fn run(harness: &mut impl Harness, steps: &[Step]) {
     delete_everything(harness.store(), &mut model);
     let statfs = harness.store().statfs().unwrap();
     assert_eq!(
-        (statfs.allocated_bytes, statfs.stored_bytes, statfs.object_count),
+        (
+            statfs.allocated_bytes,
+            statfs.stored_bytes,
+            statfs.object_count
+        ),
         (0, 0, 0),
         "everything deleted"
     );
-    assert_eq!(statfs.available_bytes, baseline.available_bytes, "leak: space not returned");
+    assert_eq!(
+        statfs.available_bytes, baseline.available_bytes,
+        "leak: space not returned"
+    );
     if std::env::var_os("BSTORE_MODEL_VERBOSE").is_some() {
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-        eprintln!("{} steps; so far {} committed, {} rejected", steps.len(), load(&COMMITTED), load(&REJECTED));
+        eprintln!(
+            "{} steps; so far {} committed, {} rejected",
+            steps.len(),
+            load(&COMMITTED),
+            load(&REJECTED)
+        );
     }
     let report = harness.close_and_fsck();
-    assert!(report.is_clean(), "fsck after deleting everything: {:?}", report.errors);
+    assert!(
+        report.is_clean(),
+        "fsck after deleting everything: {:?}",
+        report.errors
+    );
 }
 
 fn delete_everything(store: &Store, model: &mut Model) {

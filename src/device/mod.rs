@@ -20,6 +20,7 @@ pub mod sync_io;
 pub mod uring;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use sim::{CrashMode, SimDevice, SimFaults};
@@ -81,6 +82,45 @@ pub enum IoKind {
     Write,
 }
 
+/// The memory of one transfer: owned (reads fill it), or shared with readers who may copy from
+/// it while it is being written (writes only).
+#[derive(Debug)]
+pub enum IoBuf {
+    /// Owned by the request.
+    Owned(AlignedBuf),
+    /// Shared; the device only reads it.
+    Shared(Arc<AlignedBuf>),
+}
+
+impl IoBuf {
+    /// The bytes, for the device to fill (`None` for a shared buffer).
+    pub fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
+        match self {
+            IoBuf::Owned(buf) => Some(buf),
+            IoBuf::Shared(_) => None,
+        }
+    }
+
+    /// The buffer, copied if it is shared.
+    pub fn into_owned(self) -> AlignedBuf {
+        match self {
+            IoBuf::Owned(buf) => buf,
+            IoBuf::Shared(buf) => AlignedBuf::clone(&buf),
+        }
+    }
+}
+
+impl std::ops::Deref for IoBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            IoBuf::Owned(buf) => buf,
+            IoBuf::Shared(buf) => buf,
+        }
+    }
+}
+
 /// One transfer: the buffer is read into or written from `device_offset`.
 #[derive(Debug)]
 pub struct IoRequest {
@@ -89,7 +129,7 @@ pub struct IoRequest {
     /// Byte offset on the device (block-aligned).
     pub device_offset: u64,
     /// The data (block-aligned length); returned to the caller on completion.
-    pub buf: AlignedBuf,
+    pub buf: IoBuf,
 }
 
 impl IoRequest {
@@ -98,7 +138,7 @@ impl IoRequest {
         IoRequest {
             kind: IoKind::Read,
             device_offset,
-            buf: AlignedBuf::zeroed(length),
+            buf: IoBuf::Owned(AlignedBuf::zeroed(length)),
         }
     }
 
@@ -107,7 +147,16 @@ impl IoRequest {
         IoRequest {
             kind: IoKind::Write,
             device_offset,
-            buf,
+            buf: IoBuf::Owned(buf),
+        }
+    }
+
+    /// A write of a buffer others may read while it is written.
+    pub fn write_shared(device_offset: u64, buf: Arc<AlignedBuf>) -> Self {
+        IoRequest {
+            kind: IoKind::Write,
+            device_offset,
+            buf: IoBuf::Shared(buf),
         }
     }
 }
@@ -160,7 +209,7 @@ impl dyn BlockDevice + '_ {
         let request = requests
             .pop()
             .ok_or_else(|| Error::corruption("empty read batch"))?;
-        Ok(request.buf)
+        Ok(request.buf.into_owned())
     }
 
     /// Writes `buf` at `device_offset` (not yet durable: see `flush`).
@@ -181,6 +230,9 @@ pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<()> {
         && length.is_multiple_of(block)
         && length > 0
         && length <= IO_LENGTH_MAX;
+    if request.kind == IoKind::Read && matches!(request.buf, IoBuf::Shared(_)) {
+        return Err(Error::invalid("a read needs a buffer of its own"));
+    }
     let inside = request
         .device_offset
         .checked_add(length)

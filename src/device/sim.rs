@@ -219,7 +219,11 @@ impl SimDevice {
                 if state.faults.fail_read_number == Some(state.counters.reads) {
                     return Err(eio("injected read error", request));
                 }
-                state.written.read(request.device_offset, &mut request.buf);
+                let offset = request.device_offset;
+                let Some(target) = request.buf.as_mut_slice() else {
+                    return Err(eio("shared read buffer", request));
+                };
+                state.written.read(offset, target);
             }
             IoKind::Write => {
                 state.counters.writes += 1;

@@ -27,16 +27,17 @@ impl SyncDevice {
 
     fn transfer(&self, request: &mut IoRequest) -> Result<()> {
         let offset = request.device_offset;
-        let result = match request.kind {
-            IoKind::Read => self.file.read_exact_at(&mut request.buf, offset),
-            IoKind::Write => self.file.write_all_at(&request.buf, offset),
+        let length = request.buf.len();
+        let result = match (request.kind, request.buf.as_mut_slice()) {
+            (IoKind::Read, Some(target)) => self.file.read_exact_at(target, offset),
+            (IoKind::Read, None) => Err(std::io::Error::other("read into a shared buffer")),
+            (IoKind::Write, _) => self.file.write_all_at(&request.buf, offset),
         };
         result.map_err(|e| {
             Error::io(
                 format!(
                     "{:?} of {:#x} bytes at device offset {offset:#x}",
-                    request.kind,
-                    request.buf.len()
+                    request.kind, length
                 ),
                 e,
             )

@@ -115,9 +115,18 @@ impl BlockDevice for UringDevice {
                 result: Ok(()),
             });
         }
+        // Reads get a pointer from the request's own buffer; writes only ever have the kernel
+        // read through theirs (a shared buffer is never written).
         let pending: Vec<(IoKind, u64, *mut u8, usize)> = requests
             .iter_mut()
-            .map(|r| (r.kind, r.device_offset, r.buf.as_mut_ptr(), r.buf.len()))
+            .map(|r| {
+                let length = r.buf.len();
+                let pointer = match r.buf.as_mut_slice() {
+                    Some(bytes) => bytes.as_mut_ptr(),
+                    None => r.buf.as_ptr().cast_mut(),
+                };
+                (r.kind, r.device_offset, pointer, length)
+            })
             .collect();
         let batch = Arc::new(Batch {
             remaining: AtomicUsize::new(requests.len()),

@@ -37,19 +37,19 @@ pub fn read_object(
     length: u64,
     object: &str,
 ) -> Result<Vec<u8>> {
-    read_object_with(device, onode, offset, length, object, |_, _| None)
+    read_object_with(device, onode, offset, length, object, |_, _| false)
 }
 
-/// Like [`read_object`], but device ranges for which `in_memory(device_offset, length)` returns
-/// bytes (data the transaction being prepared will write, not yet on the device) come from
-/// there.
-pub fn read_object_with<'m>(
+/// Like [`read_object`], but a piece whose device bytes `in_memory(device_offset, target)` can
+/// supply (data not yet on the device: written by the transaction being prepared, or by one
+/// still in flight) is copied from memory, not read.
+pub fn read_object_with(
     device: &dyn BlockDevice,
     onode: &Onode,
     offset: u64,
     length: u64,
     object: &str,
-    in_memory: impl Fn(u64, u64) -> Option<&'m [u8]>,
+    in_memory: impl Fn(u64, &mut [u8]) -> bool,
 ) -> Result<Vec<u8>> {
     let end = offset.saturating_add(length).min(onode.size);
     if offset >= end {
@@ -69,9 +69,9 @@ pub fn read_object_with<'m>(
             continue; // holes stay zero
         };
         let record = onode.extent_map.blob(blob);
-        if let Some(bytes) = in_memory(record.device_offset + u64::from(blob_offset), length) {
-            let target = (logical_offset - offset) as usize;
-            output[target..target + length as usize].copy_from_slice(bytes);
+        let target = (logical_offset - offset) as usize;
+        let device_offset = record.device_offset + u64::from(blob_offset);
+        if in_memory(device_offset, &mut output[target..target + length as usize]) {
             continue;
         }
         let chunk = u64::from(record.csum_chunk());

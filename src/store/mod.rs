@@ -86,6 +86,12 @@ pub struct CountersSnapshot {
     pub data_bytes_read: u64,
     /// Key and value bytes written to the KV store.
     pub kv_bytes_written: u64,
+    /// Writes laid out as new blobs in new space.
+    pub writes_new_space: u64,
+    /// Writes into unused chunks of an existing blob.
+    pub writes_fill_unused: u64,
+    /// Partial checksum chunks completed from existing data (read-modify-write).
+    pub write_chunk_merges: u64,
 }
 
 impl CountersSnapshot {
@@ -306,6 +312,9 @@ impl Store {
             data_bytes_written: c.data_bytes_written.load(Ordering::Relaxed),
             data_bytes_read: c.data_bytes_read.load(Ordering::Relaxed),
             kv_bytes_written: self.engine.kv.bytes_written(),
+            writes_new_space: c.writes_new_space.load(Ordering::Relaxed),
+            writes_fill_unused: c.writes_fill_unused.load(Ordering::Relaxed),
+            write_chunk_merges: c.write_chunk_merges.load(Ordering::Relaxed),
         }
     }
 }

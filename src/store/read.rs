@@ -15,7 +15,7 @@ use super::{ExtentInfo, ObjectStat, Store};
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::onode::Onode;
-use crate::onode::read::read_object;
+use crate::onode::read::read_object_with;
 use crate::txn::context::load_slot;
 use crate::txn::engine::{Collection, display_bytes};
 
@@ -40,9 +40,17 @@ impl Store {
         let (collection, object) = (collection.as_ref(), object.as_ref());
         let collection = self.engine.collection(collection)?;
         let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
-        let onode = self.settled_onode(&collection, object)?;
+        let (_, onode) = self.newest_onode_in(&collection, object)?;
         let name = format!("{}/{}", collection.display_name(), display_bytes(object));
-        let data = read_object(self.engine.device.as_ref(), &onode, offset, length, &name)?;
+        let inflight = &self.engine.inflight;
+        let data = read_object_with(
+            self.engine.device.as_ref(),
+            &onode,
+            offset,
+            length,
+            &name,
+            |device_offset, target| inflight.copy_out(device_offset, target),
+        )?;
         self.engine
             .counters
             .data_bytes_read
@@ -213,10 +221,18 @@ impl Store {
     ) -> Result<(Arc<Collection>, Arc<Onode>)> {
         self.engine.check_poison()?;
         let collection = self.engine.collection(collection)?;
+        self.newest_onode_in(&collection, object)
+    }
+
+    fn newest_onode_in(
+        &self,
+        collection: &Arc<Collection>,
+        object: &[u8],
+    ) -> Result<(Arc<Collection>, Arc<Onode>)> {
         let slot = collection.onodes.slot(object);
-        let onode = load_slot(&self.engine, &collection, &slot, object)?;
-        let onode = onode.ok_or_else(|| not_found(&collection, object))?;
-        Ok((collection, onode))
+        let onode = load_slot(&self.engine, collection, &slot, object)?;
+        let onode = onode.ok_or_else(|| not_found(collection, object))?;
+        Ok((Arc::clone(collection), onode))
     }
 
     /// The newest onode, once every transaction submitted before the call that touched the

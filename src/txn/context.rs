@@ -459,6 +459,7 @@ impl<'e> TxnContext<'e> {
             collections,
             changes_namespace,
             on_commit: None,
+            inflight_offsets: Vec::new(),
         }
     }
 }

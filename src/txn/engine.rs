@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::inflight::InflightData;
 use super::reclaim::Reclaimer;
 use crate::alloc::{BitmapAllocator, FreelistGeometry};
 use crate::device::BlockDevice;
@@ -192,6 +193,8 @@ pub struct Engine {
     pub counters: Counters,
     /// Holds freed space until no active read can still see it.
     pub reclaimer: Reclaimer,
+    /// New data of transactions not yet durable, readable from memory.
+    pub inflight: InflightData,
     poison: Mutex<Option<String>>,
 }
 
@@ -241,6 +244,7 @@ impl Engine {
             applied_stats: Mutex::new(parts.stats),
             counters: Counters::default(),
             reclaimer: Reclaimer::default(),
+            inflight: InflightData::default(),
             poison: Mutex::new(None),
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod context;
 pub mod engine;
+pub mod inflight;
 pub mod metadata;
 pub mod pipeline;
 pub mod reclaim;

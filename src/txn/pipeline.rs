@@ -74,6 +74,8 @@ pub struct Prepared {
     pub changes_namespace: bool,
     /// Completion callback.
     pub on_commit: Option<CommitCallback>,
+    /// Device offsets of its data buffers registered as in flight (dropped when it finishes).
+    pub inflight_offsets: Vec<u64>,
 }
 
 struct Entry {
@@ -131,7 +133,7 @@ impl Pipeline {
     /// Must be called with the prepare locks of its collections held, so that queue order is
     /// submission order within each collection.
     pub fn enqueue(&self, mut prepared: Prepared) {
-        let data_writes = std::mem::take(&mut prepared.data_writes);
+        let data_writes = self.share_data(&mut prepared);
         let has_writes = data_writes.iter().any(|r| r.kind == IoKind::Write);
         let data_bytes: u64 = data_writes.iter().map(|r| r.buf.len() as u64).sum();
         let sequence = {
@@ -169,6 +171,24 @@ impl Pipeline {
             data_writes,
             Box::new(move |outcome| shared.data_completed(sequence, has_writes, outcome.result)),
         );
+    }
+
+    /// Registers the transaction's new data as in flight (readable from memory until it is
+    /// durable) and returns device writes that share the buffers.
+    fn share_data(&self, prepared: &mut Prepared) -> Vec<IoRequest> {
+        let writes = std::mem::take(&mut prepared.data_writes);
+        writes
+            .into_iter()
+            .map(|request| {
+                let buf = Arc::new(request.buf.into_owned());
+                self.shared
+                    .engine
+                    .inflight
+                    .insert(request.device_offset, Arc::clone(&buf));
+                prepared.inflight_offsets.push(request.device_offset);
+                IoRequest::write_shared(request.device_offset, buf)
+            })
+            .collect()
     }
 
     /// Waits for every queued transaction to finish and stops the thread.
@@ -329,7 +349,7 @@ impl Shared {
             .reclaimer
             .release(&self.engine.allocator, released);
         for (_, prepared) in members {
-            finish(prepared, Ok(()));
+            finish(&self.engine, prepared, Ok(()));
         }
     }
 
@@ -352,7 +372,7 @@ impl Shared {
             Ok(()) => "commit failed".to_string(),
         };
         for prepared in failed {
-            finish(prepared, Err(Error::Poisoned(why.clone())));
+            finish(&self.engine, prepared, Err(Error::Poisoned(why.clone())));
         }
     }
 }
@@ -415,7 +435,8 @@ fn order_keys(prepared: &Prepared) -> Vec<u64> {
     keys
 }
 
-fn finish(prepared: Prepared, result: Result<()>) {
+fn finish(engine: &Engine, prepared: Prepared, result: Result<()>) {
+    engine.inflight.remove(&prepared.inflight_offsets);
     for slot in &prepared.slots {
         slot.finish_one();
     }

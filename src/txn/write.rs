@@ -245,14 +245,13 @@ fn mark_chunks_used(blob: &mut Blob, first: usize, count: usize) {
     }
 }
 
-/// Reads the existing bytes the plan merges: from this transaction's own new blobs when they
-/// hold them, otherwise from the device once earlier transactions on the object have finished.
+/// Reads the existing bytes the plan merges: from this transaction's own new blobs, from
+/// earlier transactions' data still in flight, or from the device. Never waits for a commit.
 fn read_merge_bytes(
     ctx: &TxnContext<'_>,
     key: &ObjectKey,
     plan: &WritePlan,
 ) -> Result<Vec<(u64, Vec<u8>)>> {
-    ctx.slot(key).wait_settled();
     let name = ctx.object_name(key);
     let engine = ctx.engine();
     let onode = ctx.onode(key);
@@ -266,22 +265,34 @@ fn read_merge_bytes(
                 *start,
                 end - start,
                 &name,
-                |device_offset, length| pending_bytes(data_writes, device_offset, length),
+                |device_offset, target| {
+                    copy_pending(data_writes, device_offset, target)
+                        || engine.inflight.copy_out(device_offset, target)
+                },
             )?;
             Ok((*start, bytes))
         })
         .collect()
 }
 
-/// Bytes this transaction is about to write at `[device_offset, +length)`, if it writes them.
-fn pending_bytes(
+/// Fills `target` with bytes this transaction is about to write at `device_offset`, if it
+/// writes all of them.
+fn copy_pending(
     data_writes: &std::collections::BTreeMap<u64, IoRequest>,
     device_offset: u64,
-    length: u64,
-) -> Option<&[u8]> {
-    let (start, request) = data_writes.range(..=device_offset).next_back()?;
+    target: &mut [u8],
+) -> bool {
+    let Some((start, request)) = data_writes.range(..=device_offset).next_back() else {
+        return false;
+    };
     let skip = (device_offset - start) as usize;
-    request.buf.get(skip..skip + length as usize)
+    match request.buf.get(skip..skip + target.len()) {
+        Some(bytes) => {
+            target.copy_from_slice(bytes);
+            true
+        }
+        None => false,
+    }
 }
 
 fn write_new_space(

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-pub mod workload;
 pub mod model;
+pub mod workload;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

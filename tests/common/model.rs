@@ -63,7 +63,9 @@ impl Model {
         ops.iter().try_for_each(validate)?;
         // Without collection creates or removes, every named collection must exist up front.
         if !ops.iter().any(Op::changes_namespace)
-            && ops.iter().any(|op| !self.collections.contains_key(op.collection()))
+            && ops
+                .iter()
+                .any(|op| !self.collections.contains_key(op.collection()))
         {
             return Err(Failure::NotFound);
         }
@@ -102,7 +104,10 @@ impl Model {
                 object,
                 op,
             } => {
-                let objects = self.collections.get_mut(collection).ok_or(Failure::NotFound)?;
+                let objects = self
+                    .collections
+                    .get_mut(collection)
+                    .ok_or(Failure::NotFound)?;
                 if !objects.contains_key(object) {
                     if !op.creates() {
                         return Err(Failure::NotFound);
@@ -210,15 +215,19 @@ fn validate(op: &Op) -> Result<(), Failure> {
         || match op {
             ObjectOp::Rename { new_name } => bad_name(new_name),
             ObjectOp::SetAttrs { attrs } => attrs.iter().any(|(n, v)| {
-                n.is_empty() || too_long(n, XATTR_NAME_LENGTH_MAX) || too_long(v, XATTR_VALUE_LENGTH_MAX)
+                n.is_empty()
+                    || too_long(n, XATTR_NAME_LENGTH_MAX)
+                    || too_long(v, XATTR_VALUE_LENGTH_MAX)
             }),
             ObjectOp::RmAttr { name } => too_long(name, XATTR_NAME_LENGTH_MAX),
-            ObjectOp::OmapSetKeys { pairs } => pairs
-                .iter()
-                .any(|(k, v)| too_long(k, OMAP_KEY_LENGTH_MAX) || too_long(v, OMAP_VALUE_LENGTH_MAX)),
+            ObjectOp::OmapSetKeys { pairs } => pairs.iter().any(|(k, v)| {
+                too_long(k, OMAP_KEY_LENGTH_MAX) || too_long(v, OMAP_VALUE_LENGTH_MAX)
+            }),
             ObjectOp::OmapRmKeys { keys } => keys.iter().any(|k| too_long(k, OMAP_KEY_LENGTH_MAX)),
             ObjectOp::OmapRmKeyRange { first, last } => {
-                too_long(first, OMAP_KEY_LENGTH_MAX) || too_long(last, OMAP_KEY_LENGTH_MAX) || first > last
+                too_long(first, OMAP_KEY_LENGTH_MAX)
+                    || too_long(last, OMAP_KEY_LENGTH_MAX)
+                    || first > last
             }
             ObjectOp::OmapSetHeader { header } => too_long(header, OMAP_VALUE_LENGTH_MAX),
             _ => false,
@@ -234,7 +243,11 @@ fn validate(op: &Op) -> Result<(), Failure> {
 pub fn check_store(store: &Store, model: &Model, context: &str) {
     let collections = store.list_collections().unwrap();
     let expected: Vec<&Vec<u8>> = model.collections.keys().collect();
-    assert_eq!(collections.iter().collect::<Vec<_>>(), expected, "{context}: collections");
+    assert_eq!(
+        collections.iter().collect::<Vec<_>>(),
+        expected,
+        "{context}: collections"
+    );
     for (collection, objects) in &model.collections {
         check_listing(store, collection, objects, context);
         for (name, object) in objects {
@@ -242,10 +255,19 @@ pub fn check_store(store: &Store, model: &Model, context: &str) {
         }
     }
     let statfs = store.statfs().unwrap();
-    assert_eq!(statfs.object_count, model.object_count() as u64, "{context}: statfs object count");
+    assert_eq!(
+        statfs.object_count,
+        model.object_count() as u64,
+        "{context}: statfs object count"
+    );
 }
 
-fn check_listing(store: &Store, collection: &[u8], objects: &BTreeMap<Vec<u8>, ModelObject>, context: &str) {
+fn check_listing(
+    store: &Store,
+    collection: &[u8],
+    objects: &BTreeMap<Vec<u8>, ModelObject>,
+    context: &str,
+) {
     let mut listed = Vec::new();
     let mut after: Option<Vec<u8>> = None;
     loop {
@@ -257,37 +279,87 @@ fn check_listing(store: &Store, collection: &[u8], objects: &BTreeMap<Vec<u8>, M
         after = page.last().cloned();
     }
     let expected: Vec<Vec<u8>> = objects.keys().cloned().collect();
-    assert_eq!(listed, expected, "{context}: objects of {}", collection.escape_ascii());
+    assert_eq!(
+        listed,
+        expected,
+        "{context}: objects of {}",
+        collection.escape_ascii()
+    );
 }
 
 /// Compares one object: data (whole and a slice), size, xattrs, omap header, keys and ranges.
-pub fn check_object(store: &Store, collection: &[u8], name: &[u8], object: &ModelObject, context: &str) {
-    let label = format!("{context}: {}/{}", collection.escape_ascii(), name.escape_ascii());
-    let stat = store.stat(collection, name).unwrap_or_else(|e| panic!("{label}: stat: {e}"));
+pub fn check_object(
+    store: &Store,
+    collection: &[u8],
+    name: &[u8],
+    object: &ModelObject,
+    context: &str,
+) {
+    let label = format!(
+        "{context}: {}/{}",
+        collection.escape_ascii(),
+        name.escape_ascii()
+    );
+    let stat = store
+        .stat(collection, name)
+        .unwrap_or_else(|e| panic!("{label}: stat: {e}"));
     assert_eq!(stat.size, object.data.len() as u64, "{label}: size");
-    let data = store.get(collection, name).unwrap_or_else(|e| panic!("{label}: get: {e}"));
-    assert!(data == object.data, "{label}: data differs ({} vs {} bytes)", data.len(), object.data.len());
+    let data = store
+        .get(collection, name)
+        .unwrap_or_else(|e| panic!("{label}: get: {e}"));
+    assert!(
+        data == object.data,
+        "{label}: data differs ({} vs {} bytes)",
+        data.len(),
+        object.data.len()
+    );
     let middle = object.data.len() as u64 / 3;
     let slice = store.read(collection, name, middle, 5000).unwrap();
     let end = (middle as usize + 5000).min(object.data.len());
-    assert!(slice == object.data[middle as usize..end], "{label}: slice at {middle}");
-    assert_eq!(store.getattrs(collection, name).unwrap(), object.xattrs, "{label}: xattrs");
-    assert_eq!(store.omap_get_header(collection, name).unwrap(), object.omap_header, "{label}: omap header");
+    assert!(
+        slice == object.data[middle as usize..end],
+        "{label}: slice at {middle}"
+    );
+    assert_eq!(
+        store.getattrs(collection, name).unwrap(),
+        object.xattrs,
+        "{label}: xattrs"
+    );
+    assert_eq!(
+        store.omap_get_header(collection, name).unwrap(),
+        object.omap_header,
+        "{label}: omap header"
+    );
     let omap: BTreeMap<Vec<u8>, Vec<u8>> = store
         .omap_iter(collection, name, b"", None)
         .unwrap()
         .map(Result::unwrap)
         .collect();
     assert_eq!(omap, object.omap, "{label}: omap");
-    let some_keys: Vec<Vec<u8>> = object.omap.keys().step_by(2).cloned().chain([b"absent".to_vec()]).collect();
+    let some_keys: Vec<Vec<u8>> = object
+        .omap
+        .keys()
+        .step_by(2)
+        .cloned()
+        .chain([b"absent".to_vec()])
+        .collect();
     let values = store.omap_get_values(collection, name, &some_keys).unwrap();
-    let expected: BTreeMap<Vec<u8>, Vec<u8>> = object.omap.iter().step_by(2).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let expected: BTreeMap<Vec<u8>, Vec<u8>> = object
+        .omap
+        .iter()
+        .step_by(2)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(values, expected, "{label}: omap values");
     let ranged: Vec<Vec<u8>> = store
         .omap_iter(collection, name, b"k2", Some(b"k6"))
         .unwrap()
         .map(|entry| entry.unwrap().0)
         .collect();
-    let expected: Vec<Vec<u8>> = object.omap.range(b"k2".to_vec()..b"k6".to_vec()).map(|(k, _)| k.clone()).collect();
+    let expected: Vec<Vec<u8>> = object
+        .omap
+        .range(b"k2".to_vec()..b"k6".to_vec())
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(ranged, expected, "{label}: omap range");
 }

@@ -21,7 +21,9 @@ pub fn config(cases_env: &str, default_cases: u32) -> Config {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default_cases);
     let seed = bstore::rng::test_seed();
-    eprintln!("proptest seed {seed} ({cases} cases): rerun with BSTORE_SEED={seed} {cases_env}={cases}");
+    eprintln!(
+        "proptest seed {seed} ({cases} cases): rerun with BSTORE_SEED={seed} {cases_env}={cases}"
+    );
     Config {
         cases,
         rng_seed: RngSeed::Fixed(seed),
@@ -48,7 +50,9 @@ fn collection_name() -> impl Strategy<Value = Vec<u8>> {
 
 fn bytes(max: usize) -> impl Strategy<Value = Vec<u8>> {
     (0..=max, any::<u8>()).prop_map(|(length, seed)| {
-        (0..length).map(|i| seed.wrapping_add((i * 7 + i / 251) as u8)).collect()
+        (0..length)
+            .map(|i| seed.wrapping_add((i * 7 + i / 251) as u8))
+            .collect()
     })
 }
 
@@ -63,8 +67,14 @@ fn offset() -> impl Strategy<Value = u64> {
 fn too_big_op() -> impl Strategy<Value = ObjectOp> {
     let max = bstore::format::OBJECT_SIZE_MAX;
     prop_oneof![
-        Just(ObjectOp::Write { offset: max - 10, data: vec![1; 11] }),
-        Just(ObjectOp::Zero { offset: max, length: 1 }),
+        Just(ObjectOp::Write {
+            offset: max - 10,
+            data: vec![1; 11]
+        }),
+        Just(ObjectOp::Zero {
+            offset: max,
+            length: 1
+        }),
         Just(ObjectOp::Truncate { size: max + 1 }),
     ]
 }
@@ -125,7 +135,12 @@ fn op() -> impl Strategy<Value = Vec<Op>> {
 
 /// Many small writes in one transaction: fragments an object so its extent map is sharded.
 fn fragmenting_burst() -> impl Strategy<Value = Vec<Op>> {
-    (proptest::sample::select(&COLLECTIONS), proptest::sample::select(&OBJECTS), 1u64..5, any::<u8>())
+    (
+        proptest::sample::select(&COLLECTIONS),
+        proptest::sample::select(&OBJECTS),
+        1u64..5,
+        any::<u8>(),
+    )
         .prop_map(|(collection, object, stride_chunks, fill)| {
             (0..120u64)
                 .map(|i| Op::Object {
@@ -174,7 +189,9 @@ pub fn steps(length: std::ops::Range<usize>) -> impl Strategy<Value = Vec<Step>>
         let create = COLLECTIONS
             .iter()
             .take(2)
-            .map(|c| Op::CreateCollection { collection: c.as_bytes().to_vec() })
+            .map(|c| Op::CreateCollection {
+                collection: c.as_bytes().to_vec(),
+            })
             .collect();
         steps.insert(0, Step::Apply(create));
         steps
