@@ -13,14 +13,11 @@ use bstore::kv::{Batch, Durability, Kv};
 use bstore::{Error, FormatOptions, Store, Transaction};
 use common::{SimPair, pattern};
 
-/// Everything observable about a collection, to show a failed transaction changed nothing.
-fn snapshot(
-    store: &Store,
-) -> (
-    Vec<u8>,
-    BTreeMap<Vec<u8>, (Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>)>,
-    bstore::Statfs,
-) {
+/// Data and xattrs of every object, by `collection/object`.
+type ObjectContents = BTreeMap<Vec<u8>, (Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>)>;
+
+/// Everything observable about the store, to show a failed transaction changed nothing.
+fn snapshot(store: &Store) -> (Vec<u8>, ObjectContents, bstore::Statfs) {
     let mut objects = BTreeMap::new();
     for collection in store.list_collections().unwrap() {
         for name in store.list_objects(&collection, None, 1000).unwrap() {
