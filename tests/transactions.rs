@@ -241,6 +241,36 @@ fn a_fragmented_object_is_sharded_and_a_small_write_rewrites_one_shard() {
 }
 
 #[test]
+fn the_onode_cache_stays_within_its_byte_budget() {
+    let pair = SimPair::new(256 << 20);
+    let options = bstore::OpenOptions {
+        onode_cache_bytes: 256 << 10,
+        ..bstore::OpenOptions::default()
+    };
+    let store = Store::open_on(pair.device.clone(), pair.kv.clone(), &options).unwrap();
+    store.create_collection("c").unwrap();
+    for i in 0..3000u64 {
+        let mut txn = Transaction::new();
+        txn.write("c", format!("object-{i}"), 0, pattern(i, 100))
+            .setattr("c", format!("object-{i}"), "_", vec![0; 200]);
+        store.apply(&txn).unwrap();
+        assert!(
+            store.onode_cache_bytes() <= 256 << 10,
+            "cache at {} bytes",
+            store.onode_cache_bytes()
+        );
+    }
+    for i in (0..3000u64).step_by(97) {
+        assert_eq!(
+            store.get("c", format!("object-{i}")).unwrap(),
+            pattern(i, 100),
+            "evicted objects reload"
+        );
+    }
+    store.close().unwrap();
+}
+
+#[test]
 fn small_appends_fill_unused_space_when_the_allocation_unit_is_large() {
     let format = FormatOptions {
         min_alloc_size: 64 << 10,

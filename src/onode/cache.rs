@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
@@ -36,6 +36,8 @@ pub struct OnodeSlot {
     state: Mutex<SlotState>,
     finished_changed: Condvar,
     last_used: AtomicU64,
+    /// Bytes this slot is charged in its cache's budget.
+    cost: AtomicUsize,
 }
 
 impl OnodeSlot {
@@ -62,16 +64,17 @@ impl OnodeSlot {
     }
 }
 
-/// The onode slots of one collection.
+/// The onode slots of one collection, within a byte budget.
 #[derive(Debug)]
 pub struct OnodeCache {
     slots: Mutex<HashMap<Vec<u8>, Arc<OnodeSlot>>>,
     budget_bytes: usize,
+    /// Bytes charged by all slots.
+    bytes: AtomicUsize,
     clock: AtomicU64,
 }
 
-/// Rough in-memory cost of a slot, for the byte budget: the key plus a fixed overhead plus the
-/// onode's encoded-size estimate, refreshed only at eviction time to keep lookups cheap.
+/// Fixed in-memory cost of a slot beyond its name and onode.
 const SLOT_OVERHEAD_BYTES: usize = 256;
 
 impl OnodeCache {
@@ -80,6 +83,7 @@ impl OnodeCache {
         OnodeCache {
             slots: Mutex::new(HashMap::new()),
             budget_bytes,
+            bytes: AtomicUsize::new(0),
             clock: AtomicU64::new(0),
         }
     }
@@ -92,15 +96,41 @@ impl OnodeCache {
             Some(slot) => Arc::clone(slot),
             None => {
                 let slot = Arc::new(OnodeSlot::default());
+                let cost = name.len() + SLOT_OVERHEAD_BYTES;
+                slot.cost.store(cost, Ordering::Relaxed);
+                self.bytes.fetch_add(cost, Ordering::Relaxed);
                 slots.insert(name.to_vec(), Arc::clone(&slot));
                 slot
             }
         };
         slot.last_used.store(tick, Ordering::Relaxed);
-        if slots.len() * SLOT_OVERHEAD_BYTES > self.budget_bytes {
-            Self::evict(&mut slots, self.budget_bytes);
+        if self.bytes.load(Ordering::Relaxed) > self.budget_bytes {
+            self.evict(&mut slots);
         }
         slot
+    }
+
+    /// Sets the slot's onode (the caller holds its lock) and charges its size to the budget.
+    pub fn store(
+        &self,
+        slot: &OnodeSlot,
+        state: &mut SlotState,
+        name: &[u8],
+        onode: Option<Arc<Onode>>,
+    ) {
+        let cost = name.len() + SLOT_OVERHEAD_BYTES + onode.as_deref().map_or(0, estimate_bytes);
+        state.onode = onode;
+        state.loaded = true;
+        let old = slot.cost.swap(cost, Ordering::Relaxed);
+        if cost >= old {
+            self.bytes.fetch_add(cost - old, Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(old - cost, Ordering::Relaxed);
+        }
+        // Eviction only try-locks slot states, so holding this slot's lock here is safe.
+        if self.bytes.load(Ordering::Relaxed) > self.budget_bytes {
+            self.evict(&mut self.slots.lock());
+        }
     }
 
     /// Slots currently held.
@@ -113,39 +143,44 @@ impl OnodeCache {
         self.len() == 0
     }
 
-    /// Drops idle slots, least recently used first, until the estimate fits in three quarters
-    /// of the budget (so eviction runs rarely). A slot is idle when only the cache holds it and
-    /// no transaction touching it is in flight.
-    fn evict(slots: &mut HashMap<Vec<u8>, Arc<OnodeSlot>>, budget_bytes: usize) {
-        let mut idle: Vec<(u64, Vec<u8>, usize)> = slots
+    /// Bytes charged by all slots.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Drops idle slots, least recently used first, until the cache fits in three quarters of
+    /// its budget (so eviction runs rarely). A slot is idle when only the cache holds it and no
+    /// transaction touching it is in flight; busy slots are never dropped.
+    fn evict(&self, slots: &mut HashMap<Vec<u8>, Arc<OnodeSlot>>) {
+        let mut idle: Vec<(u64, Vec<u8>)> = slots
             .iter()
             .filter(|(_, slot)| Arc::strong_count(slot) == 1)
-            .filter_map(|(name, slot)| {
-                let state = slot.state.try_lock()?;
-                let settled = state.finished == state.submitted;
-                let bytes = name.len()
-                    + SLOT_OVERHEAD_BYTES
-                    + state.onode.as_ref().map_or(0, |o| estimate_bytes(o));
-                settled.then(|| (slot.last_used.load(Ordering::Relaxed), name.clone(), bytes))
+            .filter(|(_, slot)| {
+                slot.state
+                    .try_lock()
+                    .is_some_and(|state| state.finished == state.submitted)
             })
+            .map(|(name, slot)| (slot.last_used.load(Ordering::Relaxed), name.clone()))
             .collect();
-        idle.sort_unstable_by_key(|(last_used, _, _)| *last_used);
-        let mut total: usize = slots.len() * SLOT_OVERHEAD_BYTES;
-        let target = budget_bytes / 4 * 3;
-        for (_, name, bytes) in idle {
-            if total <= target {
+        idle.sort_unstable_by_key(|(last_used, _)| *last_used);
+        let target = self.budget_bytes / 4 * 3;
+        for (_, name) in idle {
+            if self.bytes.load(Ordering::Relaxed) <= target {
                 break;
             }
-            slots.remove(&name);
-            total = total.saturating_sub(bytes);
+            if let Some(slot) = slots.remove(&name) {
+                self.bytes
+                    .fetch_sub(slot.cost.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
         }
     }
 }
 
+/// In-memory size of an onode: xattrs plus about twice the encoded extent map (the decoded
+/// form keeps per-unit counts and tree nodes besides the encoded fields).
 fn estimate_bytes(onode: &Onode) -> usize {
     let xattrs: usize = onode.xattrs.iter().map(|(k, v)| k.len() + v.len()).sum();
-    let extents = onode.extent_map.extents().count();
-    xattrs + extents * 96
+    xattrs + 2 * onode.extent_map.encoded_bytes()
 }
 
 #[cfg(test)]
@@ -162,7 +197,7 @@ mod tests {
 
     #[test]
     fn busy_slots_survive_eviction_and_idle_ones_go() {
-        let cache = OnodeCache::new(SLOT_OVERHEAD_BYTES * 8);
+        let cache = OnodeCache::new((SLOT_OVERHEAD_BYTES + 4) * 8);
         let held = cache.slot(b"held");
         let pending = cache.slot(b"pending");
         pending.lock().submitted = 1;
@@ -171,6 +206,11 @@ mod tests {
             drop(cache.slot(&i.to_le_bytes()));
         }
         assert!(cache.len() <= 9, "{} slots", cache.len());
+        assert!(
+            cache.bytes() <= (SLOT_OVERHEAD_BYTES + 8) * 9,
+            "{} bytes",
+            cache.bytes()
+        );
         assert!(Arc::ptr_eq(&held, &cache.slot(b"held")));
         assert_eq!(
             cache.slot(b"pending").lock().submitted,

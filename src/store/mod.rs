@@ -297,6 +297,17 @@ impl Store {
         self.engine.device.info()
     }
 
+    /// Bytes the onode caches of all collections hold (each is bounded by
+    /// `OpenOptions::onode_cache_bytes`).
+    pub fn onode_cache_bytes(&self) -> usize {
+        self.engine
+            .collections
+            .read()
+            .values()
+            .map(|c| c.onodes.bytes())
+            .sum()
+    }
+
     /// Deferred-write threshold in effect.
     pub fn prefer_deferred_size(&self) -> u32 {
         self.engine.config.prefer_deferred_size

@@ -436,8 +436,11 @@ impl<'e> TxnContext<'e> {
                 i64::from(object.onode.is_some()) - i64::from(object.existed);
             {
                 let mut state = object.slot.lock();
-                state.onode = object.onode.map(Arc::new);
-                state.loaded = true;
+                let onode = object.onode.map(Arc::new);
+                object
+                    .collection
+                    .onodes
+                    .store(&object.slot, &mut state, &name, onode);
                 state.submitted += 1;
             }
             slots.push(object.slot);
@@ -474,21 +477,22 @@ pub fn load_slot(
     let mut state = slot.lock();
     if !state.loaded {
         let key = keys::onode_key(collection.id, name);
-        state.onode = match engine.kv.get(KeySpace::Onodes, &key)? {
-            Some(value) => Some(Arc::new(
-                Onode::decode(engine.kv.as_ref(), &value, engine.config.min_alloc_size).map_err(
-                    |e| {
-                        Error::corruption(format!(
-                            "object {}/{}: {e}",
-                            collection.display_name(),
-                            display_bytes(name)
-                        ))
-                    },
-                )?,
-            )),
+        let onode = match engine.kv.get(KeySpace::Onodes, &key)? {
+            Some(value) => {
+                let decoded =
+                    Onode::decode(engine.kv.as_ref(), &value, engine.config.min_alloc_size)
+                        .map_err(|e| {
+                            Error::corruption(format!(
+                                "object {}/{}: {e}",
+                                collection.display_name(),
+                                display_bytes(name)
+                            ))
+                        })?;
+                Some(Arc::new(decoded))
+            }
             None => None,
         };
-        state.loaded = true;
+        collection.onodes.store(slot, &mut state, name, onode);
     }
     Ok(state.onode.clone())
 }

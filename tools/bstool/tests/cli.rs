@@ -174,3 +174,92 @@ fn errors_exit_non_zero_with_one_line() {
     let no_store = bstool_at(&s.dir.path().join("absent"), &["statfs"], None);
     assert_eq!(no_store.status.code(), Some(2));
 }
+
+#[test]
+fn write_read_stat_attrs_omap_and_fsck() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "128M"]));
+    ok(bstool_at(
+        &s.store(),
+        &["write", "pg", "obj", "--offset", "8K", "-"],
+        Some(b"hello"),
+    ));
+    ok(bstool_at(
+        &s.store(),
+        &["write", "pg", "obj", "--offset", "2", "-"],
+        Some(b"xy"),
+    ));
+    let bytes = ok(s.bstool(&["read", "pg", "obj", "--offset", "0", "--length", "16K"]));
+    let mut expected = vec![0u8; 8192 + 5];
+    expected[2..4].copy_from_slice(b"xy");
+    expected[8192..].copy_from_slice(b"hello");
+    assert_eq!(
+        bytes.as_bytes(),
+        expected.as_slice(),
+        "holes read as zeros, short at the end"
+    );
+    let stat = json(&ok(s.bstool(&["stat", "pg", "obj"])));
+    assert_eq!(stat["size"], 8197);
+    assert_eq!(stat["extent_count"], 2);
+
+    ok(s.bstool(&["setattr", "pg", "obj", "owner", "alice"]));
+    assert_eq!(ok(s.bstool(&["getattr", "pg", "obj", "owner"])), "alice\n");
+    let missing = s.bstool(&["getattr", "pg", "obj", "nothing"]);
+    assert_eq!(missing.status.code(), Some(2));
+    let no_object = s.bstool(&["setattr", "pg", "ghost", "a", "b"]);
+    assert_eq!(
+        no_object.status.code(),
+        Some(2),
+        "setattr needs an existing object"
+    );
+
+    ok(s.bstool(&["omap-set", "pg", "index", "k2", "two"]));
+    ok(s.bstool(&["omap-set", "pg", "index", "k1", "one"]));
+    assert_eq!(
+        ok(s.bstool(&["omap-list", "pg", "index"])),
+        "k1\tone\nk2\ttwo\n"
+    );
+
+    let report = json(&ok(s.bstool(&["fsck"])));
+    assert_eq!(report["clean"], true);
+    assert_eq!(report["objects"], 2);
+    assert_eq!(report["omap_keys"], 2);
+    let text = ok(s.bstool(&["fsck", "--format", "text"]));
+    assert!(text.contains("clean: true"), "{text}");
+}
+
+#[test]
+fn fsck_exits_one_when_it_finds_damage() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "64M"]));
+    ok(bstool_at(
+        &s.store(),
+        &["put", "c", "o", "-"],
+        Some(&[5u8; 10_000]),
+    ));
+    // Free the object's space behind the metadata's back: rewrite the freelist key of region 0
+    // as all-free except the reserved start, so the object's units look free (false free).
+    {
+        let kv =
+            bstore::kv::RocksKv::open(&s.store().join("db"), None, bstore::kv::KvCreateMode::Open)
+                .unwrap();
+        let mut batch = bstore::kv::Batch::new();
+        batch.put(
+            bstore::kv::KeySpace::Freelist,
+            0u64.to_be_bytes().to_vec(),
+            vec![0b0000_0011],
+        );
+        bstore::kv::Kv::write(&kv, batch, bstore::kv::Durability::Sync).unwrap();
+    }
+    let output = s.bstool(&["fsck"]);
+    assert_eq!(output.status.code(), Some(1), "fsck found errors");
+    let report = json(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(report["clean"], false);
+    let checks: Vec<&str> = report["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["check"].as_str().unwrap())
+        .collect();
+    assert!(checks.contains(&"space.false_free"), "{checks:?}");
+}
