@@ -140,6 +140,24 @@ impl Batch {
     }
 }
 
+/// What the KV store wrote to stable storage, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvIoStats {
+    /// Write-ahead log bytes.
+    pub log_bytes: u64,
+    /// Bytes of tables written by memtable flushes.
+    pub flush_bytes: u64,
+    /// Bytes of tables written by compactions.
+    pub compaction_bytes: u64,
+}
+
+impl KvIoStats {
+    /// Every byte written.
+    pub fn total(&self) -> u64 {
+        self.log_bytes + self.flush_bytes + self.compaction_bytes
+    }
+}
+
 /// A visitor over scanned entries: return `Ok(false)` to stop early.
 pub type ScanVisitor<'a> = dyn FnMut(&[u8], &[u8]) -> Result<bool> + 'a;
 
@@ -163,6 +181,14 @@ pub trait Kv: Send + Sync {
 
     /// Bytes handed to `write` so far (keys plus values), for write-amplification figures.
     fn bytes_written(&self) -> u64;
+
+    /// Bytes the store itself wrote to its files (log, flushes, compactions) so far.
+    fn io_stats(&self) -> KvIoStats {
+        KvIoStats {
+            log_bytes: self.bytes_written(),
+            ..KvIoStats::default()
+        }
+    }
 
     /// Moves buffered data into durable tables (RocksDB: flush memtables), so the next open
     /// does not replay the log. Called at clean close; durability never depends on it.

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DB, DBCompressionType, MergeOperands, Options,
-    ReadOptions, WriteBatch, WriteOptions,
+    ReadOptions, WriteBatch, WriteOptions, statistics::Ticker,
 };
 
-use super::{Batch, BatchOp, Durability, KeySpace, Kv, ScanVisitor};
+use super::{Batch, BatchOp, Durability, KeySpace, Kv, KvIoStats, ScanVisitor};
 use crate::error::{Error, Result};
 use crate::format::freelist;
 
@@ -32,6 +32,8 @@ pub struct RocksKv {
     db: DB,
     db_dir: PathBuf,
     bytes_written: AtomicU64,
+    /// Kept for its statistics object (write-amplification figures).
+    options: Options,
 }
 
 impl std::fmt::Debug for RocksKv {
@@ -50,6 +52,7 @@ impl RocksKv {
         options.set_compression_type(DBCompressionType::None);
         options.set_max_background_jobs(2);
         options.set_keep_log_file_num(4);
+        options.enable_statistics();
         if let Some(wal_dir) = wal_dir {
             options.set_wal_dir(wal_dir);
         }
@@ -66,6 +69,7 @@ impl RocksKv {
             db,
             db_dir: db_dir.to_path_buf(),
             bytes_written: AtomicU64::new(0),
+            options,
         })
     }
 
@@ -192,6 +196,14 @@ impl Kv for RocksKv {
 
     fn bytes_written(&self) -> u64 {
         self.bytes_written.load(Ordering::Relaxed)
+    }
+
+    fn io_stats(&self) -> KvIoStats {
+        KvIoStats {
+            log_bytes: self.options.get_ticker_count(Ticker::WalFileBytes),
+            flush_bytes: self.options.get_ticker_count(Ticker::FlushWriteBytes),
+            compaction_bytes: self.options.get_ticker_count(Ticker::CompactWriteBytes),
+        }
     }
 
     fn flush(&self) -> Result<()> {

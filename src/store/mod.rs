@@ -22,7 +22,7 @@ use crate::device::{BlockDevice, DeviceInfo, IoBackend, SyncDevice, UringDevice}
 use crate::error::{Error, Result};
 use crate::format::label::Label;
 use crate::fsck::{FsckReport, fsck};
-use crate::kv::Kv;
+use crate::kv::{Kv, KvIoStats};
 #[cfg(feature = "rocksdb")]
 use crate::kv::{KvCreateMode, RocksKv};
 use crate::txn::engine::Engine;
@@ -86,6 +86,8 @@ pub struct CountersSnapshot {
     pub data_bytes_read: u64,
     /// Key and value bytes written to the KV store.
     pub kv_bytes_written: u64,
+    /// What the KV store wrote to its files (log, flushes, compactions).
+    pub kv_io: KvIoStats,
     /// Writes laid out as new blobs in new space.
     pub writes_new_space: u64,
     /// Writes into unused chunks of an existing blob.
@@ -323,6 +325,7 @@ impl Store {
             data_bytes_written: c.data_bytes_written.load(Ordering::Relaxed),
             data_bytes_read: c.data_bytes_read.load(Ordering::Relaxed),
             kv_bytes_written: self.engine.kv.bytes_written(),
+            kv_io: self.engine.kv.io_stats(),
             writes_new_space: c.writes_new_space.load(Ordering::Relaxed),
             writes_fill_unused: c.writes_fill_unused.load(Ordering::Relaxed),
             write_chunk_merges: c.write_chunk_merges.load(Ordering::Relaxed),

@@ -1,11 +1,12 @@
-//! The commit pipeline: data I/O from many transactions, one KV-sync thread, group commit.
+//! The commit pipeline: data I/O from many transactions, group commit in two stages.
 //!
 //! A prepared transaction is queued with a sequence number, its data writes go to the device,
-//! and when they complete it becomes eligible. The KV-sync thread takes every eligible
-//! transaction whose earlier same-collection transactions are committed or in the same group,
-//! flushes the device once (if any data was written since the last flush), and writes all their
-//! metadata, freelist and statistics changes in one synced KV batch. Then it releases the space
-//! they freed, marks their objects settled and runs their callbacks.
+//! and when they complete it becomes eligible. The flush thread takes every eligible transaction
+//! whose earlier same-collection transactions are committed or in an earlier group, flushes the
+//! device once (if any data was written since the last flush), and hands the group on. The
+//! KV-sync thread writes all of a group's metadata, freelist and statistics changes in one synced
+//! KV batch, releases the space it freed, marks its objects settled and runs its callbacks.
+//! Groups commit in order; the flush of one group overlaps the KV sync of the one before.
 //!
 //! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
 //! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
@@ -102,11 +103,11 @@ struct Shared {
 /// The commit pipeline and its KV-sync thread.
 pub struct Pipeline {
     shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Pipeline {
-    /// Starts the KV-sync thread.
+    /// Starts the flush and KV-sync threads.
     pub fn start(engine: Arc<Engine>) -> Result<Pipeline> {
         let committed = CommittedState {
             stats: *engine.applied_stats.lock(),
@@ -118,14 +119,22 @@ impl Pipeline {
             work_ready: Condvar::new(),
             room_free: Condvar::new(),
         });
-        let thread_shared = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
+        // One group may wait between the flusher and the committer: enough to overlap a flush
+        // with a sync, without letting the flusher run far ahead.
+        let (sender, receiver) = crossbeam::channel::bounded(1);
+        let flusher_shared = Arc::clone(&shared);
+        let flusher = std::thread::Builder::new()
+            .name("bstore-flush".into())
+            .spawn(move || flusher_shared.flush_loop(sender))
+            .map_err(|e| Error::io("starting the flush thread", e))?;
+        let committer_shared = Arc::clone(&shared);
+        let committer = std::thread::Builder::new()
             .name("bstore-kv-sync".into())
-            .spawn(move || thread_shared.sync_loop(committed))
+            .spawn(move || committer_shared.commit_loop(receiver, committed))
             .map_err(|e| Error::io("starting the KV-sync thread", e))?;
         Ok(Pipeline {
             shared,
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(vec![flusher, committer]),
         })
     }
 
@@ -196,8 +205,9 @@ impl Pipeline {
         self.shared.queue.lock().shutdown = true;
         self.shared.work_ready.notify_all();
         self.shared.room_free.notify_all();
-        if let Some(thread) = self.thread.lock().take() {
-            // A panic in the sync thread was already turned into a poisoned engine.
+        for thread in std::mem::take(&mut *self.threads.lock()) {
+            // A panic in a pipeline thread leaves its transactions unacknowledged; nothing more
+            // can be done for them at shutdown.
             let _ = thread.join();
         }
     }
@@ -238,43 +248,74 @@ impl Shared {
         self.work_ready.notify_one();
     }
 
-    fn sync_loop(&self, mut committed: CommittedState) {
-        loop {
-            let group = {
-                let mut queue = self.queue.lock();
-                loop {
-                    if self.engine.check_poison().is_err() && !queue.entries.is_empty() {
-                        let failed = take_all(&mut queue);
-                        self.room_free.notify_all();
-                        drop(queue);
-                        self.finish_failed(failed);
-                        queue = self.queue.lock();
-                        continue;
-                    }
-                    if let Some(group) = select_group(&mut queue) {
-                        break group;
-                    }
-                    if queue.shutdown && queue.entries.is_empty() {
-                        return;
-                    }
-                    self.work_ready.wait(&mut queue);
+    /// The flusher: takes each group of ready transactions, flushes the device if their data
+    /// needs it, and hands the group to the committer. Runs one group ahead of the committer,
+    /// so a group's device flush overlaps the previous group's KV sync.
+    fn flush_loop(&self, groups: crossbeam::channel::Sender<Group>) {
+        while let Some(group) = self.next_group() {
+            if group.flush_device {
+                // Durability point: every data write of the group is on stable media before any
+                // metadata referencing it can be. A crash before this flush leaves the group's
+                // metadata uncommitted, so its unflushed data is unreferenced and harmless.
+                if let Err(error) = self.engine.device.flush() {
+                    self.fail_group(group, &error);
+                    continue;
                 }
-            };
-            self.commit_group(group, &mut committed);
+                Counters::add(&self.engine.counters.device_flushes, 1);
+            }
+            if let Err(unsent) = groups.send(group) {
+                self.fail_group(
+                    unsent.0,
+                    &Error::Poisoned("the KV-sync thread is gone".into()),
+                );
+            }
+        }
+    }
+
+    /// Waits for the next group; `None` at shutdown once every transaction has finished.
+    /// Fails everything queued once the engine is poisoned.
+    fn next_group(&self) -> Option<Group> {
+        let mut queue = self.queue.lock();
+        loop {
+            if self.engine.check_poison().is_err()
+                && queue
+                    .entries
+                    .values()
+                    .any(|e| e.state != TxnState::Committing)
+            {
+                let failed = take_all(&mut queue);
+                self.room_free.notify_all();
+                drop(queue);
+                self.finish_failed(failed);
+                queue = self.queue.lock();
+                continue;
+            }
+            if let Some(group) = select_group(&mut queue) {
+                return Some(group);
+            }
+            if queue.shutdown && queue.entries.is_empty() {
+                return None;
+            }
+            self.work_ready.wait(&mut queue);
+        }
+    }
+
+    /// The committer: writes each group's metadata in one synced KV batch, in group order.
+    fn commit_loop(
+        &self,
+        groups: crossbeam::channel::Receiver<Group>,
+        mut committed: CommittedState,
+    ) {
+        for group in groups {
+            match self.engine.check_poison() {
+                Err(error) => self.fail_group(group, &error),
+                Ok(()) => self.commit_group(group, &mut committed),
+            }
         }
     }
 
     fn commit_group(&self, group: Group, committed: &mut CommittedState) {
         let engine = &self.engine;
-        if group.flush_device {
-            // Durability point: every data write of the group is on stable media before any
-            // metadata referencing it can be. A crash before this flush leaves the group's
-            // metadata uncommitted, so its unflushed data is unreferenced and harmless.
-            if let Err(error) = engine.device.flush() {
-                return self.fail_group(group, &error);
-            }
-            Counters::add(&engine.counters.device_flushes, 1);
-        }
         let mut members = group.members;
         let batch = self.group_batch(&mut members, committed);
         // Durability point: one synced write makes the whole group's metadata, freelist and
@@ -295,16 +336,18 @@ impl Shared {
             &engine.counters.transactions_committed,
             members.len() as u64,
         );
-        {
-            let mut queue = self.queue.lock();
-            for (sequence, _) in &members {
-                if let Some(entry) = queue.entries.remove(sequence) {
-                    debug_assert_eq!(next(entry.state, TxnEvent::KvSynced), TxnState::Committed);
-                }
-            }
-            self.room_free.notify_all();
-        }
+        self.remove_entries(&members);
         self.finish_committed(members);
+    }
+
+    /// Drops finished transactions from the queue and wakes submitters and the flusher.
+    fn remove_entries(&self, members: &[(u64, Prepared)]) {
+        let mut queue = self.queue.lock();
+        for (sequence, _) in members {
+            queue.entries.remove(sequence);
+        }
+        self.room_free.notify_all();
+        self.work_ready.notify_all();
     }
 
     /// Concatenates the group's batches and adds the new statistics and id maxima.
@@ -355,14 +398,8 @@ impl Shared {
 
     fn fail_group(&self, group: Group, error: &Error) {
         self.engine.poison(error);
+        self.remove_entries(&group.members);
         let failed: Vec<Prepared> = group.members.into_iter().map(|(_, p)| p).collect();
-        {
-            let mut queue = self.queue.lock();
-            queue
-                .entries
-                .retain(|_, entry| entry.state != TxnState::Committing);
-            self.room_free.notify_all();
-        }
         self.finish_failed(failed);
     }
 

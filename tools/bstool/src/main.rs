@@ -4,6 +4,7 @@
 //! exits 0 on success; on failure it prints one line `bstool: error: ...` on stderr and exits 2
 //! (`fsck` exits 1 when it completed and found errors).
 
+mod bench;
 mod cmd;
 mod output;
 mod size;
@@ -65,6 +66,8 @@ enum Command {
     OmapList(cmd::objects::ObjectArgs),
     /// Check the store offline; exit 0 when clean, 1 when errors were found.
     Fsck,
+    /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ fn main() -> ExitCode {
         Command::OmapSet(args) => cmd::attrs::omap_set(&cli, args),
         Command::OmapList(args) => cmd::attrs::omap_list(&cli, args),
         Command::Fsck => cmd::fsck::run(&cli),
+        Command::Bench(args) => bench::run(&cli, args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,339 @@
+//! `bstool bench`: end-to-end benchmarks through the public API, compared in the same run with
+//! fio on the same device and with the engines users would otherwise pick.
+//!
+//! With no arguments: a temporary 8 GiB file-backed store under /var/tmp (blocks allocated up
+//! front, so the file system's first-write cost is not measured), the standard suite, a table,
+//! and the store removed.
+
+mod engine;
+mod fio;
+mod metrics;
+mod report;
+mod target;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use bstore::{OpenOptions, Store};
+use serde_json::json;
+
+use crate::size::parse_size;
+use crate::{Cli, CmdResult};
+use engine::{BenchEngine, BstoreEngine, FilesEngine, RocksEngine};
+use report::Row;
+use workload::{Params, Workload};
+
+/// Which engine to drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EngineKind {
+    /// bstore (the default).
+    Bstore,
+    /// Objects as 4 KiB block values in RocksDB (BlobDB, synced writes).
+    Rocksdb,
+    /// One file per object with fdatasync (FileStore-style).
+    Files,
+}
+
+/// Arguments of `bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Make a new store on this block device (DESTROYS its contents) and benchmark it.
+    #[arg(long)]
+    device: Option<PathBuf>,
+    /// Size of the temporary file-backed store.
+    #[arg(long, value_parser = parse_size, default_value = "8G")]
+    size: u64,
+    /// Workloads to run (repeatable; default: the standard suite).
+    #[arg(long, value_enum)]
+    workload: Vec<Workload>,
+    /// Seconds per timed workload.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Operations in flight (worker threads), and fio's iodepth.
+    #[arg(long, default_value_t = 16)]
+    queue_depth: usize,
+    /// Worker threads (the same as the queue depth: each worker has one operation in flight).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Collections bstore's objects are spread over (like a Ceph OSD's placement groups).
+    #[arg(long, default_value_t = 16)]
+    collections: usize,
+    /// Bytes of 4 MiB objects the read and overwrite workloads use.
+    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    dataset: u64,
+    /// Engines to run, in order (repeatable; default: bstore).
+    #[arg(long, value_enum)]
+    engine: Vec<EngineKind>,
+    /// Run fio with the same pattern on the same device right before each workload.
+    #[arg(long)]
+    compare_fio: bool,
+    /// Deferred-write threshold for bstore (default: 64 KiB on rotational media, 0 otherwise).
+    #[arg(long, value_parser = parse_size)]
+    prefer_deferred_size: Option<u64>,
+    /// Directory for temporary stores and the other engines' data.
+    #[arg(long, default_value = "/var/tmp")]
+    dir: PathBuf,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Print the table as Markdown (for the README).
+    #[arg(long)]
+    markdown: bool,
+    /// Seed of the workloads' random choices (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+}
+
+/// Runs the benchmark.
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
+    let workloads = if args.workload.is_empty() {
+        workload::STANDARD_SUITE.to_vec()
+    } else {
+        args.workload.clone()
+    };
+    let engines = if args.engine.is_empty() {
+        vec![EngineKind::Bstore]
+    } else {
+        args.engine.clone()
+    };
+    let queue_depth = args.threads.unwrap_or(args.queue_depth).max(1);
+    let seed = args.seed.unwrap_or_else(bstore::rng::test_seed);
+    let target = target::prepare(
+        cli.path.as_deref(),
+        args.device.as_deref(),
+        args.size,
+        &args.dir,
+    )?;
+    let params = Params {
+        duration: Duration::from_secs(args.duration),
+        queue_depth,
+        dataset_objects: (args.dataset / workload::OBJECT_SIZE).max(1),
+        seed,
+        progress: true,
+    };
+    let data: Vec<u8> = {
+        let mut rng = bstore::rng::SplitMix64::new(seed);
+        (0..workload::OBJECT_SIZE)
+            .map(|_| rng.next_u64() as u8)
+            .collect()
+    };
+    let fio_ready = args.compare_fio && fio::available();
+    if args.compare_fio && !fio_ready {
+        eprintln!("bstool: fio is not installed; running without the fio comparison");
+    }
+    let mut rows = Vec::new();
+    let mut environment = json!({"target": target.description, "queue_depth": queue_depth, "seed": seed,
+        "duration_secs": args.duration, "dataset_bytes": args.dataset});
+    for kind in &engines {
+        let engine = open_engine(*kind, &target, args)?;
+        if let Some(store) = engine.store() {
+            environment["device"] = device_json(store);
+        }
+        let fio_job = if fio_ready {
+            fio_region(engine.as_ref(), &target, args, queue_depth)
+        } else {
+            None
+        };
+        let suite = Suite {
+            engine: engine.as_ref(),
+            params: &params,
+            data: &data,
+            fio: fio_job,
+        };
+        rows.extend(suite.run(&workloads)?);
+        engine.close()?;
+    }
+    print_report(&rows, &environment, args)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn open_engine(
+    kind: EngineKind,
+    target: &target::Target,
+    args: &Args,
+) -> Result<Box<dyn BenchEngine>, String> {
+    Ok(match kind {
+        EngineKind::Bstore => {
+            let options = OpenOptions {
+                prefer_deferred_size: args.prefer_deferred_size.map(|s| s as u32),
+                ..OpenOptions::default()
+            };
+            let store = Store::open(&target.store_dir, &options).map_err(|e| e.to_string())?;
+            Box::new(BstoreEngine::new(store, args.collections)?)
+        }
+        EngineKind::Rocksdb => {
+            Box::new(RocksEngine::create(&target.scratch.path().join("rocksdb"))?)
+        }
+        EngineKind::Files => Box::new(FilesEngine::create(&target.scratch.path().join("files"))?),
+    })
+}
+
+fn device_json(store: &Store) -> serde_json::Value {
+    let info = store.device_info();
+    json!({
+        "path": info.path.display().to_string(),
+        "kind": format!("{:?}", info.kind),
+        "size_bytes": info.size_bytes,
+        "logical_block_size": info.logical_block_size,
+        "rotational": info.rotational,
+        "prefer_deferred_size": store.prefer_deferred_size(),
+        "min_alloc_size": store.label().min_alloc_size,
+    })
+}
+
+/// A free region of the store's device for fio (prefilled once, so reads are real reads).
+fn fio_region(
+    engine: &dyn BenchEngine,
+    target: &target::Target,
+    args: &Args,
+    queue_depth: usize,
+) -> Option<fio::FioJob> {
+    let store = engine.store()?;
+    let largest = store.free_extents().into_iter().max_by_key(|e| e.length)?;
+    let align = 4 << 20;
+    let offset = largest.offset.next_multiple_of(align);
+    let size =
+        (largest.end().saturating_sub(offset) / 2 / align * align).min(args.dataset.max(align));
+    if size < align {
+        return None;
+    }
+    let job = fio::FioJob {
+        pattern: "write",
+        block_size: align,
+        queue_depth,
+        runtime_secs: args.duration,
+        filename: target.block.clone(),
+        offset,
+        size,
+    };
+    Some(job)
+}
+
+/// One engine's run of the workloads.
+struct Suite<'a> {
+    engine: &'a dyn BenchEngine,
+    params: &'a Params,
+    data: &'a [u8],
+    fio: Option<fio::FioJob>,
+}
+
+impl Suite<'_> {
+    fn run(&self, workloads: &[Workload]) -> Result<Vec<Row>, String> {
+        let mut rows = Vec::new();
+        let mut dataset_ready = false;
+        if let Some(job) = &self.fio {
+            prefill_fio_region(job)?;
+        }
+        for workload in workloads {
+            if (workload.needs_dataset() || *workload == Workload::SeqWrite) && !dataset_ready {
+                workload::create_dataset(self.engine, self.params, self.data)?;
+                dataset_ready = true;
+            }
+            let fio = self.compare_with_fio(*workload)?;
+            rows.push(self.measure(*workload, fio));
+        }
+        Ok(rows)
+    }
+
+    fn compare_with_fio(&self, workload: Workload) -> Result<Option<fio::FioResult>, String> {
+        let (Some(job), Some((pattern, block_size))) = (&self.fio, workload.fio_pattern()) else {
+            return Ok(None);
+        };
+        let job = fio::FioJob {
+            pattern,
+            block_size,
+            ..job.clone()
+        };
+        fio::run(&job).map(Some)
+    }
+
+    fn measure(&self, workload: Workload, fio: Option<fio::FioResult>) -> Row {
+        let cpu_before = metrics::cpu_seconds();
+        let bytes_before = self.engine.bytes();
+        let outcome = match workload {
+            Workload::Aging => workload::run_aging(self.engine, self.params, self.data),
+            _ => workload::run(self.engine, workload, self.params, self.data),
+        };
+        let cpu = metrics::cpu_seconds() - cpu_before;
+        let bytes_after = self.engine.bytes();
+        let mut row = Row {
+            workload: workload.name(),
+            engine: self.engine.name(),
+            ops: 0,
+            seconds: 0.0,
+            user_bytes: 0,
+            writes: !matches!(workload, Workload::SeqRead | Workload::RandRead),
+            latency: metrics::Latency::default(),
+            cpu_us_per_op: 0.0,
+            data_bytes: bytes_after.data - bytes_before.data,
+            metadata_bytes: bytes_after.metadata - bytes_before.metadata,
+            transactions_per_sync: None,
+            peak_rss_mib: metrics::peak_rss_mib(),
+            free_score: self.engine.free_score(),
+            fio,
+            rounds: Vec::new(),
+            skipped: None,
+        };
+        match outcome {
+            Err(reason) => row.skipped = Some(reason),
+            Ok(measured) => {
+                row.ops = measured.ops;
+                row.seconds = measured.elapsed.as_secs_f64();
+                row.user_bytes = measured.bytes;
+                row.latency = metrics::Latency::of(&measured.histogram);
+                row.cpu_us_per_op = cpu * 1e6 / measured.ops.max(1) as f64;
+                row.rounds = measured.rounds;
+                let syncs = bytes_after.kv_syncs - bytes_before.kv_syncs;
+                let transactions = bytes_after.transactions - bytes_before.transactions;
+                row.transactions_per_sync = (syncs > 0).then(|| transactions as f64 / syncs as f64);
+            }
+        }
+        row
+    }
+}
+
+/// Writes the fio region once, so fio's reads read written blocks.
+fn prefill_fio_region(job: &fio::FioJob) -> Result<(), String> {
+    let status = std::process::Command::new("fio")
+        .arg("--name=bstool-prefill")
+        .arg(format!("--filename={}", job.filename.display()))
+        .arg(format!("--offset={}", job.offset))
+        .arg(format!("--size={}", job.size))
+        .args([
+            "--rw=write",
+            "--bs=4M",
+            "--iodepth=8",
+            "--ioengine=io_uring",
+            "--direct=1",
+        ])
+        .output()
+        .map_err(|e| format!("running fio: {e}"))?;
+    if !status.status.success() {
+        return Err(format!(
+            "fio prefill failed: {}",
+            String::from_utf8_lossy(&status.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+fn print_report(rows: &[Row], environment: &serde_json::Value, args: &Args) -> Result<(), String> {
+    if args.markdown {
+        print!("{}", report::markdown_table(rows));
+    } else {
+        println!("{}", crate::output::pretty(environment));
+        print!("{}", report::text_table(rows));
+    }
+    print!("{}", report::aging_lines(rows));
+    if let Some(path) = &args.json {
+        let value = json!({
+            "environment": environment,
+            "results": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
+        });
+        std::fs::write(path, crate::output::pretty(&value))
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
