@@ -31,6 +31,7 @@
 //! ```
 
 pub mod alloc;
+pub mod completion;
 pub mod csum;
 pub mod device;
 pub mod error;

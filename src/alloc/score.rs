@@ -58,7 +58,8 @@ impl FragmentationScore {
     }
 
     /// The score in [0, 1]; 0 when there is nothing to fragment (no free space, or a single
-    /// allocation unit), where Ceph's formula divides by zero.
+    /// allocation unit), where Ceph's formula divides by zero. Rounding can put Ceph's formula a
+    /// few ulps outside [0, 1]; the result is clamped.
     pub fn finish(mut self) -> f64 {
         if self.free_bytes == 0 {
             return 0.0;
@@ -73,7 +74,7 @@ impl FragmentationScore {
         if ideal == terrible {
             return 0.0;
         }
-        (ideal - self.score_sum) / (ideal - terrible)
+        ((ideal - self.score_sum) / (ideal - terrible)).clamp(0.0, 1.0)
     }
 
     fn worth(&mut self, length: u64) -> f64 {

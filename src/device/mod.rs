@@ -27,6 +27,7 @@ pub use sim::{CrashMode, SimDevice, SimFaults};
 pub use sync_io::SyncDevice;
 pub use uring::UringDevice;
 
+use crate::completion::Completion;
 use crate::error::{Error, Result};
 
 /// What kind of thing backs a device.
@@ -189,17 +190,10 @@ pub trait BlockDevice: Send + Sync {
 impl dyn BlockDevice + '_ {
     /// Submits `batch` and waits for it.
     pub fn run(&self, batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
-        let (sender, receiver) = crossbeam::channel::bounded(1);
-        self.submit(
-            batch,
-            Box::new(move |outcome| {
-                // The receiver only disappears if the waiting thread panicked; nothing to tell.
-                let _ = sender.send(outcome);
-            }),
-        );
-        let outcome = receiver
-            .recv()
-            .map_err(|_| Error::Poisoned("device completion was lost".into()))?;
+        let completion = Arc::new(Completion::new());
+        let deliver = Arc::clone(&completion);
+        self.submit(batch, Box::new(move |outcome| deliver.complete(outcome)));
+        let outcome = completion.wait();
         outcome.result.map(|()| outcome.requests)
     }
 

@@ -181,30 +181,18 @@ pub struct OnodeRecord {
 impl OnodeRecord {
     /// Encodes the onode into its enveloped KV value.
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Encoder::with_capacity(64);
-        e.u64(self.nid);
-        e.u64(self.size);
-        e.u32(self.flags);
-        e.u64(self.alloc_hint.expected_object_size);
-        e.u64(self.alloc_hint.expected_write_size);
-        e.u32(self.alloc_hint.flags);
-        encode_xattrs(&mut e, &self.xattrs);
-        match &self.extent_map {
-            ExtentMapLayout::Inline(body) => {
-                e.u8(EXTENT_MAP_INLINE);
-                encode_body(&mut e, body);
-            }
-            ExtentMapLayout::Sharded(shards) => {
-                e.u8(EXTENT_MAP_SHARDED);
-                assert!(shards.len() <= SHARDS_PER_ONODE_MAX, "too many shards");
-                e.u32(u32::try_from(shards.len()).expect("bounded above"));
-                for shard in shards {
-                    e.u64(shard.logical_offset);
-                    e.u32(shard.encoded_length);
-                }
-            }
-        }
-        envelope::seal(ONODE_STRUCT_VERSION, ONODE_COMPAT_VERSION, &e.finish())
+        let header = OnodeHeader {
+            nid: self.nid,
+            size: self.size,
+            flags: self.flags,
+            alloc_hint: self.alloc_hint,
+            xattrs: &self.xattrs,
+        };
+        let layout = match &self.extent_map {
+            ExtentMapLayout::Inline(body) => LayoutView::Inline(BodyView::of(body)),
+            ExtentMapLayout::Sharded(shards) => LayoutView::Sharded(shards),
+        };
+        encode_onode(&header, &layout)
     }
 
     /// Decodes an enveloped onode value.
@@ -246,9 +234,85 @@ impl OnodeRecord {
     }
 }
 
+/// A borrowed extent-map body: blobs by reference, so encoding copies no checksums.
+#[derive(Debug, Clone, Default)]
+pub struct BodyView<'a> {
+    /// Blobs referenced by `extents`.
+    pub blobs: Vec<&'a Blob>,
+    /// Extents sorted by logical offset, disjoint.
+    pub extents: Vec<Extent>,
+}
+
+impl<'a> BodyView<'a> {
+    /// A view of an owned body.
+    pub fn of(body: &'a ExtentMapBody) -> Self {
+        BodyView {
+            blobs: body.blobs.iter().collect(),
+            extents: body.extents.clone(),
+        }
+    }
+}
+
+/// A borrowed extent-map layout, for encoding an onode.
+#[derive(Debug, Clone)]
+pub enum LayoutView<'a> {
+    /// The whole map, inline.
+    Inline(BodyView<'a>),
+    /// The shard list.
+    Sharded(&'a [ShardInfo]),
+}
+
+/// The onode fields besides its extent map.
+#[derive(Debug, Clone, Copy)]
+pub struct OnodeHeader<'a> {
+    /// Object id.
+    pub nid: u64,
+    /// Logical size.
+    pub size: u64,
+    /// `ONODE_FLAG_*` bits.
+    pub flags: u32,
+    /// Allocation hint.
+    pub alloc_hint: AllocHint,
+    /// Extended attributes.
+    pub xattrs: &'a BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
+/// Encodes an onode from borrowed parts into its enveloped KV value.
+pub fn encode_onode(header: &OnodeHeader<'_>, layout: &LayoutView<'_>) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(256);
+    e.u64(header.nid);
+    e.u64(header.size);
+    e.u32(header.flags);
+    e.u64(header.alloc_hint.expected_object_size);
+    e.u64(header.alloc_hint.expected_write_size);
+    e.u32(header.alloc_hint.flags);
+    encode_xattrs(&mut e, header.xattrs);
+    match layout {
+        LayoutView::Inline(body) => {
+            e.u8(EXTENT_MAP_INLINE);
+            encode_body(&mut e, body);
+        }
+        LayoutView::Sharded(shards) => {
+            e.u8(EXTENT_MAP_SHARDED);
+            assert!(shards.len() <= SHARDS_PER_ONODE_MAX, "too many shards");
+            e.u32(u32::try_from(shards.len()).expect("bounded above"));
+            for shard in *shards {
+                e.u64(shard.logical_offset);
+                e.u32(shard.encoded_length);
+            }
+        }
+    }
+    envelope::seal(ONODE_STRUCT_VERSION, ONODE_COMPAT_VERSION, &e.finish())
+}
+
 /// Encodes one extent-map shard into its enveloped KV value.
 pub fn encode_shard(body: &ExtentMapBody) -> Vec<u8> {
-    let mut e = Encoder::with_capacity(256);
+    encode_shard_view(&BodyView::of(body))
+}
+
+/// Encodes one extent-map shard from a borrowed body.
+pub fn encode_shard_view(body: &BodyView<'_>) -> Vec<u8> {
+    let mut e = Encoder::with_capacity(BODY_HEADER_LENGTH + body.extents.len() * 64);
     encode_body(&mut e, body);
     envelope::seal(SHARD_STRUCT_VERSION, SHARD_COMPAT_VERSION, &e.finish())
 }
@@ -316,7 +380,7 @@ fn decode_xattrs(d: &mut Decoder<'_>) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, Deco
     Ok(xattrs)
 }
 
-fn encode_body(e: &mut Encoder, body: &ExtentMapBody) {
+fn encode_body(e: &mut Encoder, body: &BodyView<'_>) {
     assert!(body.blobs.len() <= EXTENTS_PER_MAP_MAX && body.extents.len() <= EXTENTS_PER_MAP_MAX);
     e.u32(u32::try_from(body.blobs.len()).expect("bounded above"));
     for blob in &body.blobs {
@@ -586,7 +650,7 @@ pub(crate) mod tests {
     fn encoded_lengths_match_the_encoder() {
         let body = sample_body();
         let mut e = Encoder::new();
-        encode_body(&mut e, &body);
+        encode_body(&mut e, &BodyView::of(&body));
         let predicted: usize = BODY_HEADER_LENGTH
             + body.blobs.iter().map(Blob::encoded_length).sum::<usize>()
             + body.extents.len() * EXTENT_ENCODED_LENGTH;

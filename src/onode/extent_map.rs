@@ -10,13 +10,16 @@
 //! Everything here is pure: no I/O, no KV. The write planner decides what to change; this map
 //! applies it and reports what space it frees.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+
+use imbl::{OrdMap, Vector};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use crate::alloc::DeviceExtent;
 use crate::error::{Error, Result};
 use crate::format::onode::{
-    BODY_HEADER_LENGTH, Blob, EXTENT_ENCODED_LENGTH, Extent, ExtentMapBody,
+    BODY_HEADER_LENGTH, Blob, BodyView, EXTENT_ENCODED_LENGTH, Extent, ExtentMapBody,
 };
 
 /// Index of a blob in an [`ExtentMap`].
@@ -87,8 +90,12 @@ struct BlobEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtentMap {
     au_bytes: u32,
-    extents: BTreeMap<u64, Mapping>,
-    blobs: Vec<Option<BlobEntry>>,
+    /// Persistent (structurally shared) maps: a transaction's working copy of an onode costs
+    /// O(1) to make, and each change copies only the tree path it touches.
+    extents: OrdMap<u64, Mapping>,
+    /// Blobs are shared between versions too: only a blob a transaction changes is copied
+    /// (`Arc::make_mut`).
+    blobs: Vector<Option<Arc<BlobEntry>>>,
     free_ids: Vec<BlobId>,
     /// Encoded size of the whole map as one body, kept up to date on every change.
     encoded_bytes: usize,
@@ -101,8 +108,8 @@ impl ExtentMap {
     pub fn new(au_bytes: u32) -> Self {
         ExtentMap {
             au_bytes,
-            extents: BTreeMap::new(),
-            blobs: Vec::new(),
+            extents: OrdMap::new(),
+            blobs: Vector::new(),
             free_ids: Vec::new(),
             encoded_bytes: BODY_HEADER_LENGTH,
             dirty: Vec::new(),
@@ -172,22 +179,31 @@ impl ExtentMap {
 
     /// Encodes the extents starting in `[start, end)` and the blobs they reference.
     pub fn to_body(&self, start: u64, end: u64) -> ExtentMapBody {
-        let mut body = ExtentMapBody::default();
-        let mut local: BTreeMap<BlobId, u32> = BTreeMap::new();
+        let view = self.body_view(start, end);
+        ExtentMapBody {
+            blobs: view.blobs.into_iter().cloned().collect(),
+            extents: view.extents,
+        }
+    }
+
+    /// Like [`ExtentMap::to_body`], borrowing the blobs instead of copying them.
+    pub fn body_view(&self, start: u64, end: u64) -> BodyView<'_> {
+        let mut view = BodyView::default();
+        let mut local: HashMap<BlobId, u32> = HashMap::new();
         for (offset, mapping) in self.extents.range(start..end) {
-            let next_index = body.blobs.len() as u32;
+            let next_index = view.blobs.len() as u32;
             let index = *local.entry(mapping.blob).or_insert_with(|| {
-                body.blobs.push(self.blob(mapping.blob).clone());
+                view.blobs.push(self.blob(mapping.blob));
                 next_index
             });
-            body.extents.push(Extent {
+            view.extents.push(Extent {
                 logical_offset: *offset,
                 length: mapping.length,
                 blob: index,
                 blob_offset: mapping.blob_offset,
             });
         }
-        body
+        view
     }
 
     /// The blob with id `id`.
@@ -370,11 +386,11 @@ impl ExtentMap {
         };
         match self.free_ids.pop() {
             Some(id) => {
-                self.blobs[id as usize] = Some(entry);
+                self.blobs.set(id as usize, Some(Arc::new(entry)));
                 id
             }
             None => {
-                self.blobs.push(Some(entry));
+                self.blobs.push_back(Some(Arc::new(entry)));
                 (self.blobs.len() - 1) as BlobId
             }
         }
@@ -419,6 +435,7 @@ impl ExtentMap {
         if let (Some((first, _)), Some((last, m))) = (hits.first(), hits.last()) {
             self.dirty.push((*first, last + u64::from(m.length)));
         }
+        let mut shrunk: Vec<(BlobId, u64)> = Vec::new();
         for (start, mapping) in hits {
             self.extents.remove(&start);
             self.encoded_bytes -= EXTENT_ENCODED_LENGTH;
@@ -446,12 +463,109 @@ impl ExtentMap {
                     right_offset,
                 );
             }
-            released.extend(self.unreference(mapping.blob, cut_blob_offset, cut_length));
+            let freed = self.unreference(mapping.blob, cut_blob_offset, cut_length);
+            if !freed.is_empty() && self.blobs[mapping.blob as usize].is_some() {
+                shrunk.push((mapping.blob, start - u64::from(mapping.blob_offset)));
+            }
+            released.extend(freed);
+        }
+        shrunk.sort_unstable();
+        shrunk.dedup();
+        for (blob, anchor) in shrunk {
+            self.split_at_unreferenced_units(blob, anchor);
         }
         Punched {
             unmapped_bytes,
             released: coalesce(released),
         }
+    }
+
+    /// Cuts a blob into one blob per run of still-referenced allocation units, dropping the
+    /// released units between and around them: their checksums leave the metadata, and a blob
+    /// with a hole punched in its middle becomes two blobs that shard boundaries may separate.
+    /// `anchor` is the logical offset of the blob's byte 0 (the same for all its extents: they
+    /// are only ever cut, never moved). Shared blobs are left whole (their reference counts are
+    /// kept per device range), and so are blobs whose checksum chunk is larger than the
+    /// allocation unit (a cut there would split a chunk).
+    fn split_at_unreferenced_units(&mut self, id: BlobId, anchor: u64) {
+        let au = self.au_bytes;
+        let (runs, whole) = {
+            let entry = self.entry(id);
+            if entry.blob.shared_blob_id.is_some() || entry.blob.csum_chunk() > au {
+                return;
+            }
+            let runs = referenced_runs(&entry.au_used);
+            let whole = runs.len() == 1 && runs[0] == (0, entry.au_used.len());
+            (runs, whole)
+        };
+        if whole || runs.is_empty() {
+            return;
+        }
+        let old = self.blobs.set(id as usize, None).expect("live blob");
+        self.free_ids.push(id);
+        self.encoded_bytes -= old.blob.encoded_length();
+        let blob_end = anchor + u64::from(old.blob.length);
+        self.dirty.push((anchor, blob_end));
+        let pieces: Vec<(usize, BlobId)> = runs
+            .iter()
+            .map(|(first, last)| (*first, self.add_blob_piece(&old, *first, *last)))
+            .collect();
+        let members: Vec<(u64, Mapping)> = self
+            .extents
+            .range(anchor..blob_end)
+            .filter(|(_, m)| m.blob == id)
+            .map(|(o, m)| (*o, *m))
+            .collect();
+        for (offset, mapping) in members {
+            let unit = (mapping.blob_offset / au) as usize;
+            let (first, piece) = *pieces
+                .iter()
+                .rev()
+                .find(|(first, _)| *first <= unit)
+                .expect("a referenced extent lies in a referenced run");
+            let moved = Mapping {
+                blob: piece,
+                blob_offset: mapping.blob_offset - first as u32 * au,
+                ..mapping
+            };
+            self.extents.insert(offset, moved);
+            self.entry_mut(piece).extent_refs += 1;
+        }
+    }
+
+    /// A new blob for allocation units `[first, last)` of `old`, with their checksums, unused
+    /// bits and use counts; referenced by no extent yet.
+    fn add_blob_piece(&mut self, old: &BlobEntry, first: usize, last: usize) -> BlobId {
+        let au = self.au_bytes as usize;
+        let chunk = old.blob.csum_chunk() as usize;
+        let (chunk_first, chunk_last) = (first * au / chunk, last * au / chunk);
+        let csums = if old.blob.csums.is_empty() {
+            Vec::new()
+        } else {
+            old.blob.csums[chunk_first..chunk_last].to_vec()
+        };
+        let unused = old.blob.unused.as_ref().and_then(|bits| {
+            let count = chunk_last - chunk_first;
+            let mut piece = vec![0u8; count.div_ceil(8)];
+            for i in 0..count {
+                let j = chunk_first + i;
+                if bits[j / 8] & (1 << (j % 8)) != 0 {
+                    piece[i / 8] |= 1 << (i % 8);
+                }
+            }
+            piece.iter().any(|b| *b != 0).then_some(piece)
+        });
+        let blob = Blob {
+            device_offset: old.blob.device_offset + (first * au) as u64,
+            length: ((last - first) * au) as u32,
+            csums,
+            unused,
+            ..old.blob.clone()
+        };
+        let id = self.add_blob(blob);
+        let entry = self.entry_mut(id);
+        entry.au_used.copy_from_slice(&old.au_used[first..last]);
+        id
     }
 
     /// Re-adds a remainder of a punched extent; its bytes are still counted in `au_used`.
@@ -495,7 +609,7 @@ impl ExtentMap {
                 "unreferenced blob with used units"
             );
             self.encoded_bytes -= entry.blob.encoded_length();
-            self.blobs[blob as usize] = None;
+            self.blobs.set(blob as usize, None);
             self.free_ids.push(blob);
         }
         released
@@ -508,9 +622,10 @@ impl ExtentMap {
     }
 
     fn entry_mut(&mut self, id: BlobId) -> &mut BlobEntry {
-        self.blobs[id as usize]
+        let entry = self.blobs[id as usize]
             .as_mut()
-            .expect("blob id refers to a live blob")
+            .expect("blob id refers to a live blob");
+        Arc::make_mut(entry)
     }
 }
 
@@ -524,6 +639,26 @@ fn for_each_unit(au: u32, offset: u32, length: u32, mut f: impl FnMut(usize, u32
         f(unit as usize, unit_end - position);
         position = unit_end;
     }
+}
+
+/// Runs `[first, last)` of units with a non-zero use count.
+fn referenced_runs(au_used: &[u32]) -> Vec<(usize, usize)> {
+    let mut runs = Vec::new();
+    let mut start = None;
+    for (index, used) in au_used.iter().enumerate() {
+        match (*used > 0, start) {
+            (true, None) => start = Some(index),
+            (false, Some(first)) => {
+                runs.push((first, index));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(first) = start {
+        runs.push((first, au_used.len()));
+    }
+    runs
 }
 
 /// Merges adjacent released units of the same ownership into longer extents.
@@ -585,15 +720,40 @@ mod tests {
         let pieces = map.pieces(0, 4 * u64::from(AU));
         assert_eq!(pieces.len(), 3);
         assert!(matches!(pieces[1], Piece::Hole { length: 8192, .. }));
-        assert!(matches!(
-            pieces[2],
-            Piece::Data {
-                blob_offset: 12288,
-                ..
-            }
-        ));
+        assert!(
+            matches!(pieces[2], Piece::Data { blob_offset: 0, .. }),
+            "the right remainder was split into a blob of its own"
+        );
         assert_eq!(map.stored_bytes(), 2 * u64::from(AU));
         assert_eq!(map.allocated_bytes(), 2 * u64::from(AU));
+    }
+
+    #[test]
+    fn a_hole_in_the_middle_splits_the_blob_and_drops_its_checksums() {
+        let mut map = map_with_one_blob(8 * AU);
+        let before = map.encoded_bytes();
+        map.punch(3 * u64::from(AU), 2 * u64::from(AU));
+        let blobs: Vec<_> = map
+            .blobs()
+            .map(|(_, b)| (b.device_offset, b.length, b.csums.len()))
+            .collect();
+        assert_eq!(
+            blobs,
+            vec![(1 << 20, 3 * AU, 3), ((1 << 20) + 5 * 4096, 3 * AU, 3)],
+            "two blobs of three units each"
+        );
+        assert!(
+            map.encoded_bytes() < before + 40,
+            "two dropped checksums pay for the new header"
+        );
+        let pieces = map.pieces(0, 8 * u64::from(AU));
+        assert!(
+            matches!(pieces[2], Piece::Data { blob_offset: 0, .. }),
+            "{pieces:?}"
+        );
+        let rebuilt = ExtentMap::from_bodies(AU, [&map.to_body(0, u64::MAX)]).unwrap();
+        assert_eq!(rebuilt.pieces(0, 1 << 20), map.pieces(0, 1 << 20));
+        assert_eq!(rebuilt.allocated_bytes(), 6 * u64::from(AU));
     }
 
     #[test]
@@ -613,7 +773,7 @@ mod tests {
         let mut map = map_with_one_blob(4 * AU);
         map.punch(4096, 4096);
         let body = map.to_body(0, u64::MAX);
-        assert_eq!(body.blobs.len(), 1, "both remainders share one blob");
+        assert_eq!(body.blobs.len(), 2, "the remainders became two blobs");
         let rebuilt = ExtentMap::from_bodies(AU, [&body]).unwrap();
         assert_eq!(rebuilt.pieces(0, 16384), map.pieces(0, 16384));
         assert_eq!(rebuilt.allocated_bytes(), map.allocated_bytes());

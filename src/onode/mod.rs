@@ -17,8 +17,8 @@ pub use extent_map::{BlobId, ExtentMap, Mapping, Piece, Punched, Released};
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::format::onode::{
-    AllocHint, ExtentMapBody, ExtentMapLayout, OnodeRecord, ShardInfo, check_extents_within,
-    decode_shard, encode_shard,
+    AllocHint, ExtentMapBody, ExtentMapLayout, LayoutView, OnodeHeader, OnodeRecord, ShardInfo,
+    check_extents_within, decode_shard, encode_onode, encode_shard_view,
 };
 use crate::kv::{Batch, Kv};
 use shard::{INLINE_BYTES_MAX, SHARD_BYTES_MAX, choose_boundaries};
@@ -100,11 +100,10 @@ impl Onode {
             None => total <= INLINE_BYTES_MAX,
             Some(_) => total <= INLINE_BYTES_MAX / 2,
         };
-        let layout = if go_inline {
+        if go_inline {
             if self.shards.take().is_some() {
                 delete_all_shards(batch, self.nid);
             }
-            ExtentMapLayout::Inline(self.extent_map.to_body(0, u64::MAX))
         } else {
             let shards = match self.shards.take() {
                 Some(shards) => self.rewrite_dirty_shards(batch, shards, chunk),
@@ -113,19 +112,25 @@ impl Onode {
                     self.write_shards(batch, &boundaries, u64::MAX)
                 }
             };
-            self.shards = Some(shards.clone());
-            ExtentMapLayout::Sharded(shards)
-        };
+            self.shards = Some(shards);
+        }
         self.extent_map.clear_dirty();
-        let record = OnodeRecord {
+        let header = OnodeHeader {
             nid: self.nid,
             size: self.size,
             flags: self.flags,
             alloc_hint: self.alloc_hint,
-            xattrs: self.xattrs.clone(),
-            extent_map: layout,
+            xattrs: &self.xattrs,
         };
-        batch.put(KeySpace::Onodes, onode_key.to_vec(), record.encode());
+        let layout = match &self.shards {
+            None => LayoutView::Inline(self.extent_map.body_view(0, u64::MAX)),
+            Some(shards) => LayoutView::Sharded(shards),
+        };
+        batch.put(
+            KeySpace::Onodes,
+            onode_key.to_vec(),
+            encode_onode(&header, &layout),
+        );
     }
 
     /// Writes a shard at each boundary (the extents from it to the next boundary, or to `end`)
@@ -136,13 +141,13 @@ impl Onode {
             .iter()
             .zip(ends)
             .map(|(start, end)| {
-                self.put_shard(batch, *start, &self.extent_map.to_body(*start, end))
+                let encoded = encode_shard_view(&self.extent_map.body_view(*start, end));
+                self.put_shard(batch, *start, encoded)
             })
             .collect()
     }
 
-    fn put_shard(&self, batch: &mut Batch, start: u64, body: &ExtentMapBody) -> ShardInfo {
-        let encoded = encode_shard(body);
+    fn put_shard(&self, batch: &mut Batch, start: u64, encoded: Vec<u8>) -> ShardInfo {
         let info = ShardInfo {
             logical_offset: start,
             encoded_length: encoded.len() as u32,
@@ -177,17 +182,20 @@ impl Onode {
                 layout.push(shard);
                 continue;
             }
-            let body = self.extent_map.to_body(start, end);
+            let body = self.extent_map.body_view(start, end);
             if body.extents.is_empty() && start != 0 {
                 batch.delete(
                     KeySpace::ExtentShards,
                     keys::shard_key(self.nid, start).to_vec(),
                 );
-            } else if encode_shard(&body).len() > SHARD_BYTES_MAX {
+                continue;
+            }
+            let encoded = encode_shard_view(&body);
+            if encoded.len() > SHARD_BYTES_MAX {
                 let boundaries = choose_boundaries(&self.extent_map, start, end, chunk);
                 layout.extend(self.write_shards(batch, &boundaries, end));
             } else {
-                layout.push(self.put_shard(batch, start, &body));
+                layout.push(self.put_shard(batch, start, encoded));
             }
         }
         layout

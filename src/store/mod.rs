@@ -18,8 +18,9 @@ pub use options::{BlockSource, FormatOptions, MkfsOptions, OpenOptions};
 pub use read::OmapIter;
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
+use crate::completion::Completion;
 use crate::device::{BlockDevice, DeviceInfo, IoBackend, SyncDevice, UringDevice};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::label::Label;
 use crate::fsck::{FsckReport, fsck};
 use crate::kv::{Kv, KvIoStats};
@@ -217,14 +218,10 @@ impl Store {
 
     /// Submits a transaction and waits until it is durable.
     pub fn apply(&self, txn: &Transaction) -> Result<()> {
-        let (sender, receiver) = crossbeam::channel::bounded(1);
-        self.submit(txn, move |result| {
-            // The receiver lives until this function returns; a send cannot fail before then.
-            let _ = sender.send(result);
-        })?;
-        receiver
-            .recv()
-            .map_err(|_| Error::Poisoned("commit callback was dropped".into()))?
+        let completion = Arc::new(Completion::new());
+        let deliver = Arc::clone(&completion);
+        self.submit(txn, move |result| deliver.complete(result))?;
+        completion.wait()
     }
 
     /// Creates a collection.
