@@ -185,16 +185,22 @@ pub trait BlockDevice: Send + Sync {
 
     /// Makes every completed write durable (fdatasync: also flushes the device's write cache).
     fn flush(&self) -> Result<()>;
-}
 
-impl dyn BlockDevice + '_ {
-    /// Submits `batch` and waits for it.
-    pub fn run(&self, batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
+    /// Performs `batch` and waits for it on the calling thread. The default submits and parks
+    /// until the completion arrives; a device may do better for a caller that waits anyway.
+    fn run_blocking(&self, batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
         let completion = Arc::new(Completion::new());
         let deliver = Arc::clone(&completion);
         self.submit(batch, Box::new(move |outcome| deliver.complete(outcome)));
         let outcome = completion.wait();
         outcome.result.map(|()| outcome.requests)
+    }
+}
+
+impl dyn BlockDevice + '_ {
+    /// Performs `batch` and waits for it.
+    pub fn run(&self, batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
+        self.run_blocking(batch)
     }
 
     /// Reads `length` bytes at `device_offset`.

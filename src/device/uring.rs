@@ -42,6 +42,8 @@ struct Shared {
     queue_depth: usize,
     /// Serialises pushes to the submission queue (the ring allows one producer).
     submit_lock: Mutex<()>,
+    /// Rings for blocking batches, one per concurrent caller at most.
+    private_rings: Mutex<Vec<IoUring>>,
     /// Requests in flight; at most `queue_depth`.
     in_flight: Mutex<usize>,
     slot_freed: Condvar,
@@ -81,6 +83,7 @@ impl UringDevice {
             info: opened.info,
             queue_depth,
             submit_lock: Mutex::new(()),
+            private_rings: Mutex::new(Vec::new()),
             in_flight: Mutex::new(0),
             slot_freed: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -154,6 +157,20 @@ impl BlockDevice for UringDevice {
         }
     }
 
+    /// Blocking batches run on a ring of the caller's own (borrowed from a pool), so the
+    /// caller submits and reaps in one system call, with no hand-off to the reaper thread and
+    /// no context switch: for a synchronous 4 KiB read that is most of the cost.
+    fn run_blocking(&self, mut batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
+        check_batch(&self.shared.info, &batch)?;
+        if batch.is_empty() {
+            return Ok(batch);
+        }
+        let mut ring = self.shared.private_ring(batch.len())?;
+        let result = run_on_private_ring(&mut ring, self.shared.file.as_raw_fd(), &mut batch);
+        self.shared.return_ring(ring);
+        result.map(|()| batch)
+    }
+
     fn flush(&self) -> Result<()> {
         self.shared.file.sync_data().map_err(|e| {
             Error::io(
@@ -175,7 +192,23 @@ impl Drop for UringDevice {
     }
 }
 
+/// Requests a private ring is sized for; larger blocking batches go in rounds.
+const PRIVATE_RING_ENTRIES: u32 = 64;
+
 impl Shared {
+    /// A ring for a blocking batch: from the pool, or new.
+    fn private_ring(&self, _requests: usize) -> Result<IoUring> {
+        if let Some(ring) = self.private_rings.lock().pop() {
+            return Ok(ring);
+        }
+        IoUring::new(PRIVATE_RING_ENTRIES)
+            .map_err(|e| Error::io("setting up a private io_uring", e))
+    }
+
+    fn return_ring(&self, ring: IoUring) {
+        self.private_rings.lock().push(ring);
+    }
+
     /// Waits until at least one slot is free and takes up to `wanted` of them.
     fn acquire_slots(&self, wanted: usize) -> usize {
         let mut in_flight = self.in_flight.lock();
@@ -325,6 +358,103 @@ impl Batch {
         };
         if let Some(done) = self.done.lock().take() {
             done(IoOutcome { requests, result });
+        }
+    }
+}
+
+/// Runs a batch on a ring only this thread uses: push up to the ring's size, submit and wait in
+/// one call, reap, repeat until every request transferred all its bytes. Every pushed entry is
+/// reaped before returning, even after an error, so no buffer is freed while the kernel holds
+/// it.
+fn run_on_private_ring(ring: &mut IoUring, fd: i32, batch: &mut [IoRequest]) -> Result<()> {
+    let mut progress: Vec<usize> = vec![0; batch.len()];
+    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    let mut first_error: Option<Error> = None;
+    while !pending.is_empty() && first_error.is_none() {
+        let take = pending.len().min(PRIVATE_RING_ENTRIES as usize);
+        let round: Vec<usize> = pending.drain(..take).collect();
+        {
+            let mut sq = ring.submission();
+            for index in &round {
+                let entry = private_entry(&mut batch[*index], progress[*index], fd)
+                    .user_data(*index as u64);
+                // SAFETY: the buffer belongs to `batch`, which outlives this function; every
+                // entry pushed here is reaped below before the function returns.
+                let pushed = unsafe { sq.push(&entry) };
+                assert!(pushed.is_ok(), "a round never exceeds the ring's size");
+            }
+        }
+        let mut reaped = 0;
+        while reaped < round.len() {
+            match ring.submit_and_wait(round.len() - reaped) {
+                Ok(_) => {}
+                Err(e) if is_transient(&e) => continue,
+                Err(e) => panic!("io_uring_enter failed with requests in flight: {e}"),
+            }
+            for completion in ring.completion() {
+                reaped += 1;
+                let index = completion.user_data() as usize;
+                match transferred(&batch[index], progress[index], completion.result()) {
+                    Ok(bytes) => {
+                        progress[index] += bytes;
+                        if progress[index] < batch[index].buf.len() {
+                            pending.push(index);
+                        }
+                    }
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+    }
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// Bytes a completion moved, or the error it reports (0 bytes with bytes outstanding is EOF).
+fn transferred(request: &IoRequest, done: usize, result: i32) -> Result<usize> {
+    if result > 0 {
+        return Ok(result as usize);
+    }
+    let error = if result < 0 {
+        io::Error::from_raw_os_error(-result)
+    } else if done < request.buf.len() {
+        io::Error::new(io::ErrorKind::UnexpectedEof, "device returned 0 bytes")
+    } else {
+        return Ok(0);
+    };
+    let context = format!(
+        "{:?} of {:#x} bytes at device offset {:#x}",
+        request.kind,
+        request.buf.len(),
+        request.device_offset
+    );
+    Err(Error::io(context, error))
+}
+
+/// The entry transferring the rest of `request` after `done` bytes.
+fn private_entry(request: &mut IoRequest, done: usize, fd: i32) -> squeue::Entry {
+    let length = u32::try_from(request.buf.len() - done).expect("requests are < 4 GiB");
+    let offset = request.device_offset + done as u64;
+    let fd = types::Fd(fd);
+    match (request.kind, request.buf.as_mut_slice()) {
+        (IoKind::Read, Some(bytes)) => {
+            // SAFETY: `done < len`, so the pointer stays inside the buffer.
+            let pointer = unsafe { bytes.as_mut_ptr().add(done) };
+            opcode::Read::new(fd, pointer, length)
+                .offset(offset)
+                .build()
+        }
+        (IoKind::Read, None) => unreachable!("check_batch refuses reads into shared buffers"),
+        (IoKind::Write, _) => {
+            // SAFETY: as above; the kernel only reads through a write's pointer.
+            let pointer = unsafe { request.buf.as_ptr().add(done) };
+            opcode::Write::new(fd, pointer, length)
+                .offset(offset)
+                .build()
         }
     }
 }

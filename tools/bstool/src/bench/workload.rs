@@ -245,6 +245,9 @@ fn omap_op(engine: &dyn BenchEngine, rng: &mut SplitMix64) -> Result<u64, String
     }
 }
 
+/// What one worker counted: operations, bytes, latencies.
+type WorkerTally = (u64, u64, Histogram<u64>);
+
 /// Runs `op` on `queue_depth` threads until the duration is up; merges what they measured.
 fn timed(
     params: &Params,
@@ -255,7 +258,7 @@ fn timed(
     let deadline = start + params.duration;
     let failed = AtomicBool::new(false);
     let progress = progress_bar(params, label);
-    let outcomes: Vec<Result<(u64, u64, Histogram<u64>), String>> = std::thread::scope(|scope| {
+    let outcomes: Vec<Result<WorkerTally, String>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..params.queue_depth)
             .map(|thread| {
                 let (op, failed) = (&op, &failed);
