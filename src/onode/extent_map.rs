@@ -469,8 +469,11 @@ impl ExtentMap {
             }
             released.extend(freed);
         }
+        // Only blobs still alive after every cut: a blob whose last extent went is gone, and its
+        // id may be reused by the pieces of another split.
         shrunk.sort_unstable();
         shrunk.dedup();
+        shrunk.retain(|(blob, _)| self.blobs[*blob as usize].is_some());
         for (blob, anchor) in shrunk {
             self.split_at_unreferenced_units(blob, anchor);
         }
@@ -754,6 +757,27 @@ mod tests {
         let rebuilt = ExtentMap::from_bodies(AU, [&map.to_body(0, u64::MAX)]).unwrap();
         assert_eq!(rebuilt.pieces(0, 1 << 20), map.pieces(0, 1 << 20));
         assert_eq!(rebuilt.allocated_bytes(), 6 * u64::from(AU));
+    }
+
+    #[test]
+    fn a_blob_that_loses_units_and_then_its_last_extent_in_one_punch_is_not_split() {
+        // Regression: the split pass ran on a blob the same punch had already removed, whose id
+        // another split could have reused.
+        let mut map = ExtentMap::new(AU);
+        let id = map.add_blob(blob(1 << 20, 4 * AU));
+        map.map(0, 2 * AU, id, 0);
+        map.map(3 * u64::from(AU), 2 * AU, id, 2 * AU);
+        let punched = map.punch(0, 5 * u64::from(AU));
+        assert_eq!(
+            punched
+                .released
+                .iter()
+                .map(|r| r.extent.length)
+                .sum::<u64>(),
+            4 * u64::from(AU)
+        );
+        assert!(map.is_empty());
+        assert_eq!(map.blobs().count(), 0);
     }
 
     #[test]
