@@ -142,10 +142,23 @@ impl ExtentMap {
             }
             ids.push(self.add_blob(blob.clone()));
         }
+        let mut anchors: HashMap<u32, u64> = HashMap::new();
         for extent in &body.extents {
             let Some(&blob) = ids.get(extent.blob as usize) else {
                 return Err(Error::corruption("extent references a missing blob"));
             };
+            // Extents of an unshared blob are pieces of one write: they all map the blob at the
+            // same logical place (splitting and trimming rely on it).
+            let anchor = extent
+                .logical_offset
+                .wrapping_sub(u64::from(extent.blob_offset));
+            let unshared = self.blob(blob).shared_blob_id.is_none();
+            if unshared && *anchors.entry(extent.blob).or_insert(anchor) != anchor {
+                return Err(Error::corruption(format!(
+                    "extent {:#x}+{:#x} maps its blob at a different place than the blob's other extents",
+                    extent.logical_offset, extent.length
+                )));
+            }
             if let Some((start, end)) =
                 self.overlap_with_existing(extent.logical_offset, u64::from(extent.length))
             {
