@@ -318,29 +318,26 @@ fn write_new_space(
         plan.buffer_length,
         u64::from(config.blob_length_max),
     );
-    for layout in layouts {
-        let buf = fill_blob_buffer(plan, &layout, offset, data, merged);
-        let blob = new_blob(&layout, &buf, config);
-        let onode = ctx.onode_mut(key);
-        let blob_id = onode.extent_map.add_blob(blob);
-        let blob_start = plan.buffer_offset + layout.buffer_position;
-        let map_start = blob_start.max(plan.mapped_offset);
-        let map_end = (blob_start + layout.used).min(plan.mapped_end);
-        assert!(
-            map_start < map_end,
-            "every new blob holds some of the write"
-        );
-        onode.extent_map.map(
-            map_start,
-            (map_end - map_start) as u32,
-            blob_id,
-            (map_start - blob_start) as u32,
-        );
-        ctx.stats.stored_bytes += (map_end - map_start) as i64;
-        ctx.data_writes.insert(
-            layout.device_offset,
-            IoRequest::write(layout.device_offset, buf),
-        );
+    // One buffer and one device write per allocated extent: its blobs are consecutive on the
+    // device and in the write buffer, so a 4 MiB write is one request, not eight.
+    for extent in &extents {
+        let members: Vec<&BlobLayout> = layouts
+            .iter()
+            .filter(|l| l.device_offset >= extent.offset && l.device_offset < extent.end())
+            .filter(|l| l.used > 0)
+            .collect();
+        let Some(first) = members.first() else {
+            continue;
+        };
+        let used: u64 = members.iter().map(|l| l.used).sum();
+        let buf = fill_buffer(plan, first.buffer_position, used, offset, data, merged);
+        for layout in &members {
+            let within = (layout.buffer_position - first.buffer_position) as usize;
+            let blob = new_blob(layout, &buf[within..within + layout.used as usize], config);
+            map_new_blob(ctx, key, plan, layout, blob);
+        }
+        ctx.data_writes
+            .insert(extent.offset, IoRequest::write(extent.offset, buf));
     }
     ctx.onode_mut(key).size = plan.new_size;
     Ok(())
@@ -388,17 +385,45 @@ fn lay_out_blobs(
     layouts
 }
 
-/// The bytes one new blob writes: zeros, then merged old bytes, then the new data over them.
-fn fill_blob_buffer(
+/// Adds a freshly written blob and maps the part of the write it holds.
+fn map_new_blob(
+    ctx: &mut TxnContext<'_>,
+    key: &ObjectKey,
     plan: &WritePlan,
     layout: &BlobLayout,
+    blob: Blob,
+) {
+    let onode = ctx.onode_mut(key);
+    let blob_id = onode.extent_map.add_blob(blob);
+    let blob_start = plan.buffer_offset + layout.buffer_position;
+    let map_start = blob_start.max(plan.mapped_offset);
+    let map_end = (blob_start + layout.used).min(plan.mapped_end);
+    assert!(
+        map_start < map_end,
+        "every new blob holds some of the write"
+    );
+    onode.extent_map.map(
+        map_start,
+        (map_end - map_start) as u32,
+        blob_id,
+        (map_start - blob_start) as u32,
+    );
+    ctx.stats.stored_bytes += (map_end - map_start) as i64;
+}
+
+/// The bytes written at `[buffer_position, +length)` of the write buffer: zeros, then merged old
+/// bytes, then the new data over them.
+fn fill_buffer(
+    plan: &WritePlan,
+    buffer_position: u64,
+    length: u64,
     offset: u64,
     data: &[u8],
     merged: &[(u64, Vec<u8>)],
 ) -> AlignedBuf {
-    let mut buf = AlignedBuf::zeroed(layout.used as usize);
-    let blob_start = plan.buffer_offset + layout.buffer_position;
-    let blob_end = blob_start + layout.used;
+    let mut buf = AlignedBuf::zeroed(length as usize);
+    let blob_start = plan.buffer_offset + buffer_position;
+    let blob_end = blob_start + length;
     let sources = merged
         .iter()
         .map(|(start, bytes)| (*start, bytes.as_slice()))

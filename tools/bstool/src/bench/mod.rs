@@ -131,11 +131,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         if let Some(store) = engine.store() {
             environment["device"] = device_json(store);
         }
-        let fio_job = if fio_ready {
-            fio_region(engine.as_ref(), &target, args, queue_depth)
-        } else {
-            None
-        };
+        let fio_job =
+            (fio_ready && engine.store().is_some()).then(|| fio_setup(&target, args, queue_depth));
         let suite = Suite {
             engine: engine.as_ref(),
             params: &params,
@@ -183,32 +180,37 @@ fn device_json(store: &Store) -> serde_json::Value {
     })
 }
 
-/// A free region of the store's device for fio (prefilled once, so reads are real reads).
-fn fio_region(
-    engine: &dyn BenchEngine,
-    target: &target::Target,
-    args: &Args,
-    queue_depth: usize,
-) -> Option<fio::FioJob> {
-    let store = engine.store()?;
-    let largest = store.free_extents().into_iter().max_by_key(|e| e.length)?;
-    let align = 4 << 20;
-    let offset = largest.offset.next_multiple_of(align);
-    let size =
-        (largest.end().saturating_sub(offset) / 2 / align * align).min(args.dataset.max(align));
-    if size < align {
-        return None;
+/// Where fio may write: the device, and how much of it fio uses. The region itself is chosen
+/// right before each fio run, from the space the store has free at that moment.
+#[derive(Debug, Clone)]
+struct FioSetup {
+    template: fio::FioJob,
+}
+
+fn fio_setup(target: &target::Target, args: &Args, queue_depth: usize) -> FioSetup {
+    FioSetup {
+        template: fio::FioJob {
+            pattern: "write",
+            block_size: 4 << 20,
+            queue_depth,
+            runtime_secs: args.duration,
+            filename: target.block.clone(),
+            offset: 0,
+            size: args.dataset.max(4 << 20),
+        },
     }
-    let job = fio::FioJob {
-        pattern: "write",
-        block_size: align,
-        queue_depth,
-        runtime_secs: args.duration,
-        filename: target.block.clone(),
-        offset,
-        size,
-    };
-    Some(job)
+}
+
+/// The last `size` bytes (4 MiB aligned) of the largest free extent: space the store does not
+/// use now and, allocating forward from its cursor, is least likely to reach soon. fio runs
+/// only while the store is idle, and what it leaves in free space is never read by the store.
+fn fio_region(store: &Store, wanted: u64) -> Option<(u64, u64)> {
+    const ALIGN: u64 = 4 << 20;
+    let largest = store.free_extents().into_iter().max_by_key(|e| e.length)?;
+    let end = largest.end() / ALIGN * ALIGN;
+    let start = largest.offset.next_multiple_of(ALIGN);
+    let size = (end.saturating_sub(start) / 2 / ALIGN * ALIGN).min(wanted / ALIGN * ALIGN);
+    (size >= ALIGN).then(|| (end - size, size))
 }
 
 /// One engine's run of the workloads.
@@ -216,16 +218,13 @@ struct Suite<'a> {
     engine: &'a dyn BenchEngine,
     params: &'a Params,
     data: &'a [u8],
-    fio: Option<fio::FioJob>,
+    fio: Option<FioSetup>,
 }
 
 impl Suite<'_> {
     fn run(&self, workloads: &[Workload]) -> Result<Vec<Row>, String> {
         let mut rows = Vec::new();
         let mut dataset_ready = false;
-        if let Some(job) = &self.fio {
-            prefill_fio_region(job)?;
-        }
         for workload in workloads {
             if (workload.needs_dataset() || *workload == Workload::SeqWrite) && !dataset_ready {
                 workload::create_dataset(self.engine, self.params, self.data)?;
@@ -238,14 +237,24 @@ impl Suite<'_> {
     }
 
     fn compare_with_fio(&self, workload: Workload) -> Result<Option<fio::FioResult>, String> {
-        let (Some(job), Some((pattern, block_size))) = (&self.fio, workload.fio_pattern()) else {
+        let (Some(setup), Some((pattern, block_size)), Some(store)) =
+            (&self.fio, workload.fio_pattern(), self.engine.store())
+        else {
+            return Ok(None);
+        };
+        let Some((offset, size)) = fio_region(store, setup.template.size) else {
             return Ok(None);
         };
         let job = fio::FioJob {
             pattern,
             block_size,
-            ..job.clone()
+            offset,
+            size,
+            ..setup.template.clone()
         };
+        if pattern.contains("read") {
+            prefill_fio_region(&job)?;
+        }
         fio::run(&job).map(Some)
     }
 
