@@ -57,6 +57,7 @@ fn config() -> EngineConfig {
         prefer_deferred_size: 0,
         onode_cache_bytes: 64 << 20,
         queue_depth_max: 1024,
+        deferred: Default::default(),
     }
 }
 

@@ -47,7 +47,7 @@ pub use alloc::ScoreVariant;
 pub use error::{Error, Result};
 pub use fsck::FsckReport;
 pub use store::{
-    BlockSource, CountersSnapshot, ExtentInfo, FormatOptions, MkfsOptions, ObjectStat, OpenOptions,
-    Statfs, Store,
+    BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions, MkfsOptions,
+    ObjectStat, OpenOptions, Statfs, Store,
 };
 pub use txn::Transaction;

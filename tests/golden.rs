@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use bstore::format::deferred::{DeferredRecord, DeferredWrite};
 use bstore::format::freelist::encode_operand;
 use bstore::format::label::Label;
 use bstore::format::onode::{
@@ -177,4 +178,25 @@ fn freelist_operand_bytes_are_stable() {
         &encode_operand(16, &[0x0f, 0xff, 0x01]),
     );
     assert_eq!(bytes, [16, 0, 0, 0, 0x0f, 0xff, 0x01]);
+}
+
+#[test]
+fn deferred_record_bytes_are_stable() {
+    let record = DeferredRecord {
+        writes: vec![
+            DeferredWrite {
+                device_offset: 0x30_0000,
+                data: (0..512u32).map(|i| i as u8).collect(),
+            },
+            DeferredWrite {
+                device_offset: 0x1000,
+                data: vec![0xab; 1024],
+            },
+        ],
+    };
+    let bytes = golden("deferred-v1", &record.encode());
+    assert_eq!(DeferredRecord::decode(&bytes), Ok(record));
+    // count, then the first write's offset and length, as FORMAT.md §6.5 gives them.
+    assert_eq!(bytes[6..18], [2, 0, 0, 0, 0, 0, 0x30, 0, 0, 0, 0, 0]);
+    assert_eq!(bytes[18..22], [0, 2, 0, 0]);
 }

@@ -5,6 +5,7 @@
 //! succeeds, encoding the result and decoding again must give the same value (the decoder
 //! accepts only what the encoder can reproduce).
 
+use super::deferred::DeferredRecord;
 use super::freelist;
 use super::label::Label;
 use super::onode::{OnodeRecord, decode_shard, encode_shard};
@@ -14,7 +15,7 @@ use super::records::{CollectionRecord, StatfsRecord, Superblock, decode_counter,
 pub type FuzzTarget = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: [(&str, FuzzTarget); 7] = [
+pub const TARGETS: [(&str, FuzzTarget); 8] = [
     ("label", label),
     ("onode", onode),
     ("extent_shard", extent_shard),
@@ -22,6 +23,7 @@ pub const TARGETS: [(&str, FuzzTarget); 7] = [
     ("small_records", small_records),
     ("freelist_merge", freelist_merge),
     ("envelope", envelope),
+    ("deferred", deferred),
 ];
 
 /// The device label.
@@ -83,6 +85,13 @@ pub fn freelist_merge(data: &[u8]) {
             v
         };
         assert_eq!(pad(direct), pad(folded), "partial merge changed the result");
+    }
+}
+
+/// Deferred-write records.
+pub fn deferred(data: &[u8]) {
+    if let Ok(record) = DeferredRecord::decode(data) {
+        assert_eq!(DeferredRecord::decode(&record.encode()), Ok(record));
     }
 }
 

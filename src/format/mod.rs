@@ -12,6 +12,7 @@
 )]
 
 pub mod codec;
+pub mod deferred;
 pub mod envelope;
 pub mod freelist;
 pub mod fuzzing;

@@ -37,19 +37,44 @@ pub fn read_object(
     length: u64,
     object: &str,
 ) -> Result<Vec<u8>> {
-    read_object_with(device, onode, offset, length, object, |_, _| false)
+    read_object_with(device, onode, offset, length, object, &NothingPending)
 }
 
-/// Like [`read_object`], but a piece whose device bytes `in_memory(device_offset, target)` can
-/// supply (data not yet on the device: written by the transaction being prepared, or by one
-/// still in flight) is copied from memory, not read.
+/// Device bytes that are newer in memory than on the device: data of transactions not yet
+/// durable, and deferred writes not yet applied.
+///
+/// Memory is asked before the device is read. That order matters: bytes leave memory only
+/// after they reached the device, so a range memory no longer holds is current on the device.
+pub trait PendingBytes {
+    /// Fills `target` from memory if memory holds every byte of `[device_offset, +len)`.
+    fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool;
+    /// Whether memory holds any byte of `[device_offset, +length)`.
+    fn holds_any(&self, device_offset: u64, length: u64) -> bool;
+}
+
+/// Nothing is pending: every byte comes from the device.
+pub struct NothingPending;
+
+impl PendingBytes for NothingPending {
+    fn copy_out(&self, _: u64, _: &mut [u8]) -> bool {
+        false
+    }
+
+    fn holds_any(&self, _: u64, _: u64) -> bool {
+        false
+    }
+}
+
+/// Like [`read_object`], but bytes `pending` holds are copied from memory, not read. A piece
+/// memory holds only part of is split into checksum chunks, each served from where it is
+/// current.
 pub fn read_object_with(
     device: &dyn BlockDevice,
     onode: &Onode,
     offset: u64,
     length: u64,
     object: &str,
-    in_memory: impl Fn(u64, &mut [u8]) -> bool,
+    pending: &dyn PendingBytes,
 ) -> Result<Vec<u8>> {
     let end = offset.saturating_add(length).min(onode.size);
     if offset >= end {
@@ -71,25 +96,22 @@ pub fn read_object_with(
         let record = onode.extent_map.blob(blob);
         let target = (logical_offset - offset) as usize;
         let device_offset = record.device_offset + u64::from(blob_offset);
-        if in_memory(device_offset, &mut output[target..target + length as usize]) {
+        if pending.copy_out(device_offset, &mut output[target..target + length as usize]) {
             continue;
         }
-        let chunk = u64::from(record.csum_chunk());
-        let chunk_start = u64::from(blob_offset) / chunk * chunk;
-        let chunk_end = (u64::from(blob_offset) + length).div_ceil(chunk) * chunk;
-        let skip = u64::from(blob_offset) - chunk_start;
-        plans.push(PieceRead {
-            output_offset: (logical_offset - offset) as usize,
-            length: length as usize,
-            skip: skip as usize,
-            chunk_logical_offset: logical_offset - skip,
-            first_chunk: (chunk_start / chunk) as usize,
-            blob,
-        });
-        requests.push(IoRequest::read(
-            record.device_offset + chunk_start,
-            (chunk_end - chunk_start) as usize,
-        ));
+        let whole = (logical_offset, length, blob_offset);
+        for part in chunk_pieces(whole, pending, record) {
+            let (logical_offset, length, blob_offset) = part;
+            let target = (logical_offset - offset) as usize;
+            let device_offset = record.device_offset + u64::from(blob_offset);
+            let bytes = &mut output[target..target + length as usize];
+            if part != whole && pending.copy_out(device_offset, bytes) {
+                continue;
+            }
+            let (plan, request) = device_read(blob, record, part, target);
+            plans.push(plan);
+            requests.push(request);
+        }
     }
     let completed = device.run(requests)?;
     for (plan, request) in plans.iter().zip(&completed) {
@@ -99,6 +121,56 @@ pub fn read_object_with(
             .copy_from_slice(&request.buf[plan.skip..plan.skip + plan.length]);
     }
     Ok(output)
+}
+
+/// The piece `(logical_offset, length, blob_offset)` whole when memory holds none of it, else cut
+/// at checksum-chunk boundaries so each chunk comes from memory or the device as a unit.
+fn chunk_pieces(
+    piece: (u64, u64, u32),
+    pending: &dyn PendingBytes,
+    blob: &Blob,
+) -> Vec<(u64, u64, u32)> {
+    let (logical_offset, length, blob_offset) = piece;
+    let chunk = u64::from(blob.csum_chunk());
+    let device_offset = blob.device_offset + u64::from(blob_offset);
+    if !pending.holds_any(device_offset, length) {
+        return vec![piece];
+    }
+    let mut pieces = Vec::new();
+    let mut done = 0;
+    while done < length {
+        let position = u64::from(blob_offset) + done;
+        let take = (chunk - position % chunk).min(length - done);
+        pieces.push((logical_offset + done, take, position as u32));
+        done += take;
+    }
+    pieces
+}
+
+/// The whole-chunk device read serving `piece`, placed at `output_offset`.
+fn device_read(
+    id: super::BlobId,
+    blob: &Blob,
+    (logical_offset, length, blob_offset): (u64, u64, u32),
+    output_offset: usize,
+) -> (PieceRead, IoRequest) {
+    let chunk = u64::from(blob.csum_chunk());
+    let chunk_start = u64::from(blob_offset) / chunk * chunk;
+    let chunk_end = (u64::from(blob_offset) + length).div_ceil(chunk) * chunk;
+    let skip = u64::from(blob_offset) - chunk_start;
+    let plan = PieceRead {
+        output_offset,
+        length: length as usize,
+        skip: skip as usize,
+        chunk_logical_offset: logical_offset - skip,
+        first_chunk: (chunk_start / chunk) as usize,
+        blob: id,
+    };
+    let request = IoRequest::read(
+        blob.device_offset + chunk_start,
+        (chunk_end - chunk_start) as usize,
+    );
+    (plan, request)
 }
 
 fn verify_chunks(blob: &Blob, plan: &PieceRead, request: &IoRequest, object: &str) -> Result<()> {

@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub use options::{BlockSource, FormatOptions, MkfsOptions, OpenOptions};
+pub use options::{BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions};
 pub use read::OmapIter;
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
@@ -57,6 +57,9 @@ pub struct ObjectStat {
     pub allocated_bytes: u64,
     /// Bytes of data (holes excluded).
     pub stored_bytes: u64,
+    /// Bytes of the object's blobs overwritten in place whose deferred write is committed (or
+    /// being committed) but not yet applied to the device.
+    pub deferred_bytes: u64,
 }
 
 /// Where a piece of an object lives on the data device.
@@ -93,8 +96,25 @@ pub struct CountersSnapshot {
     pub writes_new_space: u64,
     /// Writes into unused chunks of an existing blob.
     pub writes_fill_unused: u64,
+    /// Overwrites of live data done in place through deferred records.
+    pub writes_deferred: u64,
     /// Partial checksum chunks completed from existing data (read-modify-write).
     pub write_chunk_merges: u64,
+    /// Deferred records committed and not yet applied and deleted (the queue depth, a gauge).
+    pub deferred_queued_records: u64,
+    /// Bytes of those records (a gauge).
+    pub deferred_queued_bytes: u64,
+    /// Deferred records applied to the device and deleted.
+    pub deferred_records_applied: u64,
+    /// Device bytes written by deferred applies, after coalescing.
+    pub deferred_bytes_applied: u64,
+    /// Deferred apply batches (each: device writes, one flush, one synced KV delete).
+    pub deferred_batches: u64,
+    /// Deferred records found and applied again when the store was mounted.
+    pub deferred_records_replayed: u64,
+    /// Freed bytes not yet reusable: waiting for deferred records to be applied, or for reads
+    /// that began before the space was freed (a gauge).
+    pub freed_bytes_waiting: u64,
 }
 
 impl CountersSnapshot {
@@ -197,8 +217,17 @@ impl Store {
         })
     }
 
-    /// Waits for every submitted transaction and closes the store (clean umount). Fails with
-    /// `Poisoned` if a write failed since open (what was acknowledged is durable regardless).
+    /// Applies every deferred write committed so far and waits until it is on stable media and
+    /// its record deleted (they are otherwise applied in batches, within
+    /// `OpenOptions::deferred.max_delay`).
+    pub fn flush_deferred(&self) -> Result<()> {
+        self.engine.check_poison()?;
+        self.engine.deferred.drain()
+    }
+
+    /// Waits for every submitted transaction, applies every deferred write, and closes the store
+    /// (clean umount). Fails with `Poisoned` if a write failed since open (what was
+    /// acknowledged is durable regardless, and a reopen replays what was not applied).
     pub fn close(self) -> Result<()> {
         self.pipeline.shutdown();
         self.engine.check_poison()?;
@@ -315,6 +344,7 @@ impl Store {
     /// What the store has done since it was opened.
     pub fn counters(&self) -> CountersSnapshot {
         let c = &self.engine.counters;
+        let deferred = self.engine.deferred.gauges();
         CountersSnapshot {
             transactions_committed: c.transactions_committed.load(Ordering::Relaxed),
             kv_syncs: c.kv_syncs.load(Ordering::Relaxed),
@@ -325,7 +355,16 @@ impl Store {
             kv_io: self.engine.kv.io_stats(),
             writes_new_space: c.writes_new_space.load(Ordering::Relaxed),
             writes_fill_unused: c.writes_fill_unused.load(Ordering::Relaxed),
+            writes_deferred: c.writes_deferred.load(Ordering::Relaxed),
             write_chunk_merges: c.write_chunk_merges.load(Ordering::Relaxed),
+            deferred_queued_records: deferred.records,
+            deferred_queued_bytes: deferred.bytes,
+            deferred_records_applied: c.deferred_records_applied.load(Ordering::Relaxed),
+            deferred_bytes_applied: c.deferred_bytes_applied.load(Ordering::Relaxed),
+            deferred_batches: c.deferred_batches.load(Ordering::Relaxed),
+            deferred_records_replayed: c.deferred_records_replayed.load(Ordering::Relaxed),
+            freed_bytes_waiting: self.engine.deferred.held_bytes()
+                + self.engine.reclaimer.pending_bytes(),
         }
     }
 }

@@ -18,6 +18,7 @@ use crate::format::COLLECTION_NAME_LENGTH_MAX;
 use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
 use crate::format::records::{CollectionRecord, StatfsRecord, Superblock};
 use crate::kv::Kv;
+use crate::txn::deferred;
 use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters};
 
 /// Builds a mounted engine from an opened device and KV store.
@@ -49,7 +50,10 @@ pub fn mount(
         Some(value) => StatfsRecord::decode(&value)?,
         None => return Err(Error::corruption("statfs record missing")),
     };
-    Ok(Engine::new(EngineParts {
+    // Before anything can read object data: a record left by a crash may describe bytes the
+    // device does not hold yet (or holds torn).
+    let replayed = deferred::replay(device.as_ref(), kv.as_ref(), &config)?;
+    let engine = Engine::new(EngineParts {
         device,
         kv,
         label,
@@ -59,7 +63,13 @@ pub fn mount(
         collections,
         ids,
         stats,
-    }))
+        next_deferred_sequence: replayed.next_sequence,
+    });
+    engine
+        .counters
+        .deferred_records_replayed
+        .store(replayed.records, std::sync::atomic::Ordering::Relaxed);
+    Ok(engine)
 }
 
 fn engine_config(
@@ -82,6 +92,7 @@ fn engine_config(
         prefer_deferred_size: options.prefer_deferred_size.unwrap_or(rotational_default),
         onode_cache_bytes: options.onode_cache_bytes,
         queue_depth_max: options.queue_depth_max.max(1),
+        deferred: options.deferred,
     }
 }
 

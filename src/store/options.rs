@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::device::IoBackend;
 use crate::format::onode::CsumType;
+pub use crate::txn::deferred::DeferredPolicy;
 
 /// Default allocation unit.
 pub const MIN_ALLOC_SIZE_DEFAULT: u32 = 4096;
@@ -107,6 +108,8 @@ pub struct OpenOptions {
     pub onode_cache_bytes: usize,
     /// Transactions in the commit pipeline before submitters wait.
     pub queue_depth_max: usize,
+    /// When deferred writes are applied to the device (batch size, delay, backpressure).
+    pub deferred: DeferredPolicy,
 }
 
 impl Default for OpenOptions {
@@ -116,6 +119,7 @@ impl Default for OpenOptions {
             prefer_deferred_size: None,
             onode_cache_bytes: 64 << 20,
             queue_depth_max: 1024,
+            deferred: DeferredPolicy::default(),
         }
     }
 }

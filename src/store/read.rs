@@ -17,7 +17,11 @@ use crate::format::keys::{self, KeySpace};
 use crate::onode::Onode;
 use crate::onode::read::read_object_with;
 use crate::txn::context::load_slot;
-use crate::txn::engine::{Collection, display_bytes};
+use crate::txn::engine::{Collection, EnginePending, display_bytes};
+
+/// Reads of an object that keeps being overwritten in place while it is read give up after
+/// this many attempts (each with a newer onode) and report the checksum mismatch.
+const READ_RETRIES_MAX: u32 = 64;
 
 /// Omap entries fetched per KV scan by [`OmapIter`].
 const OMAP_PAGE_ENTRIES: usize = 256;
@@ -39,23 +43,37 @@ impl Store {
         self.engine.check_poison()?;
         let (collection, object) = (collection.as_ref(), object.as_ref());
         let collection = self.engine.collection(collection)?;
-        let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
-        let (_, onode) = self.newest_onode_in(&collection, object)?;
         let name = format!("{}/{}", collection.display_name(), display_bytes(object));
-        let inflight = &self.engine.inflight;
-        let data = read_object_with(
-            self.engine.device.as_ref(),
-            &onode,
-            offset,
-            length,
-            &name,
-            |device_offset, target| inflight.copy_out(device_offset, target),
-        )?;
-        self.engine
-            .counters
-            .data_bytes_read
-            .fetch_add(data.len() as u64, Ordering::Relaxed);
-        Ok(data)
+        let mut attempts = 0;
+        loop {
+            let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
+            let (_, onode) = self.newest_onode_in(&collection, object)?;
+            let result = read_object_with(
+                self.engine.device.as_ref(),
+                &onode,
+                offset,
+                length,
+                &name,
+                &EnginePending(&self.engine),
+            );
+            // A transaction that overwrote these chunks in place after the snapshot was taken
+            // may have put bytes the snapshot's checksums do not describe in memory or on the
+            // device. Then the onode has changed too: read again from the newer one. A mismatch
+            // under an unchanged onode is real.
+            if let Err(Error::ChecksumMismatch { .. }) = &result {
+                let (_, newest) = self.newest_onode_in(&collection, object)?;
+                attempts += 1;
+                if !Arc::ptr_eq(&newest, &onode) && attempts < READ_RETRIES_MAX {
+                    continue;
+                }
+            }
+            let data = result?;
+            self.engine
+                .counters
+                .data_bytes_read
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            return Ok(data);
+        }
     }
 
     /// True when the object exists.
@@ -74,10 +92,17 @@ impl Store {
         object: impl AsRef<[u8]>,
     ) -> Result<ObjectStat> {
         let (_, onode) = self.newest_onode(collection.as_ref(), object.as_ref())?;
+        let deferred = &self.engine.deferred;
+        let deferred_bytes = onode
+            .extent_map
+            .blobs()
+            .map(|(_, blob)| deferred.pending_bytes_within(blob.device_offset, blob.length.into()))
+            .sum();
         Ok(ObjectStat {
             size: onode.size,
             allocated_bytes: onode.extent_map.allocated_bytes(),
             stored_bytes: onode.extent_map.stored_bytes(),
+            deferred_bytes,
         })
     }
 

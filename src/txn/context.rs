@@ -13,7 +13,7 @@ use super::pipeline::{Prepared, StatsDelta};
 use super::write;
 use super::{ObjectOp, Op, metadata};
 use crate::alloc::{DeviceExtent, FreelistDelta};
-use crate::device::IoRequest;
+use crate::device::{AlignedBuf, IoRequest};
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::format::records::CollectionRecord;
@@ -46,8 +46,10 @@ pub struct TxnContext<'e> {
     freelist: FreelistDelta,
     allocated: Vec<DeviceExtent>,
     released: Vec<DeviceExtent>,
-    /// New data to write, one request per new blob, keyed by blob device offset.
+    /// New data to write, one request per allocated extent, keyed by device offset.
     pub data_writes: BTreeMap<u64, IoRequest>,
+    /// In-place overwrites of live data, in op order: the deferred record.
+    pub deferred_writes: Vec<(u64, AlignedBuf)>,
     /// Statistics change so far.
     pub stats: StatsDelta,
     ids: IdCounters,
@@ -70,6 +72,7 @@ impl<'e> TxnContext<'e> {
             allocated: Vec::new(),
             released: Vec::new(),
             data_writes: BTreeMap::new(),
+            deferred_writes: Vec::new(),
             stats: StatsDelta::default(),
             ids: IdCounters::default(),
         }
@@ -348,15 +351,17 @@ impl<'e> TxnContext<'e> {
     /// Allocates `bytes` of new space for this transaction (recorded for rollback and in the
     /// freelist delta).
     pub fn allocate(&mut self, bytes: u64) -> Result<Vec<DeviceExtent>> {
-        let extents = self
-            .engine
-            .allocator
-            .lock()
-            .allocate(bytes)
-            .map_err(|e| Error::NoSpace {
-                requested_bytes: e.requested_bytes,
-                available_bytes: e.available_bytes,
-            })?;
+        let mut attempt = self.engine.allocator.lock().allocate(bytes);
+        if attempt.is_err() && self.engine.deferred.holds_space() {
+            // Freed space may be waiting only for deferred records to be applied: apply them
+            // now rather than fail a write the device has room for.
+            self.engine.deferred.drain()?;
+            attempt = self.engine.allocator.lock().allocate(bytes);
+        }
+        let extents = attempt.map_err(|e| Error::NoSpace {
+            requested_bytes: e.requested_bytes,
+            available_bytes: e.available_bytes,
+        })?;
         let geometry = self
             .engine
             .config
@@ -422,6 +427,7 @@ impl<'e> TxnContext<'e> {
             }
         }
         let mut slots = Vec::with_capacity(self.objects.len());
+        let mut installs = Vec::with_capacity(self.objects.len());
         for ((collection_id, name), object) in std::mem::take(&mut self.objects) {
             let mut object = object;
             if let Some(onode) = &mut object.onode {
@@ -434,19 +440,30 @@ impl<'e> TxnContext<'e> {
             }
             self.stats.object_count +=
                 i64::from(object.onode.is_some()) - i64::from(object.existed);
-            {
-                let mut state = object.slot.lock();
-                let onode = object.onode.map(Arc::new);
-                object
-                    .collection
-                    .onodes
-                    .store(&object.slot, &mut state, &name, onode);
-                state.submitted += 1;
-            }
             slots.push(object.slot);
+            installs.push((
+                Arc::clone(&object.collection),
+                name,
+                object.onode.map(Arc::new),
+            ));
             touched.insert(collection_id, object.collection);
         }
         self.freelist.write_to(&mut self.batch);
+        // The new onodes and their deferred bytes become visible together: with every slot
+        // locked (in key order, so two installs cannot deadlock), a reader sees either the old
+        // onode and no new bytes, or both. One that snapshotted the old onode before and then
+        // meets the new bytes finds its onode replaced and retries (see `Store::read`).
+        let mut states: Vec<_> = slots.iter().map(|slot| slot.lock()).collect();
+        let deferred = (!self.deferred_writes.is_empty()).then(|| {
+            let writes = std::mem::take(&mut self.deferred_writes);
+            self.engine.deferred.stage(writes, &mut self.batch)
+        });
+        let objects = slots.iter().zip(installs).zip(states.iter_mut());
+        for ((slot, (collection, name, onode)), state) in objects {
+            collection.onodes.store(slot, state, &name, onode);
+            state.submitted += 1;
+        }
+        drop(states);
         self.stats.apply_to(&mut self.engine.applied_stats.lock());
         let collections: Vec<Arc<Collection>> = touched.into_values().collect();
         for collection in &collections {
@@ -463,6 +480,7 @@ impl<'e> TxnContext<'e> {
             changes_namespace,
             on_commit: None,
             inflight_offsets: Vec::new(),
+            deferred,
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::deferred::{Deferred, DeferredPolicy};
 use super::inflight::InflightData;
 use super::reclaim::Reclaimer;
 use crate::alloc::{BitmapAllocator, FreelistGeometry};
@@ -21,6 +22,7 @@ use crate::format::onode::CsumType;
 use crate::format::records::{StatfsRecord, Superblock};
 use crate::kv::Kv;
 use crate::onode::OnodeCache;
+use crate::onode::read::PendingBytes;
 
 /// Geometry and policy fixed for the life of a mounted store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct EngineConfig {
     pub onode_cache_bytes: usize,
     /// Transactions queued in the commit pipeline before submitters wait.
     pub queue_depth_max: usize,
+    /// When deferred writes are applied.
+    pub deferred: DeferredPolicy,
 }
 
 impl EngineConfig {
@@ -158,8 +162,18 @@ pub struct Counters {
     pub writes_new_space: AtomicU64,
     /// Write decisions: into unused chunks of an existing blob.
     pub writes_fill_unused: AtomicU64,
+    /// Write decisions: deferred overwrites of live data in place.
+    pub writes_deferred: AtomicU64,
     /// Partial checksum chunks completed from existing data (read-modify-write).
     pub write_chunk_merges: AtomicU64,
+    /// Deferred records applied to the device and deleted.
+    pub deferred_records_applied: AtomicU64,
+    /// Device bytes written by deferred applies (after coalescing).
+    pub deferred_bytes_applied: AtomicU64,
+    /// Deferred apply batches.
+    pub deferred_batches: AtomicU64,
+    /// Deferred records replayed at mount.
+    pub deferred_records_replayed: AtomicU64,
 }
 
 impl Counters {
@@ -195,6 +209,8 @@ pub struct Engine {
     pub reclaimer: Reclaimer,
     /// New data of transactions not yet durable, readable from memory.
     pub inflight: InflightData,
+    /// Deferred writes staged, queued and being applied.
+    pub deferred: Deferred,
     poison: Mutex<Option<String>>,
 }
 
@@ -227,11 +243,14 @@ pub struct EngineParts {
     pub ids: IdCounters,
     /// Statistics loaded from the KV store.
     pub stats: StatfsRecord,
+    /// Sequence of the next deferred record.
+    pub next_deferred_sequence: u64,
 }
 
 impl Engine {
     /// Assembles an engine from mounted parts.
     pub fn new(parts: EngineParts) -> Engine {
+        let deferred = Deferred::new(parts.config.deferred, parts.next_deferred_sequence);
         Engine {
             device: parts.device,
             kv: parts.kv,
@@ -245,6 +264,7 @@ impl Engine {
             counters: Counters::default(),
             reclaimer: Reclaimer::default(),
             inflight: InflightData::default(),
+            deferred,
             poison: Mutex::new(None),
         }
     }
@@ -269,6 +289,31 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+    }
+}
+
+/// Bytes newer in memory than on the device, newest first: deferred writes not yet applied,
+/// then data of transactions not yet durable (a deferred overwrite of a blob is always newer
+/// than the blob's own first write).
+pub struct EnginePending<'e>(pub &'e Engine);
+
+impl PendingBytes for EnginePending<'_> {
+    fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool {
+        // A newer layer holding part of the range must supply all of it: falling through to
+        // an older layer would return stale bytes for that part.
+        if self
+            .0
+            .deferred
+            .holds_any(device_offset, target.len() as u64)
+        {
+            return self.0.deferred.copy_out(device_offset, target);
+        }
+        self.0.inflight.copy_out(device_offset, target)
+    }
+
+    fn holds_any(&self, device_offset: u64, length: u64) -> bool {
+        self.0.deferred.holds_any(device_offset, length)
+            || self.0.inflight.holds_any(device_offset, length)
     }
 }
 

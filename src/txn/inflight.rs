@@ -53,6 +53,15 @@ impl InflightData {
         }
     }
 
+    /// Whether a buffer overlaps `[device_offset, +length)`.
+    pub fn holds_any(&self, device_offset: u64, length: u64) -> bool {
+        let buffers = self.buffers.lock();
+        let end = device_offset + length;
+        let before = buffers.range(..=device_offset).next_back();
+        before.is_some_and(|(start, buf)| start + buf.len() as u64 > device_offset)
+            || buffers.range(device_offset + 1..end).next().is_some()
+    }
+
     /// Buffers held.
     pub fn len(&self) -> usize {
         self.buffers.lock().len()

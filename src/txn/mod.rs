@@ -7,11 +7,13 @@
 //! through the commit [`pipeline`], whose states are in [`state`].
 
 pub mod context;
+pub mod deferred;
 pub mod engine;
 pub mod inflight;
 pub mod metadata;
 pub mod pipeline;
 pub mod reclaim;
+pub mod segments;
 pub mod state;
 pub mod submit;
 pub mod write;

@@ -17,6 +17,7 @@ use std::thread::JoinHandle;
 
 use parking_lot::{Condvar, Mutex};
 
+use super::deferred::StagedRecord;
 use super::engine::{Collection, Counters, Engine, IdCounters};
 use super::state::{TxnEvent, TxnState, next};
 use crate::alloc::DeviceExtent;
@@ -77,6 +78,8 @@ pub struct Prepared {
     pub on_commit: Option<CommitCallback>,
     /// Device offsets of its data buffers registered as in flight (dropped when it finishes).
     pub inflight_offsets: Vec<u64>,
+    /// Its in-place overwrites, applied after the commit.
+    pub deferred: Option<StagedRecord>,
 }
 
 struct Entry {
@@ -104,6 +107,7 @@ struct Shared {
 pub struct Pipeline {
     shared: Arc<Shared>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    applier: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Pipeline {
@@ -132,9 +136,15 @@ impl Pipeline {
             .name("bstore-kv-sync".into())
             .spawn(move || committer_shared.commit_loop(receiver, committed))
             .map_err(|e| Error::io("starting the KV-sync thread", e))?;
+        let applier_engine = Arc::clone(&shared.engine);
+        let applier = std::thread::Builder::new()
+            .name("bstore-deferred".into())
+            .spawn(move || applier_engine.deferred.run_applier(&applier_engine))
+            .map_err(|e| Error::io("starting the deferred-apply thread", e))?;
         Ok(Pipeline {
             shared,
             threads: Mutex::new(vec![flusher, committer]),
+            applier: Mutex::new(Some(applier)),
         })
     }
 
@@ -200,7 +210,8 @@ impl Pipeline {
             .collect()
     }
 
-    /// Waits for every queued transaction to finish and stops the thread.
+    /// Waits for every queued transaction to finish, applies every deferred write, and stops
+    /// the threads.
     pub fn shutdown(&self) {
         self.shared.queue.lock().shutdown = true;
         self.shared.work_ready.notify_all();
@@ -209,6 +220,11 @@ impl Pipeline {
             // A panic in a pipeline thread leaves its transactions unacknowledged; nothing more
             // can be done for them at shutdown.
             let _ = thread.join();
+        }
+        // Only now: the committer may still have been queueing records.
+        self.shared.engine.deferred.shutdown();
+        if let Some(applier) = self.applier.lock().take() {
+            let _ = applier.join();
         }
     }
 
@@ -380,17 +396,26 @@ impl Shared {
         batch
     }
 
-    fn finish_committed(&self, members: Vec<(u64, Prepared)>) {
+    fn finish_committed(&self, mut members: Vec<(u64, Prepared)>) {
         let released: Vec<DeviceExtent> = members
             .iter()
             .flat_map(|(_, p)| p.released.iter().copied())
             .collect();
+        let records: Vec<StagedRecord> = members
+            .iter_mut()
+            .filter_map(|(_, p)| p.deferred.take())
+            .collect();
+        // Queued before the space is released, so the release waits for this group's own
+        // records too (a transaction may overwrite in place, then free the same blob).
+        self.engine.deferred.enqueue(records);
         // Safe only now: the commit that stopped referencing this space is durable, so no
-        // crash can bring back metadata pointing at it after it is reused. Reads that began
-        // before this point may still look at it; the reclaimer waits for them.
-        self.engine
-            .reclaimer
-            .release(&self.engine.allocator, released);
+        // crash can bring back metadata pointing at it after it is reused; and once no
+        // deferred record can still write to it. Reads that began before this point may still
+        // look at it; the reclaimer waits for them.
+        let engine = &self.engine;
+        engine.deferred.release_when_applied(released, |extents| {
+            engine.reclaimer.release(&engine.allocator, extents)
+        });
         for (_, prepared) in members {
             finish(&self.engine, prepared, Ok(()));
         }
@@ -474,6 +499,11 @@ fn order_keys(prepared: &Prepared) -> Vec<u64> {
 
 fn finish(engine: &Engine, prepared: Prepared, result: Result<()>) {
     engine.inflight.remove(&prepared.inflight_offsets);
+    if let Some(record) = &prepared.deferred {
+        // Not committed (a committed record was taken for the apply queue): its bytes must not
+        // be served as current. The store is poisoned, so nothing reads them anyway.
+        engine.deferred.unstage(record);
+    }
     for slot in &prepared.slots {
         slot.finish_one();
     }

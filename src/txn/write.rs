@@ -6,19 +6,26 @@
 //! plan inside a transaction: reads the merge bytes, punches the old mapping, allocates, lays out
 //! new blobs with their checksums and queues their data writes.
 //!
-//! Every write goes to new space ("redirect on write"): old extents are released only after the
-//! commit that drops them is durable, so a crash always finds either the old or the new data,
-//! both with valid checksums. Large writes are therefore never written twice. The planner has a
-//! named place for the deferred overwrite ([`WriteStrategy`]), chosen by its own decision
-//! function when that path exists.
+//! [`choose_strategy`] decides, per write, between three ways to the device:
+//!
+//! - **new space** ("redirect on write"): fresh blobs; the old extents are released only after
+//!   the commit that drops them is durable, so a crash finds either the old or the new data,
+//!   both with valid checksums. Large writes always go this way and are never written twice.
+//! - **fill unused**: into never-written chunks of an existing blob, which nothing committed
+//!   references, so writing them before the commit is as safe as new space.
+//! - **deferred**: a small overwrite of live data in place. The new bytes travel in the commit's
+//!   KV batch as a deferred record (see [`super::deferred`]) and reach the device after it, so
+//!   the write costs one synced KV write instead of a data write, a flush and a new blob.
+
+use std::collections::BTreeMap;
 
 use super::context::{ObjectKey, TxnContext};
-use super::engine::{Counters, EngineConfig};
+use super::engine::{Counters, EngineConfig, EnginePending};
 use crate::device::{AlignedBuf, IoRequest};
 use crate::error::Result;
 use crate::format::onode::{Blob, CsumType};
-use crate::onode::read::read_object_with;
-use crate::onode::{BlobId, ExtentMap};
+use crate::onode::read::{PendingBytes, read_object_with};
+use crate::onode::{BlobId, ExtentMap, Piece};
 
 /// How a write reaches the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +37,14 @@ pub enum WriteStrategy {
     /// Nothing committed references those chunks, so writing them in place is crash-safe.
     FillUnused {
         /// The blob with room.
+        blob: BlobId,
+        /// Offset within the blob where the write buffer goes.
+        blob_position: u32,
+    },
+    /// In place over live data of a blob that already maps every byte of the write, through a
+    /// deferred record applied after the commit.
+    Deferred {
+        /// The blob overwritten.
         blob: BlobId,
         /// Offset within the blob where the write buffer goes.
         blob_position: u32,
@@ -84,7 +99,7 @@ pub fn plan_write(
         mapped_end = tail_end;
     }
     WritePlan {
-        strategy: choose_strategy(map, buffer_offset, buffer_end),
+        strategy: choose_strategy(map, (offset, end), (buffer_offset, buffer_end), config),
         buffer_offset,
         buffer_length: buffer_end - buffer_offset,
         mapped_offset,
@@ -94,16 +109,90 @@ pub fn plan_write(
     }
 }
 
-/// The decision between strategies, for the chunk-aligned buffer `[buffer_offset, buffer_end)`.
+/// The decision between strategies for the write `[offset, end)`, laid out in the
+/// chunk-aligned buffer `[buffer_offset, buffer_end)`:
 ///
-/// Fill unused space when the whole buffer is a hole and the blob of the nearest extent before
-/// it has never-written chunks exactly where the buffer would continue it (the same logical to
-/// blob relation), still holding their allocation units; otherwise new space.
-pub fn choose_strategy(map: &ExtentMap, buffer_offset: u64, buffer_end: u64) -> WriteStrategy {
-    let length = buffer_end - buffer_offset;
-    if map.has_data(buffer_offset, length) {
-        return WriteStrategy::NewSpace;
+/// - the buffer covers no data: fill unused space of the blob before it if it can continue
+///   there ([`fill_unused_target`]), else new space;
+/// - the write overwrites live data and is small ([`wants_deferred`]): deferred, if one blob
+///   maps every byte of the write and can take the buffer in place ([`in_place_target`]);
+/// - else new space.
+pub fn choose_strategy(
+    map: &ExtentMap,
+    (offset, end): (u64, u64),
+    (buffer_offset, buffer_end): (u64, u64),
+    config: &EngineConfig,
+) -> WriteStrategy {
+    if !map.has_data(buffer_offset, buffer_end - buffer_offset) {
+        return fill_unused_target(map, buffer_offset, buffer_end);
     }
+    if wants_deferred(end - offset, config) {
+        let target = in_place_target(map, (offset, end), (buffer_offset, buffer_end), config);
+        if let Some((blob, blob_position)) = target {
+            return WriteStrategy::Deferred {
+                blob,
+                blob_position,
+            };
+        }
+    }
+    WriteStrategy::NewSpace
+}
+
+/// Whether an overwrite of `length` bytes of live data should be deferred: when it is smaller
+/// than a checksum chunk (rewriting that one chunk in place beats a read-modify-write into a new
+/// blob), or smaller than `prefer_deferred_size` (on rotational media a logged write plus a
+/// later batched seek beats an immediate one; BlueStore's `prefer_deferred_size_hdd`).
+pub fn wants_deferred(length: u64, config: &EngineConfig) -> bool {
+    length < u64::from(config.csum_chunk()) || length < u64::from(config.prefer_deferred_size)
+}
+
+/// The blob and position where the buffer can be overwritten in place: one unshared blob maps
+/// every byte of `[offset, end)` with one logical-to-blob relation, and under that relation the
+/// whole buffer lies inside the blob, on chunks already written, on allocation units the blob
+/// still holds. Anything else (a hole in the write, two blobs, a shared blob) goes to new space.
+pub fn in_place_target(
+    map: &ExtentMap,
+    (offset, end): (u64, u64),
+    (buffer_offset, buffer_end): (u64, u64),
+    config: &EngineConfig,
+) -> Option<(BlobId, u32)> {
+    let mut relation = None;
+    for piece in map.pieces(offset, end - offset) {
+        let Piece::Data {
+            logical_offset,
+            blob,
+            blob_offset,
+            ..
+        } = piece
+        else {
+            return None;
+        };
+        let delta = i128::from(blob_offset) - i128::from(logical_offset);
+        match relation {
+            None => relation = Some((blob, delta)),
+            Some(known) if known == (blob, delta) => {}
+            Some(_) => return None,
+        }
+    }
+    let (id, delta) = relation?;
+    let blob = map.blob(id);
+    let position = u64::try_from(i128::from(buffer_offset) + delta).ok()?;
+    let length = buffer_end - buffer_offset;
+    let chunk = u64::from(blob.csum_chunk());
+    let fits = position + length <= u64::from(blob.length) && position.is_multiple_of(chunk);
+    if !fits || blob.shared_blob_id.is_some() || chunk != u64::from(config.csum_chunk()) {
+        return None;
+    }
+    let written = (position / chunk..(position + length) / chunk).all(|i| !chunk_unused(blob, i));
+    let held = map.units_held(id, position as u32, length as u32);
+    (written && held).then_some((id, position as u32))
+}
+
+/// Fill unused space when the blob of the nearest extent before the (hole) buffer has
+/// never-written chunks exactly where the buffer would continue it (the same logical to blob
+/// relation), still holding their allocation units; otherwise new space.
+fn fill_unused_target(map: &ExtentMap, buffer_offset: u64, buffer_end: u64) -> WriteStrategy {
+    let length = buffer_end - buffer_offset;
     let Some((start, mapping)) = map.extent_before(buffer_offset) else {
         return WriteStrategy::NewSpace;
     };
@@ -194,7 +283,43 @@ fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u
             write_fill_unused(ctx, key, &plan, (blob, blob_position), offset, data);
             Ok(())
         }
+        WriteStrategy::Deferred {
+            blob,
+            blob_position,
+        } => {
+            Counters::add(&ctx.engine().counters.writes_deferred, 1);
+            let buf = fill_buffer(&plan, 0, plan.buffer_length, offset, data, &merged);
+            write_deferred(ctx, key, (blob, blob_position), offset, buf, data.len());
+            Ok(())
+        }
     }
+}
+
+/// Overwrites chunks of a blob in place: new checksums now, the bytes through the deferred
+/// record. The mapping does not change (the blob already maps every byte of the write).
+fn write_deferred(
+    ctx: &mut TxnContext<'_>,
+    key: &ObjectKey,
+    (blob, blob_position): (BlobId, u32),
+    offset: u64,
+    buf: AlignedBuf,
+    length: usize,
+) {
+    let onode = ctx.onode_mut(key);
+    let record = onode.extent_map.blob(blob);
+    let chunk = record.csum_chunk() as usize;
+    let first_chunk = blob_position as usize / chunk;
+    let device_offset = record.device_offset + u64::from(blob_position);
+    onode
+        .extent_map
+        .update_blob(blob, (offset, offset + length as u64), |record| {
+            if record.csum_type == CsumType::Crc32c {
+                for (index, crc) in crate::csum::chunk_crcs(&buf, chunk).into_iter().enumerate() {
+                    record.csums[first_chunk + index] = crc;
+                }
+            }
+        });
+    ctx.deferred_writes.push((device_offset, buf));
 }
 
 /// Writes into unused chunks of an existing blob: checksums of the new chunks, unused bits
@@ -255,7 +380,11 @@ fn read_merge_bytes(
     let name = ctx.object_name(key);
     let engine = ctx.engine();
     let onode = ctx.onode(key);
-    let data_writes = &ctx.data_writes;
+    let pending = TxnPending {
+        deferred_writes: &ctx.deferred_writes,
+        data_writes: &ctx.data_writes,
+        engine: EnginePending(engine),
+    };
     plan.merge_reads
         .iter()
         .map(|(start, end)| {
@@ -265,28 +394,63 @@ fn read_merge_bytes(
                 *start,
                 end - start,
                 &name,
-                |device_offset, target| {
-                    copy_pending(data_writes, device_offset, target)
-                        || engine.inflight.copy_out(device_offset, target)
-                },
+                &pending,
             )?;
             Ok((*start, bytes))
         })
         .collect()
 }
 
-/// Fills `target` with bytes this transaction is about to write at `device_offset`, if it
-/// writes all of them.
-fn copy_pending(
-    data_writes: &std::collections::BTreeMap<u64, IoRequest>,
-    device_offset: u64,
-    target: &mut [u8],
-) -> bool {
-    let Some((start, request)) = data_writes.range(..=device_offset).next_back() else {
+/// What a transaction being prepared sees in memory, newest first: its own in-place writes
+/// (later ones first), its own new data, then the engine's pending bytes.
+struct TxnPending<'a> {
+    deferred_writes: &'a [(u64, AlignedBuf)],
+    data_writes: &'a BTreeMap<u64, IoRequest>,
+    engine: EnginePending<'a>,
+}
+
+impl PendingBytes for TxnPending<'_> {
+    fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool {
+        let end = device_offset + target.len() as u64;
+        let overlaps =
+            |start: u64, buf: &[u8]| start < end && start + buf.len() as u64 > device_offset;
+        // Newest layer first; a layer holding part of the range must supply all of it.
+        if let Some((start, buf)) = self
+            .deferred_writes
+            .iter()
+            .rev()
+            .find(|(start, buf)| overlaps(*start, buf))
+        {
+            return copy_within(*start, buf, device_offset, target);
+        }
+        let data = self.data_writes.range(..end).next_back();
+        if let Some((start, request)) = data.filter(|(s, r)| overlaps(**s, &r.buf)) {
+            return copy_within(*start, &request.buf, device_offset, target);
+        }
+        self.engine.copy_out(device_offset, target)
+    }
+
+    fn holds_any(&self, device_offset: u64, length: u64) -> bool {
+        let end = device_offset + length;
+        let overlaps = |start: u64, len: usize| start < end && start + len as u64 > device_offset;
+        self.deferred_writes
+            .iter()
+            .any(|(start, buf)| overlaps(*start, buf.len()))
+            || self
+                .data_writes
+                .range(..end)
+                .any(|(start, request)| overlaps(*start, request.buf.len()))
+            || self.engine.holds_any(device_offset, length)
+    }
+}
+
+/// Copies `[device_offset, +target.len())` out of `buf` (which starts at `start`) if it holds
+/// all of it.
+fn copy_within(start: u64, buf: &[u8], device_offset: u64, target: &mut [u8]) -> bool {
+    let Some(skip) = device_offset.checked_sub(start) else {
         return false;
     };
-    let skip = (device_offset - start) as usize;
-    match request.buf.get(skip..skip + target.len()) {
+    match buf.get(skip as usize..skip as usize + target.len()) {
         Some(bytes) => {
             target.copy_from_slice(bytes);
             true
@@ -485,6 +649,7 @@ mod tests {
             prefer_deferred_size: 0,
             onode_cache_bytes: 1 << 20,
             queue_depth_max: 64,
+            deferred: Default::default(),
         }
     }
 

@@ -11,12 +11,27 @@ use std::sync::Arc;
 
 use bstore::device::SimDevice;
 use bstore::kv::MemKv;
-use bstore::{BlockSource, FormatOptions, MkfsOptions, OpenOptions, Store};
+use bstore::{BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions, Store};
 
 /// A simulated device and in-memory KV, formatted.
 pub struct SimPair {
     pub device: Arc<SimDevice>,
     pub kv: Arc<MemKv>,
+    pub options: OpenOptions,
+}
+
+/// Options of the simulated pair: writes under 64 KiB over live data are deferred (as on a
+/// rotational device), and records are applied in small batches, so tests cross every stage of
+/// the deferred path, not just the commit.
+pub fn sim_options() -> OpenOptions {
+    OpenOptions {
+        prefer_deferred_size: Some(64 << 10),
+        deferred: DeferredPolicy {
+            batch_records: 4,
+            ..DeferredPolicy::default()
+        },
+        ..OpenOptions::default()
+    }
 }
 
 impl SimPair {
@@ -29,17 +44,17 @@ impl SimPair {
         let device = Arc::new(SimDevice::new(size_bytes, 512, false));
         let kv = Arc::new(MemKv::new());
         Store::mkfs_on(device.as_ref(), kv.as_ref(), format).expect("mkfs on the simulated pair");
-        SimPair { device, kv }
+        SimPair {
+            device,
+            kv,
+            options: sim_options(),
+        }
     }
 
     /// Mounts the pair.
     pub fn open(&self) -> Store {
-        Store::open_on(
-            self.device.clone(),
-            self.kv.clone(),
-            &OpenOptions::default(),
-        )
-        .expect("mount the simulated pair")
+        Store::open_on(self.device.clone(), self.kv.clone(), &self.options)
+            .expect("mount the simulated pair")
     }
 }
 

@@ -1,0 +1,464 @@
+//! Deferred writes: small in-place overwrites logged in the KV commit, applied to the device later.
+//!
+//! A transaction that overwrites live data in place puts the new bytes in a record
+//! (FORMAT.md §6.5) in its own KV batch, together with the checksums that describe them, so it is
+//! acknowledged as soon as its group commit is synced: one synced KV write, no data flush. The
+//! life of a record:
+//!
+//! 1. *Staged* when the transaction is installed: its bytes enter the overlay, so reads (and
+//!    read-modify-writes of later transactions) see them at once.
+//! 2. *Queued* when its commit is durable ([`Deferred::enqueue`]).
+//! 3. *Applied* by the applier thread in batches: when enough records or bytes are queued, or
+//!    the oldest has waited `max_delay`. A batch coalesces its records by device offset (the
+//!    later record wins), writes, drops the bytes from the overlay, flushes the device, and only
+//!    then deletes the records in one synced KV write.
+//! 4. A record still in the KV store at mount is applied again by [`replay`] before anything
+//!    reads the device. Applying a record twice writes the same bytes.
+//!
+//! Space freed while records are outstanding is held ([`Deferred::release_when_applied`]) until
+//! every record committed before the release is applied and deleted (FORMAT.md invariant 7), so
+//! neither a pending apply nor a replay after a crash can land on reused space.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::engine::{Counters, Engine, EngineConfig};
+use super::segments::SegmentMap;
+use crate::alloc::DeviceExtent;
+use crate::device::{AlignedBuf, BlockDevice, IoRequest};
+use crate::error::{Error, Result};
+use crate::format::deferred::{DeferredRecord, encode_writes};
+use crate::format::keys::{self, KeySpace};
+use crate::kv::{Batch, Durability, Kv};
+use crate::onode::read::PendingBytes;
+
+/// Largest single device write an apply batch issues.
+const APPLY_RUN_MAX: u64 = 1 << 20;
+
+/// When the applier starts a batch, and how much may wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeferredPolicy {
+    /// Apply once this many records are queued (BlueStore's `deferred_batch_ops`).
+    pub batch_records: usize,
+    /// Apply once this many bytes are queued.
+    pub batch_bytes: u64,
+    /// Apply once the oldest queued record has waited this long.
+    pub max_delay: Duration,
+    /// Commits wait while this many bytes are queued (backpressure).
+    pub queued_bytes_max: u64,
+}
+
+impl Default for DeferredPolicy {
+    fn default() -> Self {
+        DeferredPolicy {
+            batch_records: 64,
+            batch_bytes: 4 << 20,
+            max_delay: Duration::from_millis(20),
+            queued_bytes_max: 64 << 20,
+        }
+    }
+}
+
+/// A staged record: its sequence and its writes, shared with the overlay.
+#[derive(Debug)]
+pub struct StagedRecord {
+    /// The record's key.
+    pub sequence: u64,
+    /// (device offset, bytes) in transaction order.
+    pub writes: Vec<(u64, Arc<AlignedBuf>)>,
+}
+
+impl StagedRecord {
+    fn bytes(&self) -> u64 {
+        self.writes.iter().map(|(_, buf)| buf.len() as u64).sum()
+    }
+}
+
+struct Queued {
+    generation: u64,
+    record: StagedRecord,
+    queued_at: Instant,
+}
+
+#[derive(Default)]
+struct QueueState {
+    records: VecDeque<Queued>,
+    /// Bytes queued or being applied.
+    bytes: u64,
+    /// Records queued or being applied.
+    count: usize,
+    /// Generation of the last record queued.
+    enqueued: u64,
+    /// Every record up to this generation is applied and deleted.
+    retired: u64,
+    /// Freed space waiting for records up to a generation to retire.
+    held: VecDeque<(u64, Vec<DeviceExtent>)>,
+    /// A caller waits for everything queued up to this generation.
+    drain_to: u64,
+    shutdown: bool,
+    failed: bool,
+}
+
+/// Deferred writes of a mounted store: overlay, queue and the applier's state.
+pub struct Deferred {
+    policy: DeferredPolicy,
+    next_sequence: AtomicU64,
+    overlay: Mutex<SegmentMap>,
+    queue: Mutex<QueueState>,
+    work: Condvar,
+    progress: Condvar,
+}
+
+/// Gauges of the deferred queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeferredGauges {
+    /// Records committed and not yet applied and deleted.
+    pub records: u64,
+    /// Their bytes.
+    pub bytes: u64,
+}
+
+impl Deferred {
+    /// Deferred state whose next record gets `next_sequence`.
+    pub fn new(policy: DeferredPolicy, next_sequence: u64) -> Deferred {
+        Deferred {
+            policy,
+            next_sequence: AtomicU64::new(next_sequence.max(1)),
+            overlay: Mutex::new(SegmentMap::default()),
+            queue: Mutex::new(QueueState::default()),
+            work: Condvar::new(),
+            progress: Condvar::new(),
+        }
+    }
+
+    /// Stages a transaction's in-place writes: assigns the record's sequence, puts the record
+    /// in `batch` and the bytes in the overlay. Called at install, under the prepare locks of
+    /// the transaction's collections, so records of one object are numbered in order.
+    pub fn stage(&self, writes: Vec<(u64, AlignedBuf)>, batch: &mut Batch) -> StagedRecord {
+        let sequence = self.next_sequence.fetch_add(1, Ordering::Relaxed);
+        let value = encode_writes(writes.iter().map(|(offset, buf)| (*offset, &buf[..])));
+        batch.put(KeySpace::Deferred, keys::deferred_key(sequence), value);
+        let writes: Vec<(u64, Arc<AlignedBuf>)> = writes
+            .into_iter()
+            .map(|(offset, buf)| (offset, Arc::new(buf)))
+            .collect();
+        let mut overlay = self.overlay.lock();
+        for (offset, buf) in &writes {
+            overlay.insert(*offset, Arc::clone(buf), sequence);
+        }
+        StagedRecord { sequence, writes }
+    }
+
+    /// Forgets a staged record whose transaction failed to commit.
+    pub fn unstage(&self, record: &StagedRecord) {
+        self.drop_from_overlay(std::slice::from_ref(record));
+    }
+
+    /// Queues records whose commit is durable, in commit order. Waits while too many bytes
+    /// are queued, so a slow device holds back commits instead of filling memory.
+    pub fn enqueue(&self, records: Vec<StagedRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        let mut queue = self.queue.lock();
+        while queue.bytes >= self.policy.queued_bytes_max && !queue.failed && !queue.shutdown {
+            self.progress.wait(&mut queue);
+        }
+        let now = Instant::now();
+        for record in records {
+            queue.enqueued += 1;
+            queue.bytes += record.bytes();
+            queue.count += 1;
+            let generation = queue.enqueued;
+            queue.records.push_back(Queued {
+                generation,
+                record,
+                queued_at: now,
+            });
+        }
+        self.work.notify_one();
+    }
+
+    /// Hands `extents` to `give` once no record committed so far can still write to them:
+    /// at once when nothing is outstanding, else when those records are applied and deleted.
+    pub fn release_when_applied(
+        &self,
+        extents: Vec<DeviceExtent>,
+        give: impl FnOnce(Vec<DeviceExtent>),
+    ) {
+        if extents.is_empty() {
+            return;
+        }
+        {
+            let mut queue = self.queue.lock();
+            if queue.retired < queue.enqueued {
+                let generation = queue.enqueued;
+                queue.held.push_back((generation, extents));
+                return;
+            }
+        }
+        give(extents);
+    }
+
+    /// Applies everything queued so far and waits until it is deleted from the KV store.
+    pub fn drain(&self) -> Result<()> {
+        let mut queue = self.queue.lock();
+        let target = queue.enqueued;
+        queue.drain_to = queue.drain_to.max(target);
+        self.work.notify_one();
+        while queue.retired < target && !queue.failed {
+            self.progress.wait(&mut queue);
+        }
+        if queue.failed {
+            return Err(Error::Poisoned("a deferred write failed".into()));
+        }
+        Ok(())
+    }
+
+    /// Whether freed space is waiting for records to be applied.
+    pub fn holds_space(&self) -> bool {
+        !self.queue.lock().held.is_empty()
+    }
+
+    /// Bytes of freed space waiting for records to be applied.
+    pub fn held_bytes(&self) -> u64 {
+        let queue = self.queue.lock();
+        queue
+            .held
+            .iter()
+            .flat_map(|(_, e)| e)
+            .map(|e| e.length)
+            .sum()
+    }
+
+    /// Records and bytes outstanding.
+    pub fn gauges(&self) -> DeferredGauges {
+        let queue = self.queue.lock();
+        DeferredGauges {
+            records: queue.count as u64,
+            bytes: queue.bytes,
+        }
+    }
+
+    /// Bytes of `[device_offset, +length)` that are waiting in the overlay.
+    pub fn pending_bytes_within(&self, device_offset: u64, length: u64) -> u64 {
+        let end = device_offset + length;
+        self.overlay
+            .lock()
+            .iter()
+            .filter(|(start, segment)| *start < end && segment.end > device_offset)
+            .map(|(start, segment)| segment.end.min(end) - start.max(device_offset))
+            .sum()
+    }
+
+    /// Asks the applier to finish what is queued and stop.
+    pub fn shutdown(&self) {
+        self.queue.lock().shutdown = true;
+        self.work.notify_all();
+        self.progress.notify_all();
+    }
+
+    /// The applier thread's loop: batches until shutdown, then whatever is left.
+    pub fn run_applier(&self, engine: &Engine) {
+        while let Some(batch) = self.next_batch() {
+            let last = batch.last().map(|q| q.generation).unwrap_or_default();
+            let records: Vec<StagedRecord> = batch.into_iter().map(|q| q.record).collect();
+            match self.apply(engine, &records) {
+                Ok(()) => self.retire(engine, last, &records),
+                Err(error) => {
+                    // Fail-stop: the records stay in the KV store for replay at the next mount.
+                    engine.poison(&error);
+                    self.queue.lock().failed = true;
+                    self.progress.notify_all();
+                }
+            }
+        }
+    }
+
+    /// Waits until a batch is due; takes every queued record. `None` at shutdown once empty.
+    fn next_batch(&self) -> Option<Vec<Queued>> {
+        let mut queue = self.queue.lock();
+        loop {
+            if queue.failed {
+                queue.records.clear();
+            }
+            let due = match queue.records.front() {
+                None => None,
+                Some(oldest) => {
+                    let waited = oldest.queued_at.elapsed();
+                    let full = queue.records.len() >= self.policy.batch_records
+                        || queue.bytes >= self.policy.batch_bytes;
+                    let asked = queue.drain_to > queue.retired || queue.shutdown;
+                    if full || asked || waited >= self.policy.max_delay {
+                        return Some(queue.records.drain(..).collect());
+                    }
+                    Some(self.policy.max_delay - waited)
+                }
+            };
+            match due {
+                None if queue.shutdown => return None,
+                None => self.work.wait(&mut queue),
+                Some(wait) => {
+                    self.work.wait_for(&mut queue, wait);
+                }
+            }
+        }
+    }
+
+    /// Writes a batch to the device, drops it from the overlay, flushes, deletes the records.
+    fn apply(&self, engine: &Engine, records: &[StagedRecord]) -> Result<()> {
+        engine.check_poison()?;
+        let mut coalesced = SegmentMap::default();
+        for record in records {
+            for (offset, buf) in &record.writes {
+                coalesced.insert(*offset, Arc::clone(buf), record.sequence);
+            }
+        }
+        let requests = coalesced_writes(&coalesced);
+        let bytes: u64 = requests.iter().map(|r| r.buf.len() as u64).sum();
+        engine.device.run(requests)?;
+        Counters::add(&engine.counters.data_bytes_written, bytes);
+        Counters::add(&engine.counters.deferred_bytes_applied, bytes);
+        // The bytes are on the device (not yet durable, but every read now finds them there),
+        // so the overlay may let go of them.
+        self.drop_from_overlay(records);
+        // Durability point: the in-place bytes must be stable before the records that could
+        // repair them are deleted.
+        engine.device.flush()?;
+        let mut batch = Batch::new();
+        for record in records {
+            batch.delete(KeySpace::Deferred, keys::deferred_key(record.sequence));
+        }
+        engine.kv.write(batch, Durability::Sync)?;
+        Counters::add(&engine.counters.deferred_batches, 1);
+        Counters::add(
+            &engine.counters.deferred_records_applied,
+            records.len() as u64,
+        );
+        Ok(())
+    }
+
+    fn drop_from_overlay(&self, records: &[StagedRecord]) {
+        let mut overlay = self.overlay.lock();
+        for record in records {
+            for (offset, buf) in &record.writes {
+                overlay.remove_tagged(*offset, offset + buf.len() as u64, record.sequence);
+            }
+        }
+    }
+
+    /// Marks records up to `generation` retired and releases the space that waited for them.
+    fn retire(&self, engine: &Engine, generation: u64, records: &[StagedRecord]) {
+        let mut queue = self.queue.lock();
+        queue.retired = generation;
+        queue.count -= records.len();
+        queue.bytes -= records.iter().map(StagedRecord::bytes).sum::<u64>();
+        let mut released = Vec::new();
+        while queue.held.front().is_some_and(|(g, _)| *g <= generation) {
+            released.extend(queue.held.pop_front().expect("checked").1);
+        }
+        // Still under the queue lock (order: queue, reclaimer, allocator), so whoever sees
+        // these records retired (`drain`) also sees their space back.
+        engine.reclaimer.release(&engine.allocator, released);
+        drop(queue);
+        self.progress.notify_all();
+    }
+}
+
+impl PendingBytes for Deferred {
+    fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool {
+        self.overlay.lock().copy_out(device_offset, target)
+    }
+
+    fn holds_any(&self, device_offset: u64, length: u64) -> bool {
+        let overlay = self.overlay.lock();
+        !overlay.is_empty() && overlay.holds_any(device_offset, device_offset + length)
+    }
+}
+
+/// One device write per run of adjacent coalesced bytes.
+fn coalesced_writes(coalesced: &SegmentMap) -> Vec<IoRequest> {
+    coalesced
+        .runs(APPLY_RUN_MAX)
+        .into_iter()
+        .map(|(start, end)| {
+            let mut buf = AlignedBuf::zeroed((end - start) as usize);
+            assert!(coalesced.copy_out(start, &mut buf), "runs are covered");
+            IoRequest::write(start, buf)
+        })
+        .collect()
+}
+
+/// What [`replay`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Records applied.
+    pub records: u64,
+    /// Bytes written.
+    pub bytes: u64,
+    /// The sequence the next record gets.
+    pub next_sequence: u64,
+}
+
+/// Applies every record left in the KV store, in sequence order, flushes the device and
+/// deletes them. Runs at mount, before anything reads object data. A record aimed outside the
+/// allocatable part of the device is corruption, and nothing is written for it.
+pub fn replay(
+    device: &dyn BlockDevice,
+    kv: &dyn Kv,
+    config: &EngineConfig,
+) -> Result<ReplaySummary> {
+    let mut summary = ReplaySummary::default();
+    let mut applied_keys = Vec::new();
+    kv.scan(KeySpace::Deferred, &[], None, &mut |key, value| {
+        let sequence = keys::decode_be64_key("deferred", key)?;
+        let record = DeferredRecord::decode(value)
+            .map_err(|e| Error::corruption(format!("deferred record {sequence}: {}", e.detail)))?;
+        let requests = replay_writes(&record, sequence, config)?;
+        device.run(requests)?;
+        summary.records += 1;
+        summary.bytes += record.data_bytes();
+        summary.next_sequence = sequence + 1;
+        applied_keys.push(key.to_vec());
+        Ok(true)
+    })?;
+    if applied_keys.is_empty() {
+        return Ok(summary);
+    }
+    device.flush()?;
+    let mut batch = Batch::new();
+    for key in applied_keys {
+        batch.delete(KeySpace::Deferred, key);
+    }
+    kv.write(batch, Durability::Sync)?;
+    Ok(summary)
+}
+
+fn replay_writes(
+    record: &DeferredRecord,
+    sequence: u64,
+    config: &EngineConfig,
+) -> Result<Vec<IoRequest>> {
+    record
+        .writes
+        .iter()
+        .map(|write| {
+            let end = write.device_offset + write.data.len() as u64;
+            if write.device_offset < config.reserved_bytes || end > config.device_size {
+                return Err(Error::corruption(format!(
+                    "deferred record {sequence} writes [{:#x}, {end:#x}) outside the device's \
+                     allocatable space",
+                    write.device_offset
+                )));
+            }
+            Ok(IoRequest::write(
+                write.device_offset,
+                AlignedBuf::copy_from(&write.data),
+            ))
+        })
+        .collect()
+}
