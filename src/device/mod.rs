@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
-pub use sim::{CrashMode, SimDevice, SimFaults};
+pub use sim::{CrashMode, PowerCut, SimDevice, SimFaults};
 pub use sync_io::SyncDevice;
 pub use uring::UringDevice;
 

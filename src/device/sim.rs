@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -85,6 +86,50 @@ pub enum CrashMode {
     Random(u64),
 }
 
+/// A power cut after a chosen number of I/O events, shared by a simulated device and an
+/// in-memory KV store so that crash tests can stop the world at any device write (each request
+/// counts), device flush, or KV write. The event the cut falls on fails and is not applied, and so
+/// does every later one; what the images hold then is what the cut left.
+#[derive(Debug, Default)]
+pub struct PowerCut {
+    events: AtomicU64,
+    /// 1-based event the power fails at; 0: never.
+    cut_at: AtomicU64,
+}
+
+impl PowerCut {
+    /// A switch that cuts the power at the `event`-th I/O event from now (1-based).
+    pub fn at(event: u64) -> Arc<PowerCut> {
+        Arc::new(PowerCut {
+            events: AtomicU64::new(0),
+            cut_at: AtomicU64::new(event),
+        })
+    }
+
+    /// A switch that only counts.
+    pub fn never() -> Arc<PowerCut> {
+        Arc::new(PowerCut::default())
+    }
+
+    /// Counts one I/O event; false when the power is off (the event must fail).
+    pub fn event(&self) -> bool {
+        let number = self.events.fetch_add(1, Ordering::SeqCst) + 1;
+        let cut_at = self.cut_at.load(Ordering::SeqCst);
+        cut_at == 0 || number < cut_at
+    }
+
+    /// Whether the cut has happened.
+    pub fn is_off(&self) -> bool {
+        let cut_at = self.cut_at.load(Ordering::SeqCst);
+        cut_at != 0 && self.events.load(Ordering::SeqCst) >= cut_at
+    }
+
+    /// I/O events counted so far (including refused ones).
+    pub fn events(&self) -> u64 {
+        self.events.load(Ordering::SeqCst)
+    }
+}
+
 /// EIO injection: the n-th (1-based, counted since the device was made) operation fails.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimFaults {
@@ -115,6 +160,7 @@ struct SimState {
     faults: SimFaults,
     counters: SimCounters,
     crashed: bool,
+    power: Option<Arc<PowerCut>>,
 }
 
 /// The simulated device.
@@ -157,6 +203,7 @@ impl SimDevice {
                 faults: SimFaults::default(),
                 counters: SimCounters::default(),
                 crashed: false,
+                power: None,
             }),
         }
     }
@@ -164,6 +211,11 @@ impl SimDevice {
     /// Arms EIO injection.
     pub fn set_faults(&self, faults: SimFaults) {
         self.state.lock().faults = faults;
+    }
+
+    /// Counts writes and flushes on `power`; once it is off they fail with EIO.
+    pub fn set_power(&self, power: Arc<PowerCut>) {
+        self.state.lock().power = Some(power);
     }
 
     /// Operations performed so far.
@@ -226,6 +278,9 @@ impl SimDevice {
                 state.written.read(offset, target);
             }
             IoKind::Write => {
+                if state.power.as_ref().is_some_and(|power| !power.event()) {
+                    return Err(eio("power cut", request));
+                }
                 state.counters.writes += 1;
                 if state.faults.fail_write_number == Some(state.counters.writes) {
                     return Err(eio("injected write error", request));
@@ -294,6 +349,12 @@ impl BlockDevice for SimDevice {
         let mut state = self.state.lock();
         if state.crashed {
             return Err(Error::io("flush", io::Error::from_raw_os_error(libc::EIO)));
+        }
+        if state.power.as_ref().is_some_and(|power| !power.event()) {
+            return Err(Error::io(
+                "flush (power cut)",
+                io::Error::from_raw_os_error(libc::EIO),
+            ));
         }
         state.counters.flushes += 1;
         if state.faults.fail_flush_number == Some(state.counters.flushes) {

@@ -9,12 +9,13 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::Bound;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
 use super::{Batch, BatchOp, Durability, KeySpace, Kv, ScanVisitor};
-use crate::device::CrashMode;
+use crate::device::{CrashMode, PowerCut};
 use crate::error::{Error, Result};
 use crate::format::freelist;
 use crate::rng::SplitMix64;
@@ -36,6 +37,7 @@ struct MemState {
     faults: MemKvFaults,
     synced_writes: u64,
     crashed: bool,
+    power: Option<Arc<PowerCut>>,
 }
 
 /// In-memory [`Kv`].
@@ -68,6 +70,11 @@ impl MemKv {
     /// Arms fault injection.
     pub fn set_faults(&self, faults: MemKvFaults) {
         self.state.lock().faults = faults;
+    }
+
+    /// Counts writes on `power`; once it is off they fail with EIO and change nothing.
+    pub fn set_power(&self, power: Arc<PowerCut>) {
+        self.state.lock().power = Some(power);
     }
 
     /// Synced writes so far.
@@ -113,7 +120,8 @@ impl Kv for MemKv {
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<()> {
         let mut state = self.state.lock();
-        if state.crashed {
+        let power_off = state.power.as_ref().is_some_and(|power| !power.event());
+        if state.crashed || power_off {
             return Err(Error::io(
                 "KV write",
                 io::Error::from_raw_os_error(libc::EIO),
