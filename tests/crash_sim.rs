@@ -177,11 +177,9 @@ fn drive(device: &Arc<SimDevice>, kv: &Arc<MemKv>, steps: &[Step], context: &str
                 model = next;
             }
             Err(error) => match Failure::of(&error) {
-                Some(failure) => assert_eq!(
-                    predicted,
-                    Err(failure),
-                    "{context}: step {index}: {error}"
-                ),
+                Some(failure) => {
+                    assert_eq!(predicted, Err(failure), "{context}: step {index}: {error}")
+                }
                 // The power failed: the store is poisoned and acknowledges nothing more.
                 None => {
                     return Outcome {

@@ -6,7 +6,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use bitvec::prelude::*;
 
 use super::{FsckReport, Inventory, space, unit_bytes};
+use crate::alloc::reserved_bytes;
 use crate::error::Result;
+use crate::format::deferred::DeferredRecord;
 use crate::format::keys::{self, KeySpace, OMAP_TAG_HEADER, OMAP_TAG_VALUE};
 use crate::format::records::{CollectionRecord, Superblock};
 use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
@@ -185,12 +187,39 @@ pub fn check_omap_keys(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckRepo
     })
 }
 
-/// Deferred-write records present (pending application).
-pub fn count_deferred(kv: &dyn Kv) -> Result<u64> {
-    let mut count = 0;
-    kv.scan(KeySpace::Deferred, &[], None, &mut |_, _| {
+/// Deferred-write records present (waiting to be applied, by the next mount if the store is
+/// not mounted): each must decode and write only inside the allocatable part of the device.
+/// Returns (records, bytes).
+pub fn check_deferred(
+    kv: &dyn Kv,
+    superblock: &Superblock,
+    report: &mut FsckReport,
+) -> Result<(u64, u64)> {
+    let (mut count, mut bytes) = (0, 0);
+    let first = reserved_bytes(u64::from(superblock.min_alloc_size));
+    kv.scan(KeySpace::Deferred, &[], None, &mut |key, value| {
         count += 1;
+        let record = match DeferredRecord::decode(value) {
+            Ok(record) => record,
+            Err(error) => {
+                report.error("deferred.decode", format!("key {key:02x?}: {error}"));
+                return Ok(true);
+            }
+        };
+        bytes += record.data_bytes();
+        for write in &record.writes {
+            let end = write.device_offset + write.data.len() as u64;
+            if write.device_offset < first || end > superblock.device_size {
+                report.error(
+                    "deferred.range",
+                    format!(
+                        "key {key:02x?} writes [{:#x}, {end:#x}) outside the allocatable space",
+                        write.device_offset
+                    ),
+                );
+            }
+        }
         Ok(true)
     })?;
-    Ok(count)
+    Ok((count, bytes))
 }

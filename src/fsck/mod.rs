@@ -54,6 +54,8 @@ pub struct FsckReport {
     pub free_bytes: u64,
     /// Deferred-write records still waiting to be applied.
     pub deferred_records: u64,
+    /// Bytes those records carry.
+    pub deferred_bytes: u64,
 }
 
 impl FsckReport {
@@ -107,7 +109,8 @@ pub fn fsck(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
     )?;
     metadata::check_shard_keys(kv, &inventory, &mut report)?;
     metadata::check_omap_keys(kv, &inventory, &mut report)?;
-    report.deferred_records = metadata::count_deferred(kv)?;
+    (report.deferred_records, report.deferred_bytes) =
+        metadata::check_deferred(kv, &superblock, &mut report)?;
     space::check_space(kv, &superblock, &inventory.used, &mut report)?;
     check_stats(kv, &inventory, &mut report)?;
     Ok(report)

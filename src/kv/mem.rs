@@ -84,8 +84,14 @@ impl MemKv {
 
     /// Simulates a power cut: returns the store that survives; this one refuses further writes.
     pub fn crash(&self, mode: CrashMode) -> MemKv {
-        let mut state = self.state.lock();
-        state.crashed = true;
+        let survivor = self.survivor(mode);
+        self.state.lock().crashed = true;
+        survivor
+    }
+
+    /// The store a power cut now would leave, without cutting the power.
+    pub fn survivor(&self, mode: CrashMode) -> MemKv {
+        let state = self.state.lock();
         let keep = match mode {
             CrashMode::DropUnflushed => 0,
             CrashMode::KeepUnflushed => state.unsynced.len(),

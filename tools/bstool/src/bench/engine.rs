@@ -138,6 +138,9 @@ impl BenchEngine for BstoreEngine {
     }
 
     fn bytes(&self) -> EngineBytes {
+        // Deferred writes still queued are part of the work done: apply them first so their
+        // device bytes count (the benchmark reads this after its timed window).
+        let _ = self.store.flush_deferred();
         let counters = self.store.counters();
         EngineBytes {
             data: counters.data_bytes_written,

@@ -27,6 +27,7 @@ pub fn run(cli: &Cli) -> CmdResult {
         "referenced_bytes": report.referenced_bytes,
         "free_bytes": report.free_bytes,
         "deferred_records": report.deferred_records,
+        "deferred_bytes": report.deferred_bytes,
         "errors": errors,
     });
     print(cli.format, &value);

@@ -146,6 +146,7 @@ pub fn stat(cli: &Cli, args: &ObjectArgs) -> CmdResult {
         "allocated_bytes": stat.allocated_bytes,
         "stored_bytes": stat.stored_bytes,
         "shared_bytes": shared,
+        "deferred_bytes": stat.deferred_bytes,
         "extent_count": extents.len(),
         "xattr_count": xattrs.len(),
         "extents": extents.iter().map(|e| json!({
