@@ -42,12 +42,33 @@ const CHILD_LIFETIME: Duration = Duration::from_secs(120);
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Random partial reads per object and round, besides the whole-object read.
 const PARTIAL_READS: usize = 4;
+/// How long an open may find the files still locked by the killed child: io_uring releases the
+/// files of a dead process's ring asynchronously, so its `flock` can outlive `wait()` by a few
+/// milliseconds (axboe/liburing#1627; TigerBeetle retries the same way).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of both the child and the parent: overwrites under 64 KiB are deferred.
 fn options() -> OpenOptions {
     OpenOptions {
         prefer_deferred_size: Some(64 << 10),
         ..OpenOptions::default()
+    }
+}
+
+/// Runs `attempt` until it is not `Busy` (or `BUSY_TIMEOUT` passed); returns how long it was
+/// busy (zero when the first attempt was not).
+fn retry_busy<T>(mut attempt: impl FnMut() -> bstore::Result<T>) -> (bstore::Result<T>, Duration) {
+    let began = Instant::now();
+    let mut busy = false;
+    loop {
+        match attempt() {
+            Err(bstore::Error::Busy(_)) if began.elapsed() < BUSY_TIMEOUT => {
+                busy = true;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            result if busy => return (result, began.elapsed()),
+            result => return (result, Duration::ZERO),
+        }
     }
 }
 
@@ -148,6 +169,14 @@ impl Op {
         }
     }
 
+    /// True when this is a write overlapping `[start, end)`.
+    fn overlaps(&self, start: u64, end: u64) -> bool {
+        match self {
+            Op::Write { offset, length, .. } => *offset < end && start < offset + *length as u64,
+            Op::SetVersion { .. } => false,
+        }
+    }
+
     /// True when this is a write covering byte `offset`.
     fn covers(&self, offset: u64) -> bool {
         match self {
@@ -211,7 +240,7 @@ fn emit(line: &str) {
 }
 
 fn child(path: &Path, seed: u64) -> ! {
-    let store = match Store::open(path, &options()) {
+    let store = match retry_busy(|| Store::open(path, &options())).0 {
         Ok(store) => store,
         Err(error) => {
             emit(&format!("FAIL opening the store: {error}"));
@@ -401,6 +430,12 @@ struct Summary {
     in_flight_absent: u64,
     deferred_pending_at_kill: u64,
     deferred_replayed: u64,
+    /// Kills after which the files were still locked for a while, and the longest wait.
+    busy_waits: usize,
+    busy_wait_max: Duration,
+    /// Child starts timed (spawn to READY), and their total.
+    startups: u32,
+    startup_total: Duration,
 }
 
 fn parent() {
@@ -421,16 +456,24 @@ fn parent() {
         },
     ))
     .expect("mkfs on a file");
+    // The child runs a link to this binary, immune to cargo relinking it meanwhile.
+    let exe = dir.path().join("crash_kill-child");
+    let current = std::env::current_exe().expect("path of the test binary");
+    if std::fs::hard_link(&current, &exe).is_err() {
+        std::fs::copy(&current, &exe).expect("copy the test binary");
+    }
     let mut expected = initialize(&path, &mut rng);
     let mut summary = Summary::default();
     for round in 0..kills {
-        kill_round(round, &path, &mut rng, &mut expected, &mut summary);
+        kill_round(round, &path, &exe, &mut rng, &mut expected, &mut summary);
     }
     let elapsed = began.elapsed().as_secs_f64();
     println!(
         "crash_kill: {} kills ({} before READY) in {elapsed:.1} s; verified {} acknowledged \
          transactions ({} writes of {} bytes, {} setattrs); in flight at the kill: {} applied, \
-         {} not applied; deferred records: {} pending at the kills, {} replayed at mount",
+         {} not applied; deferred records: {} pending at the kills, {} replayed at mount; \
+         files still locked after the kill {} times (longest {:?}); child start to READY {:?} \
+         on average",
         summary.kills,
         summary.killed_before_ready,
         summary.acked_transactions,
@@ -441,6 +484,9 @@ fn parent() {
         summary.in_flight_absent,
         summary.deferred_pending_at_kill,
         summary.deferred_replayed,
+        summary.busy_waits,
+        summary.busy_wait_max,
+        summary.startup_total / summary.startups.max(1),
     );
     if kills >= 20 {
         assert!(
@@ -491,8 +537,11 @@ fn initialize(path: &Path, rng: &mut SplitMix64) -> Vec<ObjectState> {
     expected
 }
 
-fn assert_fsck_clean(path: &Path, when: &str) -> bstore::FsckReport {
-    let report = Store::fsck(path).unwrap_or_else(|e| panic!("fsck {when} failed to run: {e}"));
+/// Runs fsck (waiting out a lock the killed child's ring still holds), asserts it is clean, and
+/// returns the report and how long the lock was busy.
+fn assert_fsck_clean(path: &Path, when: &str) -> (bstore::FsckReport, Duration) {
+    let (report, waited) = retry_busy(|| Store::fsck(path));
+    let report = report.unwrap_or_else(|e| panic!("fsck {when} failed to run: {e}"));
     assert!(
         report.is_clean(),
         "fsck {when} found {} errors:\n{}",
@@ -504,7 +553,7 @@ fn assert_fsck_clean(path: &Path, when: &str) -> bstore::FsckReport {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    report
+    (report, waited)
 }
 
 /// 5..300 ms, short on average.
@@ -532,7 +581,10 @@ fn wait_ready(receiver: &mpsc::Receiver<Event>, events: &mut Vec<Event>, round: 
                 panic!("round {round}: the child was not READY within {READY_TIMEOUT:?}")
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("round {round}: the child closed its output before READY (see its stderr)")
+                panic!(
+                    "round {round}: the child closed its output before READY (see its stderr; \
+                     is TEST_NAME this test's name?)"
+                )
             }
         }
     }
@@ -542,18 +594,19 @@ fn wait_ready(receiver: &mpsc::Receiver<Event>, events: &mut Vec<Event>, round: 
 fn kill_round(
     round: usize,
     path: &Path,
+    exe: &Path,
     rng: &mut SplitMix64,
     expected: &mut Vec<ObjectState>,
     summary: &mut Summary,
 ) {
     let child_seed = rng.next_u64();
+    // Some kills fall during the child's start: exec, RocksDB recovery, deferred replay.
     let early = rng.chance(12, 100);
     let delay = if early {
-        rng.below(150)
+        rng.below(80)
     } else {
         kill_delay(rng)
     };
-    let exe = std::env::current_exe().expect("path of the test binary");
     let mut child = ChildGuard(
         Command::new(exe)
             .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
@@ -570,7 +623,10 @@ fn kill_round(
     let reader = std::thread::spawn(move || read_events(stdout, sender));
     let mut events = Vec::new();
     if !early {
+        let spawned = Instant::now();
         wait_ready(&receiver, &mut events, round);
+        summary.startups += 1;
+        summary.startup_total += spawned.elapsed();
     }
     std::thread::sleep(Duration::from_millis(delay));
     let status = child.kill_and_wait();
@@ -614,6 +670,7 @@ fn kill_round(
     if !ready {
         summary.killed_before_ready += 1;
     }
+    let before_round = expected.clone();
     for (_, _, ops) in &acked {
         summary.acked_transactions += 1;
         for op in ops {
@@ -629,16 +686,55 @@ fn kill_round(
     }
 
     // The killed store is consistent before any replay.
-    let report = assert_fsck_clean(path, &format!("round {round} right after the kill"));
+    let (report, waited) = assert_fsck_clean(path, &format!("round {round} right after the kill"));
     summary.deferred_pending_at_kill += report.deferred_records;
+    if !waited.is_zero() {
+        summary.busy_waits += 1;
+        summary.busy_wait_max = summary.busy_wait_max.max(waited);
+    }
 
     // Mount (replaying deferred records) and compare.
-    let store = Store::open(path, &options())
+    let store = retry_busy(|| Store::open(path, &options()))
+        .0
         .unwrap_or_else(|e| panic!("round {round}: reopening after the kill failed: {e}"));
     summary.deferred_replayed += store.counters().deferred_records_replayed;
-    let actual: Vec<ObjectState> = (0..OBJECTS)
-        .map(|object| read_object(&store, object, round))
+    // This round's operations in order (per thread), each thread's in-flight one last.
+    let history: Vec<(usize, u64, &Op)> = acked
+        .iter()
+        .flat_map(|(thread, id, ops)| ops.iter().map(move |op| (*thread, *id, op)))
+        .chain(in_flight.iter().enumerate().flat_map(|(thread, pending)| {
+            pending
+                .iter()
+                .flat_map(move |(id, ops)| ops.iter().map(move |op| (thread, *id, op)))
+        }))
         .collect();
+    let mut actual = Vec::with_capacity(OBJECTS);
+    for object in 0..OBJECTS {
+        match read_object(&store, object, round) {
+            Ok(state) => actual.push(state),
+            Err(error) => {
+                let mut if_applied = expected.clone();
+                for (_, ops) in in_flight.iter().flatten() {
+                    for op in ops {
+                        apply_op(&mut if_applied, op);
+                    }
+                }
+                let candidates = [
+                    ("the state before this round", &before_round),
+                    ("the acknowledged state", &*expected),
+                    ("the state with the in-flight writes", &if_applied),
+                ];
+                panic!(
+                    "round {round}: reading {} after the kill failed: {error}\n  deferred \
+                     records pending at the kill: {}, replayed at mount: {}{}",
+                    object_name(object),
+                    report.deferred_records,
+                    store.counters().deferred_records_replayed,
+                    diagnose(path, object, &error, &candidates, &history)
+                );
+            }
+        }
+    }
     let mut undecided = Vec::new();
     for (thread, pending) in in_flight.iter().enumerate() {
         let Some((id, ops)) = pending else { continue };
@@ -662,15 +758,6 @@ fn kill_round(
             ));
         }
     }
-    let history: Vec<(usize, u64, &Op)> = acked
-        .iter()
-        .flat_map(|(thread, id, ops)| ops.iter().map(move |op| (*thread, *id, op)))
-        .chain(in_flight.iter().enumerate().flat_map(|(thread, pending)| {
-            pending
-                .iter()
-                .flat_map(move |(id, ops)| ops.iter().map(move |op| (thread, *id, op)))
-        }))
-        .collect();
     for (object, (want, got)) in expected.iter().zip(&actual).enumerate() {
         compare(round, object, want, got, &history, &undecided);
     }
@@ -679,7 +766,7 @@ fn kill_round(
         "round {round}: {}",
         undecided.join("; ")
     );
-    for object in 0..OBJECTS {
+    for (object, state) in expected.iter().enumerate() {
         for _ in 0..PARTIAL_READS {
             let offset = rng.below(OBJECT_SIZE);
             let length = 1 + rng.below((OBJECT_SIZE - offset).min(20_000));
@@ -693,7 +780,7 @@ fn kill_round(
                 });
             let range = offset as usize..(offset + length) as usize;
             assert!(
-                bytes == expected[object].data[range],
+                bytes == state.data[range],
                 "round {round}: reading {} at {offset}+{length} returned other bytes than the \
                  whole-object read",
                 object_name(object)
@@ -706,11 +793,11 @@ fn kill_round(
     assert_fsck_clean(path, &format!("round {round} after the clean umount"));
 }
 
-fn read_object(store: &Store, object: usize, round: usize) -> ObjectState {
+/// Reads an object's data and version; a failure to read the data is returned (to be
+/// diagnosed).
+fn read_object(store: &Store, object: usize, round: usize) -> bstore::Result<ObjectState> {
     let name = object_name(object);
-    let data = store
-        .get(COLLECTION, &name)
-        .unwrap_or_else(|e| panic!("round {round}: reading {name} after the kill failed: {e}"));
+    let data = store.get(COLLECTION, &name)?;
     let version = store
         .getattr(COLLECTION, &name, VERSION_ATTR)
         .unwrap_or_else(|e| panic!("round {round}: reading {name}'s version failed: {e}"))
@@ -719,7 +806,90 @@ fn read_object(store: &Store, object: usize, round: usize) -> ObjectState {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("round {round}: {name}'s version is garbage: {version:?}"));
-    ObjectState { data, version }
+    Ok(ObjectState { data, version })
+}
+
+/// For a checksum mismatch: compares the chunk on the device with what each candidate state
+/// holds there, and lists this round's writes over the chunk.
+fn diagnose(
+    path: &Path,
+    object: usize,
+    error: &bstore::Error,
+    candidates: &[(&str, &Vec<ObjectState>)],
+    history: &[(usize, u64, &Op)],
+) -> String {
+    let bstore::Error::ChecksumMismatch {
+        object_offset,
+        device_offset,
+        expected,
+        ..
+    } = error
+    else {
+        return String::new();
+    };
+    let start = *object_offset as usize;
+    let end = (start + 4096).min(OBJECT_SIZE as usize);
+    let on_device = common::peek(&path.join("block"), *device_offset, end - start);
+    let mut text = String::new();
+    for (label, state) in candidates {
+        let want = &state[object].data[start..end];
+        if bstore::csum::chunk_crc(want) == *expected {
+            text += &format!("\n  the recorded checksum is that of {label}");
+        }
+        let differing: Vec<usize> = (0..want.len())
+            .filter(|&i| want[i] != on_device[i])
+            .collect();
+        text += &match (differing.first(), differing.last()) {
+            (Some(first), Some(last)) => format!(
+                "\n  the chunk on the device differs from {label} in {} bytes, object offsets \
+                 {} to {}",
+                differing.len(),
+                start + first,
+                start + last
+            ),
+            _ => format!("\n  the chunk on the device equals {label}"),
+        };
+    }
+    // Where the bytes on the device come from: a window where they differ from the
+    // acknowledged state, looked for in every write of this round and every object.
+    let acknowledged = &candidates[1].1[object].data[start..end];
+    if let Some(at) = (0..on_device.len()).find(|&i| on_device[i] != acknowledged[i]) {
+        let window = &on_device[at..(at + 32).min(on_device.len())];
+        let find = |haystack: &[u8]| haystack.windows(window.len()).position(|w| w == window);
+        for (thread, id, op) in history {
+            if let Op::Write { length, seed, .. } = op
+                && let Some(k) = find(&data(*seed, *length))
+            {
+                text += &format!(
+                    "\n  the device bytes at object offset {} are byte {k} of thread {thread} txn \
+                     {id} {}",
+                    start + at,
+                    op.encode()
+                );
+            }
+        }
+        for (label, state) in candidates {
+            for (other, contents) in state.iter().enumerate() {
+                if let Some(k) = find(&contents.data) {
+                    text += &format!(
+                        "\n  the device bytes at object offset {} are {} at offset {k} in {label}",
+                        start + at,
+                        object_name(other)
+                    );
+                }
+            }
+        }
+    }
+    let writes: Vec<String> = history
+        .iter()
+        .filter(|(_, _, op)| op.object() == object && op.overlaps(start as u64, end as u64))
+        .map(|(thread, id, op)| format!("thread {thread} txn {id} {}", op.encode()))
+        .collect();
+    text += &format!(
+        "\n  this round's writes over the chunk (in-flight ones last): [{}]",
+        writes.join(", ")
+    );
+    text
 }
 
 /// Asserts `got` equals `want`, naming the first differing offset and this round's writes over

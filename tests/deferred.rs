@@ -302,3 +302,23 @@ fn recover_and_check(pair: &SimPair, expected: &[u8]) {
         assert!(report.is_clean(), "{:?}", report.errors);
     }
 }
+
+#[test]
+fn overlapping_writes_of_one_transaction_replay_in_order() {
+    let (pair, store, mut expected) = with_object(&manual_options(64 << 10));
+    let first = pattern(12, 1575);
+    let second = pattern(13, 4096);
+    let txn = Transaction::new()
+        .write("c", "o", 20480, first.clone())
+        .write("c", "o", 19628, second.clone())
+        .clone();
+    store.apply(&txn).unwrap();
+    expected[20480..20480 + first.len()].copy_from_slice(&first);
+    expected[19628..19628 + second.len()].copy_from_slice(&second);
+    let survivor = crash(&pair);
+    drop(store);
+    let store = open(&survivor, &manual_options(64 << 10));
+    assert_eq!(store.counters().deferred_records_replayed, 1);
+    assert_eq!(store.get("c", "o").unwrap(), expected);
+    store.close().unwrap();
+}

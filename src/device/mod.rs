@@ -253,5 +253,48 @@ pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<()> {
 pub fn check_batch(info: &DeviceInfo, batch: &[IoRequest]) -> Result<()> {
     batch
         .iter()
-        .try_for_each(|request| check_request(info, request))
+        .try_for_each(|request| check_request(info, request))?;
+    check_writes_disjoint(batch)
+}
+
+/// The requests of one batch complete in any order, so two writes to the same bytes in one
+/// batch would leave either; callers must coalesce them first.
+fn check_writes_disjoint(batch: &[IoRequest]) -> Result<()> {
+    let mut writes: Vec<(u64, u64)> = batch
+        .iter()
+        .filter(|r| r.kind == IoKind::Write)
+        .map(|r| (r.device_offset, r.device_offset + r.buf.len() as u64))
+        .collect();
+    if writes.len() < 2 {
+        return Ok(());
+    }
+    writes.sort_unstable();
+    match writes.windows(2).find(|pair| pair[1].0 < pair[0].1) {
+        Some(pair) => Err(Error::InvalidArgument(format!(
+            "writes [{:#x}, {:#x}) and [{:#x}, {:#x}) overlap in one batch: their order is \
+             undefined",
+            pair[0].0, pair[0].1, pair[1].0, pair[1].1
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_writes_in_one_batch_are_refused() {
+        let write = |offset: u64| IoRequest::write(offset, AlignedBuf::zeroed(4096));
+        let disjoint = [write(0), write(4096), IoRequest::read(0, 4096)];
+        assert!(
+            check_writes_disjoint(&disjoint).is_ok(),
+            "a read may overlap"
+        );
+        let overlapping = [write(8192), write(0), write(10240 - 4096 + 512)];
+        assert!(matches!(
+            check_writes_disjoint(&overlapping),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
 }

@@ -438,27 +438,25 @@ pub fn replay(
     Ok(summary)
 }
 
+/// The device writes that apply `record`: its writes coalesced in record order (a later write
+/// wins where two overlap), because the requests of one batch may complete in any order.
 fn replay_writes(
     record: &DeferredRecord,
     sequence: u64,
     config: &EngineConfig,
 ) -> Result<Vec<IoRequest>> {
-    record
-        .writes
-        .iter()
-        .map(|write| {
-            let end = write.device_offset + write.data.len() as u64;
-            if write.device_offset < config.reserved_bytes || end > config.device_size {
-                return Err(Error::corruption(format!(
-                    "deferred record {sequence} writes [{:#x}, {end:#x}) outside the device's \
-                     allocatable space",
-                    write.device_offset
-                )));
-            }
-            Ok(IoRequest::write(
-                write.device_offset,
-                AlignedBuf::copy_from(&write.data),
-            ))
-        })
-        .collect()
+    let mut coalesced = SegmentMap::default();
+    for write in &record.writes {
+        let end = write.device_offset + write.data.len() as u64;
+        if write.device_offset < config.reserved_bytes || end > config.device_size {
+            return Err(Error::corruption(format!(
+                "deferred record {sequence} writes [{:#x}, {end:#x}) outside the device's \
+                 allocatable space",
+                write.device_offset
+            )));
+        }
+        let buf = Arc::new(AlignedBuf::copy_from(&write.data));
+        coalesced.insert(write.device_offset, buf, sequence);
+    }
+    Ok(coalesced_writes(&coalesced))
 }
