@@ -17,6 +17,7 @@ use bstore::format::onode::{
 use bstore::format::records::{
     CollectionRecord, StatfsRecord, Superblock, decode_counter, encode_counter,
 };
+use bstore::format::shared::SharedBlobRecord;
 
 fn golden(name: &str, bytes: &[u8]) -> Vec<u8> {
     let path = PathBuf::from("tests/golden").join(format!("{name}.bin"));
@@ -199,4 +200,20 @@ fn deferred_record_bytes_are_stable() {
     // count, then the first write's offset and length, as FORMAT.md §6.5 gives them.
     assert_eq!(bytes[6..18], [2, 0, 0, 0, 0, 0, 0x30, 0, 0, 0, 0, 0]);
     assert_eq!(bytes[18..22], [0, 2, 0, 0]);
+}
+
+#[test]
+fn shared_blob_record_bytes_are_stable() {
+    let record = SharedBlobRecord {
+        device_offset: 0x50_0000,
+        length: 0x4000,
+        refs: vec![3, 0, 1, 2],
+    };
+    let bytes = golden("shared-blob-v1", &record.encode());
+    assert_eq!(SharedBlobRecord::decode(&bytes), Ok(record));
+    assert_eq!(
+        bytes[6..22],
+        [0, 0, 0x50, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 4, 0, 0, 0]
+    );
+    assert_eq!(bytes[22..26], [3, 0, 0, 0]);
 }

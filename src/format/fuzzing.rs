@@ -10,12 +10,13 @@ use super::freelist;
 use super::label::Label;
 use super::onode::{OnodeRecord, decode_shard, encode_shard};
 use super::records::{CollectionRecord, StatfsRecord, Superblock, decode_counter, encode_counter};
+use super::shared::SharedBlobRecord;
 
 /// A fuzz target: feeds arbitrary bytes to a decoder and checks what it returns.
 pub type FuzzTarget = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: [(&str, FuzzTarget); 8] = [
+pub const TARGETS: [(&str, FuzzTarget); 9] = [
     ("label", label),
     ("onode", onode),
     ("extent_shard", extent_shard),
@@ -24,6 +25,7 @@ pub const TARGETS: [(&str, FuzzTarget); 8] = [
     ("freelist_merge", freelist_merge),
     ("envelope", envelope),
     ("deferred", deferred),
+    ("shared_blob", shared_blob),
 ];
 
 /// The device label.
@@ -92,6 +94,13 @@ pub fn freelist_merge(data: &[u8]) {
 pub fn deferred(data: &[u8]) {
     if let Ok(record) = DeferredRecord::decode(data) {
         assert_eq!(DeferredRecord::decode(&record.encode()), Ok(record));
+    }
+}
+
+/// Shared-blob records.
+pub fn shared_blob(data: &[u8]) {
+    if let Ok(record) = SharedBlobRecord::decode(data) {
+        assert_eq!(SharedBlobRecord::decode(&record.encode()), Ok(record));
     }
 }
 

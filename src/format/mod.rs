@@ -20,6 +20,7 @@ pub mod keys;
 pub mod label;
 pub mod onode;
 pub mod records;
+pub mod shared;
 
 pub use codec::DecodeError;
 

@@ -6,11 +6,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use bitvec::prelude::*;
 
 use super::{FsckReport, Inventory, space, unit_bytes};
+use crate::alloc::DeviceExtent;
 use crate::alloc::reserved_bytes;
 use crate::error::Result;
 use crate::format::deferred::DeferredRecord;
 use crate::format::keys::{self, KeySpace, OMAP_TAG_HEADER, OMAP_TAG_VALUE};
 use crate::format::records::{CollectionRecord, Superblock};
+use crate::format::shared::SharedBlobRecord;
 use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
 use crate::kv::Kv;
 use crate::onode::Onode;
@@ -135,10 +137,21 @@ fn check_onode(
             format!("{shown}: nid {} used twice", onode.nid),
         );
     }
-    for (_, extent) in onode.extent_map.referenced_units() {
-        space::mark_referenced(used, extent, shown, report);
+    for (id, extent) in onode.extent_map.referenced_units() {
+        match onode.extent_map.blob(id).shared_blob_id {
+            // Counted here, checked against the record (and marked once) later.
+            Some(sbid) => {
+                *inventory
+                    .shared_refs
+                    .entry((sbid, extent.offset))
+                    .or_default() += 1
+            }
+            None => {
+                space::mark_referenced(used, extent, shown, report);
+                inventory.stats.allocated_bytes += extent.length;
+            }
+        }
     }
-    inventory.stats.allocated_bytes += onode.extent_map.allocated_bytes();
     inventory.stats.stored_bytes += onode.extent_map.stored_bytes();
     inventory.stats.object_count += 1;
 }
@@ -185,6 +198,79 @@ pub fn check_omap_keys(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckRepo
         }
         Ok(true)
     })
+}
+
+/// Every shared-blob record decodes and counts exactly the blob instances that reference each
+/// of its units (fewer found: leaked references; more: over-referenced units); every shared
+/// unit in use is marked once and counted as allocated; no blob names a missing record.
+pub fn check_shared_blobs(
+    kv: &dyn Kv,
+    superblock: &Superblock,
+    inventory: &mut Inventory,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let unit = unit_bytes(superblock);
+    kv.scan(KeySpace::SharedBlobs, &[], None, &mut |key, value| {
+        let sbid = match keys::decode_be64_key("shared blob", key) {
+            Ok(sbid) => sbid,
+            Err(error) => {
+                report.error("shared.key", error.to_string());
+                return Ok(true);
+            }
+        };
+        let record = match SharedBlobRecord::decode(value) {
+            Ok(record) if u64::from(record.unit_bytes()) == unit => record,
+            Ok(_) => {
+                report.error(
+                    "shared.decode",
+                    format!("shared blob {sbid}: wrong unit size"),
+                );
+                return Ok(true);
+            }
+            Err(error) => {
+                report.error("shared.decode", format!("shared blob {sbid}: {error}"));
+                return Ok(true);
+            }
+        };
+        if record.is_unreferenced() {
+            report.error(
+                "shared.orphan",
+                format!("shared blob {sbid} counts no reference"),
+            );
+        }
+        let shown = format!("shared blob {sbid}");
+        for (index, recorded) in record.refs.iter().enumerate() {
+            let offset = record.device_offset + index as u64 * unit;
+            let found = inventory.shared_refs.remove(&(sbid, offset)).unwrap_or(0);
+            if found != *recorded {
+                let what = if found < *recorded {
+                    "leaked"
+                } else {
+                    "over-referenced"
+                };
+                report.error(
+                    "shared.refs",
+                    format!(
+                        "{shown}: unit at {offset:#x} is {what}: the record counts {recorded} \
+                         references, objects hold {found}"
+                    ),
+                );
+            }
+            if *recorded > 0 || found > 0 {
+                let extent = DeviceExtent::new(offset, unit);
+                space::mark_referenced(&mut inventory.used, extent, &shown, report);
+                inventory.stats.allocated_bytes += unit;
+            }
+        }
+        Ok(true)
+    })?;
+    for ((sbid, offset), found) in std::mem::take(&mut inventory.shared_refs) {
+        report.error(
+            "shared.missing",
+            format!("{found} blob instances reference {offset:#x} of shared blob {sbid}, which has no record of it"),
+        );
+    }
+    Ok(())
 }
 
 /// Deferred-write records present (waiting to be applied, by the next mount if the store is

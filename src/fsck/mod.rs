@@ -80,6 +80,8 @@ struct Inventory {
     stats: StatfsRecord,
     /// One bit per allocation unit: referenced by an object, or reserved.
     used: BitVec<u64, Lsb0>,
+    /// Blob instances referencing each (shared blob, unit offset).
+    shared_refs: BTreeMap<(u64, u64), u32>,
 }
 
 /// Checks the store on `device` and `kv`.
@@ -100,13 +102,14 @@ pub fn fsck(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
         }
     };
     let collections = metadata::check_collections(kv, &mut report, read_max(kv, CID_MAX_KEY)?)?;
-    let inventory = metadata::check_onodes(
+    let mut inventory = metadata::check_onodes(
         kv,
         &superblock,
         &collections,
         read_max(kv, NID_MAX_KEY)?,
         &mut report,
     )?;
+    metadata::check_shared_blobs(kv, &superblock, &mut inventory, &mut report)?;
     metadata::check_shard_keys(kv, &inventory, &mut report)?;
     metadata::check_omap_keys(kv, &inventory, &mut report)?;
     (report.deferred_records, report.deferred_bytes) =

@@ -240,6 +240,30 @@ impl ExtentMap {
         self.dirty.push(logical);
     }
 
+    /// Marks blob `id` shared as `sbid` (`logical` is the object range it maps, to rewrite);
+    /// returns its first reference counts: 1 for each allocation unit this map references.
+    pub fn share_blob(&mut self, id: BlobId, sbid: u64, logical: (u64, u64)) -> Vec<u32> {
+        self.update_blob(id, logical, |blob| blob.shared_blob_id = Some(sbid));
+        self.entry(id)
+            .au_used
+            .iter()
+            .map(|used| u32::from(*used > 0))
+            .collect()
+    }
+
+    /// Indexes of the allocation units of blob `id` that this map references.
+    pub fn held_units(&self, id: BlobId) -> Vec<usize> {
+        let entry = self.entry(id);
+        (0..entry.au_used.len())
+            .filter(|unit| entry.au_used[*unit] > 0)
+            .collect()
+    }
+
+    /// Allocation unit in bytes.
+    pub fn au_bytes(&self) -> u32 {
+        self.au_bytes
+    }
+
     /// Encoded size of the whole map as a single body.
     pub fn encoded_bytes(&self) -> usize {
         self.encoded_bytes
@@ -478,7 +502,10 @@ impl ExtentMap {
             }
             let freed = self.unreference(mapping.blob, cut_blob_offset, cut_length);
             if !freed.is_empty() && self.blobs[mapping.blob as usize].is_some() {
-                shrunk.push((mapping.blob, start - u64::from(mapping.blob_offset)));
+                // The blob's anchor; a shared blob cloned to a lower offset has none (its
+                // extents may sit at any place), but shared blobs are never split.
+                let anchor = start.wrapping_sub(u64::from(mapping.blob_offset));
+                shrunk.push((mapping.blob, anchor));
             }
             released.extend(freed);
         }

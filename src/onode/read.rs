@@ -162,7 +162,8 @@ fn device_read(
         output_offset,
         length: length as usize,
         skip: skip as usize,
-        chunk_logical_offset: logical_offset - skip,
+        // Only for messages; a cloned extent may map a blob at an offset unaligned to its chunks.
+        chunk_logical_offset: logical_offset.saturating_sub(skip),
         first_chunk: (chunk_start / chunk) as usize,
         blob: id,
     };

@@ -10,13 +10,14 @@ use std::sync::Arc;
 
 use super::engine::{Collection, Engine, IdCounters, display_bytes};
 use super::pipeline::{Prepared, StatsDelta};
-use super::write;
 use super::{ObjectOp, Op, metadata};
+use super::{clone, write};
 use crate::alloc::{DeviceExtent, FreelistDelta};
 use crate::device::{AlignedBuf, IoRequest};
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::format::records::CollectionRecord;
+use crate::format::shared::SharedBlobRecord;
 use crate::kv::Batch;
 use crate::onode::{Onode, OnodeSlot, Punched};
 
@@ -53,6 +54,8 @@ pub struct TxnContext<'e> {
     /// Statistics change so far.
     pub stats: StatsDelta,
     ids: IdCounters,
+    /// Working copies of the shared-blob records the transaction changes.
+    shared: BTreeMap<u64, SharedBlobRecord>,
 }
 
 impl<'e> TxnContext<'e> {
@@ -75,6 +78,7 @@ impl<'e> TxnContext<'e> {
             deferred_writes: Vec::new(),
             stats: StatsDelta::default(),
             ids: IdCounters::default(),
+            shared: BTreeMap::new(),
         }
     }
 
@@ -132,6 +136,18 @@ impl<'e> TxnContext<'e> {
             ObjectOp::SetAllocHint(hint) => {
                 self.onode_mut(key).alloc_hint = *hint;
                 Ok(())
+            }
+            ObjectOp::Clone { target } => clone::clone_object(self, key, target),
+            ObjectOp::CloneRange {
+                offset,
+                length,
+                target,
+                target_offset,
+            } => {
+                check_range(*offset, *length)?;
+                check_range(*target_offset, *length)?;
+                let ranges = (*offset, *length, *target_offset);
+                clone::clone_range(self, key, ranges, target)
             }
             ObjectOp::OmapSetKeys { .. }
             | ObjectOp::OmapRmKeys { .. }
@@ -225,7 +241,7 @@ impl<'e> TxnContext<'e> {
     }
 
     /// Loads (once) the working copy of an object; returns its key in `objects`.
-    fn load(&mut self, collection_name: &[u8], name: &[u8]) -> Result<ObjectKey> {
+    pub(super) fn load(&mut self, collection_name: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let collection = self.collection(collection_name)?;
         let key = (collection.id, name.to_vec());
         if !self.objects.contains_key(&key) {
@@ -257,7 +273,7 @@ impl<'e> TxnContext<'e> {
         Ok(key)
     }
 
-    fn object_or_create(&mut self, collection: &[u8], name: &[u8]) -> Result<ObjectKey> {
+    pub(super) fn object_or_create(&mut self, collection: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let key = self.load(collection, name)?;
         if self.objects[&key].onode.is_none() {
             let nid = {
@@ -288,6 +304,88 @@ impl<'e> TxnContext<'e> {
             .expect("ops load and check the object first")
     }
 
+    /// Whether a loaded object exists as the transaction leaves it so far.
+    pub fn exists(&self, key: &ObjectKey) -> bool {
+        self.objects.get(key).is_some_and(|o| o.onode.is_some())
+    }
+
+    /// Name of the collection of a loaded object.
+    pub fn collection_name(&self, key: &ObjectKey) -> Vec<u8> {
+        self.objects[key].collection.name.clone()
+    }
+
+    /// Replaces the (absent) object `key` with `onode`.
+    pub fn put_onode(&mut self, key: &ObjectKey, onode: Onode) {
+        let object = self.objects.get_mut(key).expect("loaded");
+        assert!(object.onode.is_none(), "replacing a live object");
+        object.onode = Some(onode);
+    }
+
+    /// A fresh object id.
+    pub fn new_nid(&mut self) -> u64 {
+        let nid = {
+            let mut ids = self.engine.ids.lock();
+            ids.nid_last += 1;
+            ids.nid_last
+        };
+        self.ids.nid_last = self.ids.nid_last.max(nid);
+        nid
+    }
+
+    /// Registers a new shared blob with its first reference counts; returns its id.
+    pub fn new_shared_blob(&mut self, record: SharedBlobRecord) -> u64 {
+        let sbid = {
+            let mut ids = self.engine.ids.lock();
+            ids.sbid_last += 1;
+            ids.sbid_last
+        };
+        self.ids.sbid_last = self.ids.sbid_last.max(sbid);
+        self.shared.insert(sbid, record);
+        sbid
+    }
+
+    /// The working copy of shared blob `sbid`'s record: this transaction's, else the newest
+    /// an earlier transaction installed, else the KV store's.
+    pub fn shared_record(&mut self, sbid: u64) -> Result<&mut SharedBlobRecord> {
+        if !self.shared.contains_key(&sbid) {
+            let record = load_shared_record(self.engine, sbid)?;
+            self.shared.insert(sbid, record);
+        }
+        Ok(self.shared.get_mut(&sbid).expect("inserted above"))
+    }
+
+    /// Drops one reference to each allocation unit of `extent` in shared blob `sbid`; returns
+    /// the units nothing references any more.
+    fn drop_shared_references(
+        &mut self,
+        sbid: u64,
+        extent: DeviceExtent,
+    ) -> Result<Vec<DeviceExtent>> {
+        let record = self.shared_record(sbid)?;
+        let unit = u64::from(record.unit_bytes());
+        let mut freed = Vec::new();
+        let mut offset = extent.offset;
+        while offset < extent.end() {
+            let index = offset
+                .checked_sub(record.device_offset)
+                .map(|within| (within / unit) as usize)
+                .filter(|index| *index < record.refs.len());
+            let count = index.and_then(|i| record.refs[i].checked_sub(1));
+            let (Some(index), Some(count)) = (index, count) else {
+                return Err(Error::corruption(format!(
+                    "shared blob {sbid}: the unit at {offset:#x} is released more often than \
+                     it is referenced"
+                )));
+            };
+            record.refs[index] = count;
+            if count == 0 {
+                freed.push(DeviceExtent::new(offset, unit));
+            }
+            offset += unit;
+        }
+        Ok(freed)
+    }
+
     /// Printable `collection/object` for messages.
     pub fn object_name(&self, key: &ObjectKey) -> String {
         let collection = &self.objects[key].collection;
@@ -304,7 +402,7 @@ impl<'e> TxnContext<'e> {
         if size < onode.size {
             let old_size = onode.size;
             let punched = onode.extent_map.punch(size, old_size - size);
-            self.release(punched);
+            self.release(punched)?;
         }
         self.onode_mut(key).size = size;
         Ok(())
@@ -336,14 +434,14 @@ impl<'e> TxnContext<'e> {
         Ok(())
     }
 
-    fn remove_object(&mut self, key: &ObjectKey) -> Result<()> {
+    pub(super) fn remove_object(&mut self, key: &ObjectKey) -> Result<()> {
         let mut onode = self
             .objects
             .get_mut(key)
             .and_then(|o| o.onode.take())
             .expect("checked");
         let punched = onode.extent_map.punch(0, u64::MAX);
-        self.release(punched);
+        self.release(punched)?;
         onode.delete_from(&mut self.batch, &keys::onode_key(key.0, &key.1));
         Ok(())
     }
@@ -377,21 +475,25 @@ impl<'e> TxnContext<'e> {
     /// Accounts for a punch: unmapped bytes leave the statistics, and space the object stopped
     /// referencing is freed in the freelist with this commit and returned to the allocator
     /// after it.
-    pub fn release(&mut self, punched: Punched) {
+    /// Space of a shared blob is freed only when its last reference goes.
+    pub fn release(&mut self, punched: Punched) -> Result<()> {
         self.stats.stored_bytes -= punched.unmapped_bytes as i64;
         let geometry = self
             .engine
             .config
             .freelist_geometry(&self.engine.superblock);
         for item in punched.released {
-            assert!(
-                item.shared_blob_id.is_none(),
-                "shared blobs are not written yet"
-            );
-            self.freelist.flip(&geometry, item.extent);
-            self.stats.allocated_bytes -= item.extent.length as i64;
-            self.released.push(item.extent);
+            let freed = match item.shared_blob_id {
+                None => vec![item.extent],
+                Some(sbid) => self.drop_shared_references(sbid, item.extent)?,
+            };
+            for extent in freed {
+                self.freelist.flip(&geometry, extent);
+                self.stats.allocated_bytes -= extent.length as i64;
+                self.released.push(extent);
+            }
         }
+        Ok(())
     }
 
     /// Gives back everything allocated: the transaction is abandoned and nothing changed.
@@ -449,6 +551,7 @@ impl<'e> TxnContext<'e> {
             touched.insert(collection_id, object.collection);
         }
         self.freelist.write_to(&mut self.batch);
+        self.install_shared_records();
         // The new onodes and their deferred bytes become visible together: with every slot
         // locked (in key order, so two installs cannot deadlock), a reader sees either the old
         // onode and no new bytes, or both. One that snapshotted the old onode before and then
@@ -483,6 +586,37 @@ impl<'e> TxnContext<'e> {
             deferred,
         }
     }
+}
+
+impl TxnContext<'_> {
+    /// Puts the changed shared-blob records in the batch (deleting those nothing references)
+    /// and makes them the newest versions later transactions see.
+    fn install_shared_records(&mut self) {
+        let mut newest = self.engine.shared_blobs.lock();
+        for (sbid, record) in std::mem::take(&mut self.shared) {
+            let key = keys::shared_blob_key(sbid);
+            if record.is_unreferenced() {
+                self.batch.delete(KeySpace::SharedBlobs, key);
+                newest.remove(&sbid);
+            } else {
+                self.batch.put(KeySpace::SharedBlobs, key, record.encode());
+                newest.insert(sbid, Arc::new(record));
+            }
+        }
+    }
+}
+
+/// The newest version of a shared-blob record.
+fn load_shared_record(engine: &Engine, sbid: u64) -> Result<SharedBlobRecord> {
+    if let Some(record) = engine.shared_blobs.lock().get(&sbid) {
+        return Ok((**record).clone());
+    }
+    let value = engine
+        .kv
+        .get(KeySpace::SharedBlobs, &keys::shared_blob_key(sbid))?
+        .ok_or_else(|| Error::corruption(format!("shared blob {sbid} has no record")))?;
+    SharedBlobRecord::decode(&value)
+        .map_err(|e| Error::corruption(format!("shared blob {sbid}: {e}")))
 }
 
 /// The newest version of an object: from its slot, loading it from the KV store on first use.

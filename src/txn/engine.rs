@@ -5,7 +5,7 @@
 //! latch. The public [`crate::Store`] is a thin facade over an `Arc<Engine>` and the commit
 //! pipeline's thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::format::label::Label;
 use crate::format::onode::CsumType;
 use crate::format::records::{StatfsRecord, Superblock};
+use crate::format::shared::SharedBlobRecord;
 use crate::kv::Kv;
 use crate::onode::OnodeCache;
 use crate::onode::read::PendingBytes;
@@ -211,6 +212,9 @@ pub struct Engine {
     pub inflight: InflightData,
     /// Deferred writes staged, queued and being applied.
     pub deferred: Deferred,
+    /// Newest versions of the shared-blob records transactions changed since mount (the KV
+    /// store holds the rest; an entry goes when its record is deleted).
+    pub shared_blobs: Mutex<HashMap<u64, Arc<SharedBlobRecord>>>,
     poison: Mutex<Option<String>>,
 }
 
@@ -265,6 +269,7 @@ impl Engine {
             reclaimer: Reclaimer::default(),
             inflight: InflightData::default(),
             deferred,
+            shared_blobs: Mutex::new(HashMap::new()),
             poison: Mutex::new(None),
         }
     }

@@ -108,6 +108,8 @@ pub fn validate(op: &ObjectOp) -> Result<()> {
         | ObjectOp::RmAttrs
         | ObjectOp::OmapClear
         | ObjectOp::Rename { .. }
+        | ObjectOp::Clone { .. }
+        | ObjectOp::CloneRange { .. }
         | ObjectOp::SetAllocHint(_) => Ok(()),
     }
 }

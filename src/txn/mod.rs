@@ -6,6 +6,7 @@
 //! if any op fails, nothing changes. A prepared transaction becomes visible at once and durable
 //! through the commit [`pipeline`], whose states are in [`state`].
 
+pub mod clone;
 pub mod context;
 pub mod deferred;
 pub mod engine;
@@ -117,6 +118,24 @@ pub enum ObjectOp {
     },
     /// Record the expected object size, write size and access flags.
     SetAllocHint(AllocHint),
+    /// Make `target` (in the same collection) a copy of this object: data, size, xattrs and
+    /// omap. An existing target is replaced. Data is shared copy-on-write, not copied.
+    Clone {
+        /// The copy's name.
+        target: Vec<u8>,
+    },
+    /// Copy `length` bytes at `offset` of this object to `target_offset` of `target` (created if
+    /// missing, extended if shorter), sharing the data copy-on-write.
+    CloneRange {
+        /// First byte copied.
+        offset: u64,
+        /// Bytes copied.
+        length: u64,
+        /// The object copied into.
+        target: Vec<u8>,
+        /// Where the bytes land in the target.
+        target_offset: u64,
+    },
 }
 
 impl ObjectOp {
@@ -392,6 +411,47 @@ impl Transaction {
             collection.as_ref(),
             object.as_ref(),
             ObjectOp::Rename { new_name },
+        )
+    }
+
+    /// Makes `target` a copy of `source` (data shared copy-on-write, xattrs, omap); an
+    /// existing `target` is replaced.
+    pub fn clone_object(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        source: impl AsRef<[u8]>,
+        target: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        let target = target.as_ref().to_vec();
+        self.object(
+            collection.as_ref(),
+            source.as_ref(),
+            ObjectOp::Clone { target },
+        )
+    }
+
+    /// Copies `length` bytes at `offset` of `source` to `target_offset` of `target`, sharing
+    /// the data copy-on-write; `target` is created if missing.
+    #[allow(clippy::too_many_arguments)]
+    pub fn clone_range(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        source: impl AsRef<[u8]>,
+        offset: u64,
+        length: u64,
+        target: impl AsRef<[u8]>,
+        target_offset: u64,
+    ) -> &mut Self {
+        let target = target.as_ref().to_vec();
+        self.object(
+            collection.as_ref(),
+            source.as_ref(),
+            ObjectOp::CloneRange {
+                offset,
+                length,
+                target,
+                target_offset,
+            },
         )
     }
 

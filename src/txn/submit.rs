@@ -86,8 +86,13 @@ fn validate(op: &Op) -> Result<()> {
     match op {
         Op::Object { object, op, .. } => {
             check_name("object", object, OBJECT_NAME_LENGTH_MAX)?;
-            if let ObjectOp::Rename { new_name } = op {
-                check_name("object", new_name, OBJECT_NAME_LENGTH_MAX)?;
+            match op {
+                ObjectOp::Rename { new_name: other }
+                | ObjectOp::Clone { target: other }
+                | ObjectOp::CloneRange { target: other, .. } => {
+                    check_name("object", other, OBJECT_NAME_LENGTH_MAX)?;
+                }
+                _ => {}
             }
             metadata::validate(op)
         }

@@ -472,7 +472,7 @@ fn write_new_space(
     let punched = onode
         .extent_map
         .punch(plan.mapped_offset, plan.mapped_end - plan.mapped_offset);
-    ctx.release(punched);
+    ctx.release(punched)?;
     let allocation = plan
         .buffer_length
         .next_multiple_of(u64::from(config.min_alloc_size));
@@ -517,8 +517,7 @@ pub fn zero(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, length: u64)
     let onode = ctx.onode_mut(key);
     let punched = onode.extent_map.punch(offset, length);
     onode.size = onode.size.max(offset + length);
-    ctx.release(punched);
-    Ok(())
+    ctx.release(punched)
 }
 
 /// Cuts the allocated extents into blobs of at most `blob_length_max`, in buffer order.

@@ -190,6 +190,33 @@ fn apply_object_op(
             }
         }
         ObjectOp::SetAllocHint(hint) => object.alloc_hint = *hint,
+        ObjectOp::Clone { target } => {
+            if target.as_slice() != name {
+                let copy = object.clone();
+                objects.insert(target.clone(), copy);
+            }
+        }
+        ObjectOp::CloneRange {
+            offset,
+            length,
+            target,
+            target_offset,
+        } => {
+            check_end(*offset, *length)?;
+            check_end(*target_offset, *length)?;
+            let start = (*offset as usize).min(object.data.len());
+            let end = (*offset as usize + *length as usize).min(object.data.len());
+            let mut bytes = object.data[start..end].to_vec();
+            bytes.resize(*length as usize, 0);
+            let copy = objects.entry(target.clone()).or_default();
+            if *length > 0 {
+                let end = *target_offset as usize + bytes.len();
+                if copy.data.len() < end {
+                    copy.data.resize(end, 0);
+                }
+                copy.data[*target_offset as usize..end].copy_from_slice(&bytes);
+            }
+        }
     }
     Ok(())
 }
@@ -213,7 +240,9 @@ fn validate(op: &Op) -> Result<(), Failure> {
     let too_long = |bytes: &[u8], max: usize| bytes.len() > max;
     let invalid = bad_name(object)
         || match op {
-            ObjectOp::Rename { new_name } => bad_name(new_name),
+            ObjectOp::Rename { new_name: other }
+            | ObjectOp::Clone { target: other }
+            | ObjectOp::CloneRange { target: other, .. } => bad_name(other),
             ObjectOp::SetAttrs { attrs } => attrs.iter().any(|(n, v)| {
                 n.is_empty()
                     || too_long(n, XATTR_NAME_LENGTH_MAX)

@@ -103,6 +103,15 @@ fn object_op() -> impl Strategy<Value = ObjectOp> {
         1 => Just(ObjectOp::OmapClear),
         2 => bytes(200).prop_map(|header| ObjectOp::OmapSetHeader { header }),
         2 => name(&OBJECTS).prop_map(|new_name| ObjectOp::Rename { new_name }),
+        3 => name(&OBJECTS).prop_map(|target| ObjectOp::Clone { target }),
+        3 => (offset(), 0u64..150_000, name(&OBJECTS), offset()).prop_map(
+            |(offset, length, target, target_offset)| ObjectOp::CloneRange {
+                offset,
+                length,
+                target,
+                target_offset,
+            }
+        ),
         1 => (any::<u32>(), any::<u32>()).prop_map(|(size, flags)| ObjectOp::SetAllocHint(AllocHint {
             expected_object_size: u64::from(size),
             expected_write_size: 4096,

@@ -56,6 +56,10 @@ enum Command {
     Read(cmd::objects::ReadArgs),
     /// Print an object's size, space and extents.
     Stat(cmd::objects::ObjectArgs),
+    /// Make TARGET a copy-on-write copy of SOURCE (data shared, xattrs and omap copied).
+    Clone(cmd::clone::CloneArgs),
+    /// Copy a range of SOURCE into TARGET copy-on-write (TARGET created if missing).
+    CloneRange(cmd::clone::CloneRangeArgs),
     /// Set an extended attribute.
     Setattr(cmd::attrs::SetArgs),
     /// Print an extended attribute.
@@ -85,6 +89,8 @@ fn main() -> ExitCode {
         Command::Write(args) => cmd::objects::write(&cli, args),
         Command::Read(args) => cmd::objects::read(&cli, args),
         Command::Stat(args) => cmd::objects::stat(&cli, args),
+        Command::Clone(args) => cmd::clone::clone(&cli, args),
+        Command::CloneRange(args) => cmd::clone::clone_range(&cli, args),
         Command::Setattr(args) => cmd::attrs::setattr(&cli, args),
         Command::Getattr(args) => cmd::attrs::getattr(&cli, args),
         Command::OmapSet(args) => cmd::attrs::omap_set(&cli, args),

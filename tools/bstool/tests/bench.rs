@@ -48,12 +48,12 @@ fn every_workload_on_every_engine_reports_sane_figures() {
         "--engine", "bstore", "--engine", "rocksdb", "--engine", "files",
     ]);
     let rows = report["results"].as_array().unwrap();
-    assert_eq!(rows.len(), 27, "9 workloads x 3 engines");
+    assert_eq!(rows.len(), 30, "10 workloads x 3 engines");
     for row in rows {
         let label = format!("{} on {}", row["workload"], row["engine"]);
         if let Some(reason) = row["skipped"].as_str() {
             let allowed = row["engine"] != "bstore"
-                && (row["workload"] == "aging" || row["workload"] == "omap");
+                && ["aging", "omap", "clone"].contains(&row["workload"].as_str().unwrap());
             assert!(allowed, "{label} skipped: {reason}");
             continue;
         }
@@ -80,6 +80,15 @@ fn every_workload_on_every_engine_reports_sane_figures() {
             assert!((0.0..=1.0).contains(&score), "{label}: free score {score}");
         }
     }
+    let clone = rows
+        .iter()
+        .find(|r| r["workload"] == "clone" && r["engine"] == "bstore")
+        .unwrap();
+    let allocated = number(clone, "allocated_bytes_per_op");
+    assert!(
+        (4096.0..1_000_000.0).contains(&allocated),
+        "a clone allocates its overwrite, not a copy of the object: {allocated} bytes"
+    );
     let aging = rows
         .iter()
         .find(|r| r["workload"] == "aging" && r["engine"] == "bstore")

@@ -263,3 +263,44 @@ fn fsck_exits_one_when_it_finds_damage() {
         .collect();
     assert!(checks.contains(&"space.false_free"), "{checks:?}");
 }
+
+#[test]
+fn clone_and_clone_range_share_data_and_stat_shows_it() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "128M"]));
+    let data: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+    ok(bstool_at(
+        &s.store(),
+        &["put", "pg", "src", "-"],
+        Some(&data),
+    ));
+    ok(s.bstool(&["clone", "pg", "src", "copy"]));
+    assert_eq!(
+        ok(s.bstool(&["get", "pg", "copy"])).as_bytes(),
+        data.as_slice()
+    );
+    let stat = json(&ok(s.bstool(&["stat", "pg", "copy"])));
+    assert_eq!(stat["shared_bytes"], 100_000);
+    ok(s.bstool(&[
+        "clone-range",
+        "pg",
+        "src",
+        "part",
+        "--src-offset",
+        "4K",
+        "--length",
+        "8K",
+        "--dst-offset",
+        "1K",
+    ]));
+    let part = ok(s.bstool(&["get", "pg", "part"]));
+    assert_eq!(part.len(), 1024 + 8192);
+    assert_eq!(&part.as_bytes()[1024..], &data[4096..12288]);
+    let statfs = json(&ok(s.bstool(&["statfs"])));
+    assert!(
+        statfs["stored_bytes"].as_u64().unwrap() > statfs["allocated_bytes"].as_u64().unwrap(),
+        "the clones cost no space: {statfs}"
+    );
+    let report = json(&ok(s.bstool(&["fsck"])));
+    assert_eq!(report["clean"], true, "{report}");
+}

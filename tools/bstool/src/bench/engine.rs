@@ -43,6 +43,17 @@ pub trait BenchEngine: Send + Sync {
     fn remove(&self, object: &str) -> Result<(), String>;
     /// Sets omap keys of an object; `None` when the engine has no omap.
     fn omap_set(&self, object: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Option<Result<(), String>>;
+    /// Makes `target` a copy of `source` and writes `data` at `offset` of the copy, in one
+    /// transaction; `None` when the engine cannot clone.
+    fn clone_and_write(
+        &self,
+        _source: &str,
+        _target: &str,
+        _offset: u64,
+        _data: &[u8],
+    ) -> Option<Result<(), String>> {
+        None
+    }
     /// Bytes written so far.
     fn bytes(&self) -> EngineBytes;
     /// The bstore store, when this engine is bstore.
@@ -135,6 +146,21 @@ impl BenchEngine for BstoreEngine {
 
     fn store(&self) -> Option<&Store> {
         Some(&self.store)
+    }
+
+    fn clone_and_write(
+        &self,
+        source: &str,
+        target: &str,
+        offset: u64,
+        data: &[u8],
+    ) -> Option<Result<(), String>> {
+        // The copy lives in its source's collection (clones never cross collections).
+        let c = self.collection(source);
+        let mut txn = Transaction::new();
+        txn.clone_object(c, source, target)
+            .write(c, target, offset, data.to_vec());
+        Some(self.apply(&txn))
     }
 
     fn bytes(&self) -> EngineBytes {

@@ -261,6 +261,11 @@ impl Suite<'_> {
     fn measure(&self, workload: Workload, fio: Option<fio::FioResult>) -> Row {
         let cpu_before = metrics::cpu_seconds();
         let bytes_before = self.engine.bytes();
+        let allocated = || {
+            let store = self.engine.store()?;
+            store.statfs().ok().map(|s| s.allocated_bytes as i64)
+        };
+        let allocated_before = allocated();
         let outcome = match workload {
             Workload::Aging => workload::run_aging(self.engine, self.params, self.data),
             _ => workload::run(self.engine, workload, self.params, self.data),
@@ -284,6 +289,7 @@ impl Suite<'_> {
             fio,
             rounds: Vec::new(),
             skipped: None,
+            allocated_bytes: allocated().zip(allocated_before).map(|(a, b)| a - b),
         };
         match outcome {
             Err(reason) => row.skipped = Some(reason),

@@ -42,6 +42,8 @@ pub struct Row {
     pub rounds: Vec<AgingRound>,
     /// Why the workload did not run, if it did not.
     pub skipped: Option<String>,
+    /// Change of the store's allocated bytes over the workload (bstore).
+    pub allocated_bytes: Option<i64>,
 }
 
 impl Row {
@@ -102,6 +104,8 @@ impl Row {
             "free_score": self.free_score,
             "fio": self.fio.map(|f| json!({"iops": f.iops, "bytes_per_sec": f.bytes_per_sec})),
             "fio_ratio": self.fio_ratio(),
+            "metadata_bytes_per_op": self.metadata_bytes as f64 / self.ops.max(1) as f64,
+            "allocated_bytes_per_op": self.allocated_bytes.map(|b| b as f64 / self.ops.max(1) as f64),
             "aging_rounds": self.rounds.iter().map(|r| json!({
                 "mib_per_sec": r.bytes_per_sec / (1 << 20) as f64,
                 "free_score": r.free_score,
@@ -197,9 +201,22 @@ pub fn markdown_table(rows: &[Row]) -> String {
     out
 }
 
-/// Lines describing the aging rounds of every row that has them.
+/// Lines describing the aging rounds of every row that has them, and the cost of each clone.
 pub fn aging_lines(rows: &[Row]) -> String {
     let mut out = String::new();
+    for row in rows
+        .iter()
+        .filter(|r| r.workload == "clone" && r.skipped.is_none())
+    {
+        out.push_str(&format!(
+            "clone {}: {:.0} clones/s, {:.0} metadata bytes and {:.0} allocated bytes per clone \
+             (4 MiB object, 4 KiB overwritten)\n",
+            row.engine,
+            row.ops_per_sec(),
+            row.metadata_bytes as f64 / row.ops.max(1) as f64,
+            row.allocated_bytes.unwrap_or(0) as f64 / row.ops.max(1) as f64,
+        ));
+    }
     for row in rows.iter().filter(|r| !r.rounds.is_empty()) {
         for (round, r) in row.rounds.iter().enumerate() {
             out.push_str(&format!(

@@ -37,10 +37,12 @@ pub enum Workload {
     Omap,
     /// Fill to 80%, delete a quarter at random, refill; three rounds.
     Aging,
+    /// Cloning a 4 MiB object and overwriting 4 KiB of the clone, in one transaction.
+    Clone,
 }
 
 /// The standard suite, in the order it runs.
-pub const STANDARD_SUITE: [Workload; 9] = [
+pub const STANDARD_SUITE: [Workload; 10] = [
     Workload::SeqWrite,
     Workload::SeqRead,
     Workload::RandWrite,
@@ -49,6 +51,7 @@ pub const STANDARD_SUITE: [Workload; 9] = [
     Workload::RandRead,
     Workload::SmallObjects,
     Workload::Omap,
+    Workload::Clone,
     Workload::Aging,
 ];
 
@@ -64,6 +67,7 @@ impl Workload {
             Workload::RandRead => "rand-read",
             Workload::SmallObjects => "small-objects",
             Workload::Omap => "omap",
+            Workload::Clone => "clone",
             Workload::Aging => "aging",
         }
     }
@@ -77,6 +81,7 @@ impl Workload {
                 | Workload::RandWriteUnaligned
                 | Workload::RandWrite64k
                 | Workload::RandRead
+                | Workload::Clone
         )
     }
 
@@ -206,6 +211,15 @@ pub fn run(
                 engine.put(&name, &data[..4096]).map(|()| 4096)
             }
             Workload::Omap => omap_op(engine, rng),
+            Workload::Clone => {
+                let source = dataset_object(rng.below(objects));
+                let target = format!("clone-{thread}-{iteration}");
+                let offset = rng.below(OBJECT_SIZE / 4096) * 4096;
+                match engine.clone_and_write(&source, &target, offset, &data[..4096]) {
+                    Some(result) => result.map(|()| 4096),
+                    None => Err(format!("the {} engine has no clone", engine.name())),
+                }
+            }
             Workload::Aging => Err("aging is not a timed workload".into()),
         }
     };

@@ -1,6 +1,7 @@
 //! One module per group of subcommands.
 
 pub mod attrs;
+pub mod clone;
 pub mod free;
 pub mod fsck;
 pub mod info;
