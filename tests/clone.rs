@@ -4,8 +4,8 @@
 
 mod common;
 
-use bstore::{DeferredPolicy, OpenOptions, Store, Transaction};
-use common::{SimPair, pattern};
+use bstore::{Store, Transaction};
+use common::{SimPair, manual_options, pattern};
 
 const DEVICE: u64 = 64 << 20;
 const OBJECT: usize = 4 << 20;
@@ -158,16 +158,7 @@ fn clone_range_into_the_middle_of_an_existing_object() {
 #[test]
 fn a_clone_with_deferred_writes_pending_on_the_source() {
     let pair = SimPair::new(DEVICE);
-    let options = OpenOptions {
-        prefer_deferred_size: Some(64 << 10),
-        deferred: DeferredPolicy {
-            batch_records: usize::MAX,
-            batch_bytes: u64::MAX,
-            max_delay: std::time::Duration::from_secs(3600),
-            ..DeferredPolicy::default()
-        },
-        ..OpenOptions::default()
-    };
+    let options = manual_options(64 << 10);
     let store = Store::open_on(pair.device.clone(), pair.kv.clone(), &options).unwrap();
     store.create_collection("c").unwrap();
     let mut data = pattern(7, 256 << 10);

@@ -9,24 +9,10 @@ use std::sync::Arc;
 
 use bstore::device::{CrashMode, SimDevice, SimFaults};
 use bstore::kv::{KeySpace, MemKvFaults};
-use bstore::{DeferredPolicy, Error, OpenOptions, Store, Transaction};
-use common::{SimPair, pattern};
+use bstore::{Error, OpenOptions, Store, Transaction};
+use common::{SimPair, manual_options, pattern};
 
 const DEVICE: u64 = 32 << 20;
-
-/// Options that never apply records on their own: only `flush_deferred` and close do.
-fn manual_options(prefer_deferred_size: u32) -> OpenOptions {
-    OpenOptions {
-        prefer_deferred_size: Some(prefer_deferred_size),
-        deferred: DeferredPolicy {
-            batch_records: usize::MAX,
-            batch_bytes: u64::MAX,
-            max_delay: std::time::Duration::from_secs(3600),
-            ..DeferredPolicy::default()
-        },
-        ..OpenOptions::default()
-    }
-}
 
 fn open(pair: &SimPair, options: &OpenOptions) -> Store {
     Store::open_on(pair.device.clone(), pair.kv.clone(), options).unwrap()

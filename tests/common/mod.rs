@@ -13,6 +13,21 @@ use bstore::device::SimDevice;
 use bstore::kv::MemKv;
 use bstore::{BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions, Store};
 
+/// Options that never apply deferred records on their own (only `flush_deferred` and close
+/// do), so tests control when records reach the device.
+pub fn manual_options(prefer_deferred_size: u32) -> OpenOptions {
+    OpenOptions {
+        prefer_deferred_size: Some(prefer_deferred_size),
+        deferred: DeferredPolicy {
+            batch_records: usize::MAX,
+            batch_bytes: u64::MAX,
+            max_delay: std::time::Duration::from_secs(3600),
+            ..DeferredPolicy::default()
+        },
+        ..OpenOptions::default()
+    }
+}
+
 /// A simulated device and in-memory KV, formatted.
 pub struct SimPair {
     pub device: Arc<SimDevice>,
