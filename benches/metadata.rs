@@ -96,10 +96,18 @@ fn benches(c: &mut Criterion) {
 
     let config = config();
     c.bench_function("planner/aligned_4KiB_overwrite", |b| {
-        b.iter(|| plan_write(&fragmented, 4 << 20, 123 * 4096, 4096, &config))
+        b.iter(|| plan_write(&fragmented, 4 << 20, (123 * 4096, 4096), &[], &config))
     });
     c.bench_function("planner/unaligned_1KiB_overwrite", |b| {
-        b.iter(|| plan_write(&fragmented, 4 << 20, 123 * 4096 + 1000, 1024, &config))
+        b.iter(|| {
+            plan_write(
+                &fragmented,
+                4 << 20,
+                (123 * 4096 + 1000, 1024),
+                &[],
+                &config,
+            )
+        })
     });
     c.bench_function("extent_map/punch_and_map_4KiB", |b| {
         b.iter_batched_ref(

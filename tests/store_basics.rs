@@ -424,3 +424,21 @@ fn deferred_size_defaults_follow_the_rotational_flag() {
         store.close().unwrap();
     }
 }
+
+#[test]
+fn mkfs_refuses_a_checksum_chunk_larger_than_the_allocation_unit() {
+    let device = bstore::device::SimDevice::new(16 << 20, 512, false);
+    let kv = bstore::kv::MemKv::new();
+    let format = bstore::FormatOptions {
+        csum_chunk: 8192,
+        min_alloc_size: 4096,
+        ..bstore::FormatOptions::default()
+    };
+    let error = Store::mkfs_on(&device, &kv, &format).unwrap_err();
+    assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
+    assert_eq!(
+        kv.key_count(bstore::kv::KeySpace::Super),
+        0,
+        "nothing written"
+    );
+}

@@ -76,11 +76,31 @@ pub fn read_object_with(
     object: &str,
     pending: &dyn PendingBytes,
 ) -> Result<Vec<u8>> {
+    let plan = plan_read(onode, offset, length, pending);
+    finish_read(device, onode, plan, object)
+}
+
+/// A read half done: bytes from memory already in `output`, device reads still to issue.
+#[derive(Debug)]
+pub struct ReadPlan {
+    output: Vec<u8>,
+    plans: Vec<PieceRead>,
+    requests: Vec<IoRequest>,
+}
+
+/// The first half of [`read_object_with`]: copies what memory holds and plans the device reads.
+/// No I/O, so a caller may hold the object's slot lock across it, pairing the onode snapshot
+/// with the memory state installed together with it.
+pub fn plan_read(onode: &Onode, offset: u64, length: u64, pending: &dyn PendingBytes) -> ReadPlan {
     let end = offset.saturating_add(length).min(onode.size);
+    let mut output = vec![0u8; end.saturating_sub(offset) as usize];
     if offset >= end {
-        return Ok(Vec::new());
+        return ReadPlan {
+            output,
+            plans: Vec::new(),
+            requests: Vec::new(),
+        };
     }
-    let mut output = vec![0u8; (end - offset) as usize];
     let mut plans = Vec::new();
     let mut requests = Vec::new();
     for piece in onode.extent_map.pieces(offset, end - offset) {
@@ -112,6 +132,28 @@ pub fn read_object_with(
             plans.push(plan);
             requests.push(request);
         }
+    }
+    ReadPlan {
+        output,
+        plans,
+        requests,
+    }
+}
+
+/// The second half of [`read_object_with`]: reads the device and verifies every chunk.
+pub fn finish_read(
+    device: &dyn BlockDevice,
+    onode: &Onode,
+    plan: ReadPlan,
+    object: &str,
+) -> Result<Vec<u8>> {
+    let ReadPlan {
+        mut output,
+        plans,
+        requests,
+    } = plan;
+    if requests.is_empty() {
+        return Ok(output);
     }
     let completed = device.run(requests)?;
     for (plan, request) in plans.iter().zip(&completed) {

@@ -124,6 +124,14 @@ fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Result<
     };
     check_unit("min_alloc_size", options.min_alloc_size)?;
     check_unit("csum chunk", options.csum_chunk)?;
+    if options.csum_chunk > options.min_alloc_size {
+        // A chunk is the smallest unit data is laid out in; larger than an allocation unit, a
+        // short write would allocate units its extent never references (and never frees).
+        return Err(Error::invalid(format!(
+            "csum chunk {} is larger than min_alloc_size {}",
+            options.csum_chunk, options.min_alloc_size
+        )));
+    }
     let unit = u64::from(options.min_alloc_size);
     let device_size = info.size_bytes / unit * unit;
     let reserved = reserved_bytes(unit);

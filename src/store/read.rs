@@ -15,7 +15,7 @@ use super::{ExtentInfo, ObjectStat, Store};
 use crate::error::{Error, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::onode::Onode;
-use crate::onode::read::read_object_with;
+use crate::onode::read::{finish_read, plan_read};
 use crate::txn::context::load_slot;
 use crate::txn::engine::{Collection, EnginePending, display_bytes};
 
@@ -47,19 +47,25 @@ impl Store {
         let mut attempts = 0;
         loop {
             let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
-            let (_, onode) = self.newest_onode_in(&collection, object)?;
-            let result = read_object_with(
-                self.engine.device.as_ref(),
-                &onode,
-                offset,
-                length,
-                &name,
-                &EnginePending(&self.engine),
-            );
-            // A transaction that overwrote these chunks in place after the snapshot was taken
-            // may have put bytes the snapshot's checksums do not describe in memory or on the
-            // device. Then the onode has changed too: read again from the newer one. A mismatch
-            // under an unchanged onode is real.
+            let slot = collection.onodes.slot(object);
+            load_slot(&self.engine, &collection, &slot, object)?;
+            // The snapshot and the bytes memory holds are taken together under the slot lock:
+            // a transaction installs its onode and its in-memory bytes under the same lock, so
+            // this read sees both or neither (never half a transaction).
+            let (onode, plan) = {
+                let state = slot.lock();
+                let onode = state
+                    .onode
+                    .clone()
+                    .ok_or_else(|| not_found(&collection, object))?;
+                let plan = plan_read(&onode, offset, length, &EnginePending(&self.engine));
+                (onode, plan)
+            };
+            let result = finish_read(self.engine.device.as_ref(), &onode, plan, &name);
+            // A transaction that overwrote these chunks in place after the snapshot may have
+            // put bytes the snapshot's checksums do not describe on the device. Then the onode
+            // has changed too: read again from the newer one. A mismatch under an unchanged
+            // onode is real.
             if let Err(Error::ChecksumMismatch { .. }) = &result {
                 let (_, newest) = self.newest_onode_in(&collection, object)?;
                 attempts += 1;

@@ -212,7 +212,9 @@ fn copy_omap(
     source_nid: u64,
     target_nid: u64,
 ) -> Result<()> {
-    ctx.slot(source).wait_settled();
+    // Not just the source's slot: the object may have been renamed earlier in this transaction,
+    // and transactions in flight under its old name carry omap changes for the same nid.
+    ctx.wait_collection_settled(source);
     ctx.engine().check_poison()?;
     let (start, end) = keys::omap_object_range(source_nid);
     let mut entries: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();

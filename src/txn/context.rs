@@ -309,6 +309,12 @@ impl<'e> TxnContext<'e> {
         self.objects.get(key).is_some_and(|o| o.onode.is_some())
     }
 
+    /// Waits until every transaction submitted earlier on the object's collection finished, so
+    /// the KV store holds everything they wrote (the object may have had other names in them).
+    pub fn wait_collection_settled(&self, key: &ObjectKey) {
+        self.objects[key].collection.sequencer.wait_settled();
+    }
+
     /// Name of the collection of a loaded object.
     pub fn collection_name(&self, key: &ObjectKey) -> Vec<u8> {
         self.objects[key].collection.name.clone()
@@ -557,6 +563,7 @@ impl<'e> TxnContext<'e> {
         // onode and no new bytes, or both. One that snapshotted the old onode before and then
         // meets the new bytes finds its onode replaced and retries (see `Store::read`).
         let mut states: Vec<_> = slots.iter().map(|slot| slot.lock()).collect();
+        let (data_writes, inflight_offsets) = self.register_inflight();
         let deferred = (!self.deferred_writes.is_empty()).then(|| {
             let writes = std::mem::take(&mut self.deferred_writes);
             self.engine.deferred.stage(writes, &mut self.batch)
@@ -574,7 +581,7 @@ impl<'e> TxnContext<'e> {
         }
         Prepared {
             batch: self.batch,
-            data_writes: self.data_writes.into_values().collect(),
+            data_writes,
             released: self.released,
             stats_delta: self.stats,
             ids: self.ids,
@@ -582,13 +589,33 @@ impl<'e> TxnContext<'e> {
             collections,
             changes_namespace,
             on_commit: None,
-            inflight_offsets: Vec::new(),
+            inflight_offsets,
             deferred,
         }
     }
 }
 
 impl TxnContext<'_> {
+    /// Registers the new data buffers as in flight, readable from memory until the commit
+    /// finishes (called with the objects' slots locked, before the onodes that map them become
+    /// visible); returns device writes sharing the buffers, and their offsets.
+    fn register_inflight(&mut self) -> (Vec<IoRequest>, Vec<u64>) {
+        let writes = std::mem::take(&mut self.data_writes);
+        let mut offsets = Vec::with_capacity(writes.len());
+        let requests = writes
+            .into_values()
+            .map(|request| {
+                let buf = Arc::new(request.buf.into_owned());
+                self.engine
+                    .inflight
+                    .insert(request.device_offset, Arc::clone(&buf));
+                offsets.push(request.device_offset);
+                IoRequest::write_shared(request.device_offset, buf)
+            })
+            .collect();
+        (requests, offsets)
+    }
+
     /// Puts the changed shared-blob records in the batch (deleting those nothing references)
     /// and makes them the newest versions later transactions see.
     fn install_shared_records(&mut self) {

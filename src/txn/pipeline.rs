@@ -152,7 +152,7 @@ impl Pipeline {
     /// Must be called with the prepare locks of its collections held, so that queue order is
     /// submission order within each collection.
     pub fn enqueue(&self, mut prepared: Prepared) {
-        let data_writes = self.share_data(&mut prepared);
+        let data_writes = std::mem::take(&mut prepared.data_writes);
         let has_writes = data_writes.iter().any(|r| r.kind == IoKind::Write);
         let data_bytes: u64 = data_writes.iter().map(|r| r.buf.len() as u64).sum();
         let sequence = {
@@ -190,24 +190,6 @@ impl Pipeline {
             data_writes,
             Box::new(move |outcome| shared.data_completed(sequence, has_writes, outcome.result)),
         );
-    }
-
-    /// Registers the transaction's new data as in flight (readable from memory until it is
-    /// durable) and returns device writes that share the buffers.
-    fn share_data(&self, prepared: &mut Prepared) -> Vec<IoRequest> {
-        let writes = std::mem::take(&mut prepared.data_writes);
-        writes
-            .into_iter()
-            .map(|request| {
-                let buf = Arc::new(request.buf.into_owned());
-                self.shared
-                    .engine
-                    .inflight
-                    .insert(request.device_offset, Arc::clone(&buf));
-                prepared.inflight_offsets.push(request.device_offset);
-                IoRequest::write_shared(request.device_offset, buf)
-            })
-            .collect()
     }
 
     /// Waits for every queued transaction to finish, applies every deferred write, and stops
@@ -408,6 +390,14 @@ impl Shared {
         // Queued before the space is released, so the release waits for this group's own
         // records too (a transaction may overwrite in place, then free the same blob).
         self.engine.deferred.enqueue(records);
+        // The group's data is on the device: drop its in-memory copies before any of the space
+        // they cover can be handed out again (a buffer left registered at reused space would
+        // shadow the new data there).
+        for (_, prepared) in &mut members {
+            self.engine
+                .inflight
+                .remove(&std::mem::take(&mut prepared.inflight_offsets));
+        }
         // Safe only now: the commit that stopped referencing this space is durable, so no
         // crash can bring back metadata pointing at it after it is reused; and once no
         // deferred record can still write to it. Reads that began before this point may still

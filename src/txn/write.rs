@@ -78,8 +78,8 @@ pub struct WritePlan {
 pub fn plan_write(
     map: &ExtentMap,
     size: u64,
-    offset: u64,
-    length: u64,
+    (offset, length): (u64, u64),
+    shard_starts: &[u64],
     config: &EngineConfig,
 ) -> WritePlan {
     let chunk = u64::from(config.csum_chunk());
@@ -99,7 +99,13 @@ pub fn plan_write(
         mapped_end = tail_end;
     }
     WritePlan {
-        strategy: choose_strategy(map, (offset, end), (buffer_offset, buffer_end), config),
+        strategy: choose_strategy(
+            map,
+            (offset, end),
+            (buffer_offset, buffer_end),
+            shard_starts,
+            config,
+        ),
         buffer_offset,
         buffer_length: buffer_end - buffer_offset,
         mapped_offset,
@@ -113,7 +119,8 @@ pub fn plan_write(
 /// chunk-aligned buffer `[buffer_offset, buffer_end)`:
 ///
 /// - the buffer covers no data: fill unused space of the blob before it if it can continue
-///   there ([`fill_unused_target`]), else new space;
+///   there without crossing an extent-shard boundary (`shard_starts`, the object's shard start
+///   offsets: a blob's extents all live in one shard), else new space;
 /// - the write overwrites live data and is small ([`wants_deferred`]): deferred, if one blob
 ///   maps every byte of the write and can take the buffer in place ([`in_place_target`]);
 /// - else new space.
@@ -121,10 +128,11 @@ pub fn choose_strategy(
     map: &ExtentMap,
     (offset, end): (u64, u64),
     (buffer_offset, buffer_end): (u64, u64),
+    shard_starts: &[u64],
     config: &EngineConfig,
 ) -> WriteStrategy {
     if !map.has_data(buffer_offset, buffer_end - buffer_offset) {
-        return fill_unused_target(map, buffer_offset, buffer_end);
+        return fill_unused_target(map, buffer_offset, buffer_end, shard_starts);
     }
     if wants_deferred(end - offset, config) {
         let target = in_place_target(map, (offset, end), (buffer_offset, buffer_end), config);
@@ -191,11 +199,21 @@ pub fn in_place_target(
 /// Fill unused space when the blob of the nearest extent before the (hole) buffer has
 /// never-written chunks exactly where the buffer would continue it (the same logical to blob
 /// relation), still holding their allocation units; otherwise new space.
-fn fill_unused_target(map: &ExtentMap, buffer_offset: u64, buffer_end: u64) -> WriteStrategy {
+fn fill_unused_target(
+    map: &ExtentMap,
+    buffer_offset: u64,
+    buffer_end: u64,
+    shard_starts: &[u64],
+) -> WriteStrategy {
     let length = buffer_end - buffer_offset;
     let Some((start, mapping)) = map.extent_before(buffer_offset) else {
         return WriteStrategy::NewSpace;
     };
+    // The new extent would land in another shard than the blob's others: the blob would be
+    // encoded in two shards and load as two blobs owning the same units.
+    if shard_starts.iter().any(|s| *s > start && *s < buffer_end) {
+        return WriteStrategy::NewSpace;
+    }
     let blob = map.blob(mapping.blob);
     let position = buffer_offset - start + u64::from(mapping.blob_offset);
     let fits = position + length <= u64::from(blob.length);
@@ -254,11 +272,12 @@ fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u
     }
     let config = ctx.engine().config.clone();
     let onode = ctx.onode(key);
+    let shard_starts = onode.shard_starts_within(0, u64::MAX);
     let plan = plan_write(
         &onode.extent_map,
         onode.size,
-        offset,
-        data.len() as u64,
+        (offset, data.len() as u64),
+        &shard_starts,
         &config,
     );
     let merged = if plan.merge_reads.is_empty() {
@@ -655,7 +674,7 @@ mod tests {
     #[test]
     fn an_aligned_write_to_an_empty_object_maps_exactly_the_write() {
         let map = ExtentMap::new(4096);
-        let plan = plan_write(&map, 0, 8192, 8192, &config());
+        let plan = plan_write(&map, 0, (8192, 8192), &[], &config());
         assert_eq!(plan.buffer_offset, 8192);
         assert_eq!(plan.buffer_length, 8192);
         assert_eq!((plan.mapped_offset, plan.mapped_end), (8192, 16384));
@@ -666,7 +685,7 @@ mod tests {
     #[test]
     fn an_unaligned_write_into_a_hole_pads_with_zeros_and_reads_nothing() {
         let map = ExtentMap::new(4096);
-        let plan = plan_write(&map, 0, 100, 200, &config());
+        let plan = plan_write(&map, 0, (100, 200), &[], &config());
         assert_eq!((plan.buffer_offset, plan.buffer_length), (0, 4096));
         assert_eq!((plan.mapped_offset, plan.mapped_end), (100, 300));
         assert!(plan.merge_reads.is_empty());
@@ -685,7 +704,7 @@ mod tests {
             unused: None,
         });
         map.map(0, 16384, blob, 0);
-        let plan = plan_write(&map, 16384, 5000, 1000, &config());
+        let plan = plan_write(&map, 16384, (5000, 1000), &[], &config());
         assert_eq!(plan.merge_reads, vec![(4096, 5000), (6000, 8192)]);
         assert_eq!((plan.mapped_offset, plan.mapped_end), (4096, 8192));
     }
@@ -703,9 +722,75 @@ mod tests {
             unused: None,
         });
         map.map(0, 3000, blob, 0);
-        let plan = plan_write(&map, 3000, 0, 1000, &config());
+        let plan = plan_write(&map, 3000, (0, 1000), &[], &config());
         assert_eq!(plan.merge_reads, vec![(1000, 3000)]);
         assert_eq!(plan.mapped_end, 3000);
+    }
+
+    #[test]
+    fn unused_space_is_filled_only_within_the_blob_s_shard() {
+        let mut config = config();
+        config.min_alloc_size = 65536;
+        let mut map = ExtentMap::new(65536);
+        let blob = map.add_blob(Blob {
+            device_offset: 1 << 20,
+            length: 65536,
+            shared_blob_id: None,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            csums: vec![0; 16],
+            unused: Some(vec![0xfe, 0xff]),
+        });
+        map.map(0, 4096, blob, 0);
+        let fill = plan_write(&map, 4096, (4096, 4096), &[], &config);
+        assert!(matches!(fill.strategy, WriteStrategy::FillUnused { .. }));
+        let across = plan_write(&map, 4096, (4096, 4096), &[4096], &config);
+        assert_eq!(
+            across.strategy,
+            WriteStrategy::NewSpace,
+            "a shard starts at 4096"
+        );
+    }
+
+    #[test]
+    fn small_overwrites_of_live_data_are_deferred_in_place() {
+        let mut map = ExtentMap::new(4096);
+        let blob = map.add_blob(Blob {
+            device_offset: 1 << 20,
+            length: 16384,
+            shared_blob_id: None,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            csums: vec![0; 4],
+            unused: None,
+        });
+        map.map(0, 16384, blob, 0);
+        let mut config = config();
+        let small = plan_write(&map, 16384, (5000, 100), &[], &config);
+        let expected = WriteStrategy::Deferred {
+            blob,
+            blob_position: 4096,
+        };
+        assert_eq!(small.strategy, expected, "under a chunk");
+        let aligned = plan_write(&map, 16384, (4096, 4096), &[], &config);
+        assert_eq!(aligned.strategy, WriteStrategy::NewSpace, "SSD default");
+        config.prefer_deferred_size = 65536;
+        let aligned = plan_write(&map, 16384, (4096, 4096), &[], &config);
+        assert!(matches!(aligned.strategy, WriteStrategy::Deferred { .. }));
+        let past_end = plan_write(&map, 16384, (16000, 1000), &[], &config);
+        assert_eq!(
+            past_end.strategy,
+            WriteStrategy::NewSpace,
+            "not every byte mapped"
+        );
+        let mut shared = map.clone();
+        shared.share_blob(blob, 7, (0, 16384));
+        let on_shared = plan_write(&shared, 16384, (5000, 100), &[], &config);
+        assert_eq!(
+            on_shared.strategy,
+            WriteStrategy::NewSpace,
+            "shared blobs are immutable"
+        );
     }
 
     #[test]
