@@ -442,3 +442,35 @@ fn mkfs_refuses_a_checksum_chunk_larger_than_the_allocation_unit() {
         "nothing written"
     );
 }
+
+#[test]
+fn a_failed_device_flush_poisons_the_store_and_loses_nothing_acknowledged() {
+    use bstore::device::{CrashMode, SimDevice, SimFaults};
+    let pair = SimPair::new(16 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "acknowledged", &pattern(3, 20_000)).unwrap();
+    let flushes = pair.device.counters().flushes;
+    pair.device.set_faults(SimFaults {
+        fail_flush_number: Some(flushes + 1),
+        ..SimFaults::default()
+    });
+    // New data must be flushed before its metadata commits: the flush fails, so does the put.
+    assert!(store.put("c", "doomed", &pattern(4, 50_000)).is_err());
+    assert!(matches!(
+        store.get("c", "acknowledged"),
+        Err(Error::Poisoned(_))
+    ));
+    assert!(store.close().is_err(), "close reports the poison");
+    for mode in [CrashMode::DropUnflushed, CrashMode::KeepUnflushed] {
+        let image = pair.device.crash(mode);
+        let device = std::sync::Arc::new(SimDevice::from_image(image, 16 << 20, 512, false));
+        let kv = std::sync::Arc::new(pair.kv.survivor(mode));
+        let store = Store::open_on(device.clone(), kv.clone(), &OpenOptions::default()).unwrap();
+        assert_eq!(store.get("c", "acknowledged").unwrap(), pattern(3, 20_000));
+        assert!(!store.exists("c", "doomed").unwrap(), "{mode:?}");
+        store.close().unwrap();
+        let report = Store::fsck_on(device.as_ref(), kv.as_ref()).unwrap();
+        assert!(report.is_clean(), "{mode:?}: {:?}", report.errors);
+    }
+}
