@@ -40,21 +40,16 @@ pub fn clone_object(ctx: &mut TxnContext<'_>, source: &ObjectKey, target: &[u8])
     for id in unshared {
         share(ctx, source, id, whole_object);
     }
-    let copy = {
-        let original = ctx.onode(source);
-        Onode {
-            nid: 0,
-            size: original.size,
-            flags: original.flags,
-            alloc_hint: original.alloc_hint,
-            xattrs: original.xattrs.clone(),
-            extent_map: original.extent_map.clone(),
-            shards: None,
-        }
-    };
+    let nid = ctx.new_nid();
+    let original = ctx.onode(source);
     let copy = Onode {
-        nid: ctx.new_nid(),
-        ..copy
+        nid,
+        size: original.size,
+        flags: original.flags,
+        alloc_hint: original.alloc_hint,
+        xattrs: original.xattrs.clone(),
+        extent_map: original.extent_map.clone(),
+        shards: None,
     };
     for (id, blob) in copy.extent_map.blobs() {
         let sbid = blob.shared_blob_id.expect("every blob was shared above");
@@ -105,23 +100,17 @@ pub fn clone_range(
     let punched = onode.extent_map.punch(target_offset, length);
     onode.size = onode.size.max(target_offset + length);
     ctx.release(punched)?;
+    // The range was punched whole, so every copied piece adds its bytes to the stored total.
     let onode = ctx.onode_mut(&target);
+    let mut copied = 0;
     for (target_start, piece, blob) in copies {
         let id = onode.extent_map.add_blob(blob);
         onode
             .extent_map
             .map(target_start, piece.length as u32, id, piece.blob_offset);
+        copied += piece.length as i64;
     }
-    ctx.stats.stored_bytes += ctx
-        .onode(&target)
-        .extent_map
-        .pieces(target_offset, length)
-        .iter()
-        .map(|p| match p {
-            Piece::Data { length, .. } => *length as i64,
-            Piece::Hole { .. } => 0,
-        })
-        .sum::<i64>();
+    ctx.stats.stored_bytes += copied;
     Ok(())
 }
 

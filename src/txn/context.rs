@@ -276,13 +276,7 @@ impl<'e> TxnContext<'e> {
     pub(super) fn object_or_create(&mut self, collection: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let key = self.load(collection, name)?;
         if self.objects[&key].onode.is_none() {
-            let nid = {
-                let mut ids = self.engine.ids.lock();
-                ids.nid_last += 1;
-                ids.nid_last
-            };
-            self.ids.nid_last = self.ids.nid_last.max(nid);
-            let onode = Onode::new(nid, self.engine.config.min_alloc_size);
+            let onode = Onode::new(self.new_nid(), self.engine.config.min_alloc_size);
             self.objects.get_mut(&key).expect("loaded above").onode = Some(onode);
         }
         Ok(key)

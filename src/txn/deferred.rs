@@ -369,6 +369,19 @@ impl Deferred {
     }
 }
 
+impl Deferred {
+    /// One look at the overlay for a read: `None` when it holds no byte of the range (older
+    /// layers may serve it), else whether it supplied all of it into `target`.
+    pub fn copy_out_if_held(&self, device_offset: u64, target: &mut [u8]) -> Option<bool> {
+        let overlay = self.overlay.lock();
+        let end = device_offset + target.len() as u64;
+        if overlay.is_empty() || !overlay.holds_any(device_offset, end) {
+            return None;
+        }
+        Some(overlay.copy_out(device_offset, target))
+    }
+}
+
 impl PendingBytes for Deferred {
     fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool {
         self.overlay.lock().copy_out(device_offset, target)

@@ -306,14 +306,10 @@ impl PendingBytes for EnginePending<'_> {
     fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool {
         // A newer layer holding part of the range must supply all of it: falling through to
         // an older layer would return stale bytes for that part.
-        if self
-            .0
-            .deferred
-            .holds_any(device_offset, target.len() as u64)
-        {
-            return self.0.deferred.copy_out(device_offset, target);
+        match self.0.deferred.copy_out_if_held(device_offset, target) {
+            Some(supplied) => supplied,
+            None => self.0.inflight.copy_out(device_offset, target),
         }
-        self.0.inflight.copy_out(device_offset, target)
     }
 
     fn holds_any(&self, device_offset: u64, length: u64) -> bool {

@@ -671,6 +671,23 @@ mod tests {
         }
     }
 
+    /// A map holding one blob of `length` bytes at device offset 1 MiB (4 KiB units and
+    /// chunks, all written), mapped from logical 0 for `mapped` bytes.
+    fn mapped_blob(length: u32, mapped: u32) -> (ExtentMap, BlobId) {
+        let mut map = ExtentMap::new(4096);
+        let blob = map.add_blob(Blob {
+            device_offset: 1 << 20,
+            length,
+            shared_blob_id: None,
+            csum_type: CsumType::Crc32c,
+            csum_chunk_order: 12,
+            csums: vec![0; (length / 4096) as usize],
+            unused: None,
+        });
+        map.map(0, mapped, blob, 0);
+        (map, blob)
+    }
+
     #[test]
     fn an_aligned_write_to_an_empty_object_maps_exactly_the_write() {
         let map = ExtentMap::new(4096);
@@ -693,17 +710,7 @@ mod tests {
 
     #[test]
     fn an_unaligned_overwrite_merges_the_partial_chunks() {
-        let mut map = ExtentMap::new(4096);
-        let blob = map.add_blob(Blob {
-            device_offset: 1 << 20,
-            length: 16384,
-            shared_blob_id: None,
-            csum_type: CsumType::Crc32c,
-            csum_chunk_order: 12,
-            csums: vec![0; 4],
-            unused: None,
-        });
-        map.map(0, 16384, blob, 0);
+        let (map, _) = mapped_blob(16384, 16384);
         let plan = plan_write(&map, 16384, (5000, 1000), &[], &config());
         assert_eq!(plan.merge_reads, vec![(4096, 5000), (6000, 8192)]);
         assert_eq!((plan.mapped_offset, plan.mapped_end), (4096, 8192));
@@ -711,17 +718,7 @@ mod tests {
 
     #[test]
     fn the_tail_merge_stops_at_the_object_size() {
-        let mut map = ExtentMap::new(4096);
-        let blob = map.add_blob(Blob {
-            device_offset: 1 << 20,
-            length: 4096,
-            shared_blob_id: None,
-            csum_type: CsumType::Crc32c,
-            csum_chunk_order: 12,
-            csums: vec![0],
-            unused: None,
-        });
-        map.map(0, 3000, blob, 0);
+        let (map, _) = mapped_blob(4096, 3000);
         let plan = plan_write(&map, 3000, (0, 1000), &[], &config());
         assert_eq!(plan.merge_reads, vec![(1000, 3000)]);
         assert_eq!(plan.mapped_end, 3000);
@@ -754,17 +751,7 @@ mod tests {
 
     #[test]
     fn small_overwrites_of_live_data_are_deferred_in_place() {
-        let mut map = ExtentMap::new(4096);
-        let blob = map.add_blob(Blob {
-            device_offset: 1 << 20,
-            length: 16384,
-            shared_blob_id: None,
-            csum_type: CsumType::Crc32c,
-            csum_chunk_order: 12,
-            csums: vec![0; 4],
-            unused: None,
-        });
-        map.map(0, 16384, blob, 0);
+        let (map, blob) = mapped_blob(16384, 16384);
         let mut config = config();
         let small = plan_write(&map, 16384, (5000, 100), &[], &config);
         let expected = WriteStrategy::Deferred {

@@ -61,11 +61,17 @@ pub trait BenchEngine: Send + Sync {
         None
     }
     /// Fraction of capacity in use, when the engine knows its capacity.
-    fn fill_ratio(&self) -> Option<f64>;
+    fn fill_ratio(&self) -> Option<f64> {
+        None
+    }
     /// Ceph's free-space fragmentation score, for bstore.
-    fn free_score(&self) -> Option<f64>;
-    /// Flushes and closes.
-    fn close(self: Box<Self>) -> Result<(), String>;
+    fn free_score(&self) -> Option<f64> {
+        None
+    }
+    /// Flushes and closes (nothing to do for engines that sync every write).
+    fn close(self: Box<Self>) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// bstore through its public API. Objects are spread over collections by a hash of their name,
@@ -332,18 +338,6 @@ impl BenchEngine for RocksEngine {
             kv_syncs: 0,
         }
     }
-
-    fn fill_ratio(&self) -> Option<f64> {
-        None
-    }
-
-    fn free_score(&self) -> Option<f64> {
-        None
-    }
-
-    fn close(self: Box<Self>) -> Result<(), String> {
-        Ok(())
-    }
 }
 
 /// One file per object, written and synced like FileStore, with O_DIRECT so that data goes to
@@ -451,17 +445,5 @@ impl BenchEngine for FilesEngine {
                 .map_or(0, super::metrics::device_bytes_written),
             ..EngineBytes::default()
         }
-    }
-
-    fn fill_ratio(&self) -> Option<f64> {
-        None
-    }
-
-    fn free_score(&self) -> Option<f64> {
-        None
-    }
-
-    fn close(self: Box<Self>) -> Result<(), String> {
-        Ok(())
     }
 }
