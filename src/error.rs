@@ -4,9 +4,11 @@
 //! parsing strings: bad arguments (`InvalidArgument`, `TooBig`), missing or conflicting names
 //! (`NotFound`, `AlreadyExists`, `NotEmpty`), a full device (`NoSpace`), bytes from disk that fail
 //! their checks (`Corruption`, `ChecksumMismatch`), a store that is not ours or is too new
-//! (`NotFormatted`, `ForeignDevice`, `NewerFormat`), a store already open (`Busy`), operating
-//! system failures (`Io`) and a store that stopped accepting work after a failed write or sync
-//! (`Poisoned`). Messages name what failed and where, because the reader is often an operator.
+//! (`NotFormatted`, `ForeignDevice`, `NewerFormat`), a store already open (`Busy`), a change
+//! asked of a store opened only for inspection (`ReadOnly`), operating system failures (`Io`)
+//! and a store that stopped accepting work after a failed write or sync (`Poisoned`). Messages
+//! name what failed and where, because the reader is often an operator, and say it once: a
+//! message never repeats the message of the error it wraps.
 
 use std::fmt;
 use std::io;
@@ -70,6 +72,8 @@ pub enum Error {
     },
     /// The store or device is already open by this or another process.
     Busy(String),
+    /// The store was opened read-only (for inspection): nothing may change it.
+    ReadOnly(String),
     /// An operating-system call failed.
     Io {
         /// What bstore was doing.
@@ -153,6 +157,7 @@ impl fmt::Display for Error {
                 "{what} has format version {found}, newer than this build supports ({supported})"
             ),
             Error::Busy(what) => write!(f, "busy: {what} is already in use"),
+            Error::ReadOnly(what) => write!(f, "read-only: {what}"),
             Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
             Error::Poisoned(why) => write!(
                 f,

@@ -92,7 +92,8 @@ fn a_store_on_a_loop_device_works_and_is_exclusive() {
         store.create_collection("c").unwrap();
         store.put("c", "o", &data).unwrap();
 
-        let second = bstore::device::SyncDevice::open(&device.path);
+        let second =
+            bstore::device::SyncDevice::open(&device.path, bstore::device::Access::ReadWrite);
         assert!(
             matches!(second, Err(Error::Busy(_))),
             "O_EXCL refuses a second opener"

@@ -15,6 +15,7 @@
 pub mod aligned;
 pub mod label;
 pub mod open;
+pub mod probe;
 pub mod sim;
 pub mod sync_io;
 pub mod uring;
@@ -23,6 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
+pub use probe::{PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, Signature, find_signatures, probe};
 pub use sim::{CrashMode, PowerCut, SimDevice, SimFaults};
 pub use sync_io::SyncDevice;
 pub use uring::UringDevice;
@@ -54,12 +56,31 @@ pub struct DeviceInfo {
     pub logical_block_size: u32,
     /// True for spinning media (chooses deferred-write defaults).
     pub rotational: bool,
+    /// Whether writes are allowed (a read-only open refuses them).
+    pub access: Access,
+}
+
+/// Whether a device (or a store) is opened to change it or only to look at it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Read and write, held exclusively.
+    ReadWrite,
+    /// Read only, beside any other opener; writes are refused.
+    ReadOnly,
 }
 
 /// Which real device implementation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IoBackend {
-    /// io_uring with the given queue depth (requests in flight at once).
+    /// io_uring when the kernel lets this process set up a ring, else pread/pwrite (seccomp
+    /// profiles of container runtimes commonly forbid io_uring; `kernel.io_uring_disabled`
+    /// may too). The store reports the fallback and its reason (`Store::io_fallback`).
+    Auto {
+        /// Requests in flight at once with io_uring.
+        queue_depth: u32,
+    },
+    /// io_uring with the given queue depth (requests in flight at once); opening fails when
+    /// io_uring cannot be set up.
     IoUring {
         /// Requests in flight at once.
         queue_depth: u32,
@@ -68,9 +89,14 @@ pub enum IoBackend {
     Sync,
 }
 
+/// Default io_uring queue depth.
+pub const QUEUE_DEPTH_DEFAULT: u32 = 64;
+
 impl Default for IoBackend {
     fn default() -> Self {
-        IoBackend::IoUring { queue_depth: 64 }
+        IoBackend::Auto {
+            queue_depth: QUEUE_DEPTH_DEFAULT,
+        }
     }
 }
 
@@ -232,6 +258,13 @@ pub fn check_request(info: &DeviceInfo, request: &IoRequest) -> Result<()> {
         && length <= IO_LENGTH_MAX;
     if request.kind == IoKind::Read && matches!(request.buf, IoBuf::Shared(_)) {
         return Err(Error::invalid("a read needs a buffer of its own"));
+    }
+    if request.kind == IoKind::Write && info.access == Access::ReadOnly {
+        return Err(Error::ReadOnly(format!(
+            "{} is open read-only: a write of {length:#x} bytes at {:#x} was refused",
+            info.path.display(),
+            request.device_offset
+        )));
     }
     let inside = request
         .device_offset

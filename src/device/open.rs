@@ -1,8 +1,11 @@
-//! Opening the data device: a regular file or a block device, exclusively, with O_DIRECT.
+//! Opening the data device: a regular file or a block device, with O_DIRECT.
 //!
-//! A block device is opened with `O_EXCL`, which the kernel enforces against every other
-//! exclusive opener (a mounted file system, another bstore). A regular file gets an advisory
-//! `flock`, which every bstore process takes. Either way a second open fails with `Busy`.
+//! For reading and writing the device is held exclusively: a block device is opened with
+//! `O_EXCL`, which the kernel enforces against every other exclusive opener (a mounted file
+//! system, another bstore), and a regular file gets an advisory `flock`, which every bstore
+//! process takes. Either way a second open fails with `Busy`. A read-only open takes neither,
+//! so an operator can inspect a device a daemon holds (and one on a read-only mount): it opens
+//! `O_RDONLY`, and [`super::check_request`] refuses writes before they reach the kernel.
 //!
 //! Geometry comes from the kernel: `BLKGETSIZE64` and `BLKSSZGET` for block devices, `statx`'s
 //! direct-I/O alignment for files; the rotational flag from sysfs (for a file, that of the block
@@ -14,7 +17,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use super::{DeviceInfo, DeviceKind};
+use super::{Access, DeviceInfo, DeviceKind};
 use crate::error::{Error, Result};
 
 nix::ioctl_read!(block_size_bytes, 0x12, 114, u64);
@@ -29,17 +32,18 @@ pub struct OpenedDevice {
     pub info: DeviceInfo,
 }
 
-/// Opens `path` (a regular file or a block device) for direct I/O, exclusively.
-pub fn open_data_device(path: &Path) -> Result<OpenedDevice> {
+/// Opens `path` (a regular file or a block device) for direct I/O: exclusively to read and
+/// write, shared to only read.
+pub fn open_data_device(path: &Path, access: Access) -> Result<OpenedDevice> {
     let resolved = std::fs::canonicalize(path)
         .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
     let metadata = std::fs::metadata(&resolved)
         .map_err(|e| Error::io(format!("inspecting {}", resolved.display()), e))?;
     let file_type = metadata.file_type();
     if file_type.is_block_device() {
-        open_block_device(resolved, metadata.rdev())
+        open_block_device(resolved, metadata.rdev(), access)
     } else if file_type.is_file() {
-        open_regular_file(resolved, metadata.dev(), metadata.len())
+        open_regular_file(resolved, metadata.dev(), metadata.len(), access)
     } else {
         Err(Error::invalid(format!(
             "{} is neither a regular file nor a block device",
@@ -48,11 +52,21 @@ pub fn open_data_device(path: &Path) -> Result<OpenedDevice> {
     }
 }
 
-fn open_block_device(path: PathBuf, rdev: u64) -> Result<OpenedDevice> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT | libc::O_EXCL)
+/// The open(2) flags of each access: exclusive only where writing.
+fn open_options(access: Access, exclusive_flags: libc::c_int) -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    match access {
+        Access::ReadWrite => options
+            .write(true)
+            .custom_flags(libc::O_DIRECT | exclusive_flags),
+        Access::ReadOnly => options.custom_flags(libc::O_DIRECT),
+    };
+    options
+}
+
+fn open_block_device(path: PathBuf, rdev: u64, access: Access) -> Result<OpenedDevice> {
+    let file = open_options(access, libc::O_EXCL)
         .open(&path)
         .map_err(|e| busy_or_io(&path, e))?;
     let fd = file.as_raw_fd();
@@ -74,31 +88,34 @@ fn open_block_device(path: PathBuf, rdev: u64) -> Result<OpenedDevice> {
             kind: DeviceKind::BlockDevice,
             size_bytes,
             logical_block_size,
+            access,
         },
     })
 }
 
-fn open_regular_file(path: PathBuf, dev: u64, size_bytes: u64) -> Result<OpenedDevice> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(&path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(libc::EINVAL) {
-                Error::invalid(format!(
-                    "{}: this file system does not support O_DIRECT",
-                    path.display()
-                ))
-            } else {
-                busy_or_io(&path, e)
+fn open_regular_file(
+    path: PathBuf,
+    dev: u64,
+    size_bytes: u64,
+    access: Access,
+) -> Result<OpenedDevice> {
+    let file = open_options(access, 0).open(&path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            Error::invalid(format!(
+                "{}: this file system does not support O_DIRECT",
+                path.display()
+            ))
+        } else {
+            busy_or_io(&path, e)
+        }
+    })?;
+    if access == Access::ReadWrite {
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::Busy(path.display().to_string())),
+            Err(TryLockError::Error(e)) => {
+                return Err(Error::io(format!("locking {}", path.display()), e));
             }
-        })?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => return Err(Error::Busy(path.display().to_string())),
-        Err(TryLockError::Error(e)) => {
-            return Err(Error::io(format!("locking {}", path.display()), e));
         }
     }
     let logical_block_size = direct_io_alignment(&file).unwrap_or(4096);
@@ -110,6 +127,7 @@ fn open_regular_file(path: PathBuf, dev: u64, size_bytes: u64) -> Result<OpenedD
             kind: DeviceKind::File,
             size_bytes,
             logical_block_size,
+            access,
         },
     })
 }
@@ -165,23 +183,26 @@ mod tests {
         let path = dir.path().join("block");
         let file = File::create(&path).unwrap();
         file.set_len(1 << 20).unwrap();
-        let first = open_data_device(&path).unwrap();
+        let first = open_data_device(&path, Access::ReadWrite).unwrap();
         assert_eq!(first.info.kind, DeviceKind::File);
         assert_eq!(first.info.size_bytes, 1 << 20);
         assert!(first.info.logical_block_size.is_power_of_two());
-        match open_data_device(&path) {
+        match open_data_device(&path, Access::ReadWrite) {
             Err(Error::Busy(_)) => {}
             other => panic!("second open should be Busy, got {other:?}"),
         }
+        let reader = open_data_device(&path, Access::ReadOnly)
+            .expect("a read-only open works beside the writer");
+        assert_eq!(reader.info.access, Access::ReadOnly);
         drop(first);
-        open_data_device(&path).expect("reopen after close");
+        open_data_device(&path, Access::ReadWrite).expect("reopen after close");
     }
 
     #[test]
     fn a_directory_is_not_a_device() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            open_data_device(dir.path()),
+            open_data_device(dir.path(), Access::ReadWrite),
             Err(Error::InvalidArgument(_))
         ));
     }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::{
-    BlockDevice, DeviceInfo, DeviceKind, IoDone, IoKind, IoOutcome, IoRequest, check_batch,
+    Access, BlockDevice, DeviceInfo, DeviceKind, IoDone, IoKind, IoOutcome, IoRequest, check_batch,
 };
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
@@ -195,6 +195,7 @@ impl SimDevice {
                 size_bytes,
                 logical_block_size,
                 rotational,
+                access: Access::ReadWrite,
             },
             state: Mutex::new(SimState {
                 written: image.clone(),

@@ -4,8 +4,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use super::open::open_data_device;
-use super::{BlockDevice, DeviceInfo, IoDone, IoKind, IoOutcome, IoRequest, check_batch};
+use super::open::{OpenedDevice, open_data_device};
+use super::{Access, BlockDevice, DeviceInfo, IoDone, IoKind, IoOutcome, IoRequest, check_batch};
 use crate::error::{Error, Result};
 
 /// pread/pwrite device.
@@ -16,13 +16,17 @@ pub struct SyncDevice {
 }
 
 impl SyncDevice {
-    /// Opens `path` exclusively for direct I/O.
-    pub fn open(path: &Path) -> Result<SyncDevice> {
-        let opened = open_data_device(path)?;
-        Ok(SyncDevice {
+    /// Opens `path` for direct I/O (see [`open_data_device`]).
+    pub fn open(path: &Path, access: Access) -> Result<SyncDevice> {
+        Ok(SyncDevice::from_opened(open_data_device(path, access)?))
+    }
+
+    /// Uses an opened device.
+    pub fn from_opened(opened: OpenedDevice) -> SyncDevice {
+        SyncDevice {
             file: opened.file,
             info: opened.info,
-        })
+        }
     }
 
     fn transfer(&self, request: &mut IoRequest) -> Result<()> {

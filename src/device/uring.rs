@@ -22,8 +22,8 @@ use std::time::Duration;
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use parking_lot::{Condvar, Mutex};
 
-use super::open::open_data_device;
-use super::{BlockDevice, DeviceInfo, IoDone, IoKind, IoOutcome, IoRequest, check_batch};
+use super::open::{OpenedDevice, open_data_device};
+use super::{Access, BlockDevice, DeviceInfo, IoDone, IoKind, IoOutcome, IoRequest, check_batch};
 use crate::error::{Error, Result};
 
 /// `user_data` of the no-op that wakes the reaper at shutdown.
@@ -68,15 +68,39 @@ struct InFlight {
     transferred: usize,
 }
 
+/// io_uring could not be set up on an opened device: the device, handed back for another
+/// backend, and the kernel's answer.
+pub struct RingSetupFailed {
+    /// The opened device.
+    pub opened: OpenedDevice,
+    /// Why `io_uring_setup` failed (EPERM under a seccomp profile, ENOSYS on old kernels).
+    pub error: io::Error,
+}
+
 impl UringDevice {
-    /// Opens `path` exclusively and starts the reaper thread.
-    pub fn open(path: &Path, queue_depth: u32) -> Result<UringDevice> {
-        let opened = open_data_device(path)?;
+    /// Opens `path` (see [`open_data_device`]) and starts the reaper thread.
+    pub fn open(path: &Path, queue_depth: u32, access: Access) -> Result<UringDevice> {
+        let opened = open_data_device(path, access)?;
+        let entries = ring_entries(queue_depth);
+        UringDevice::from_opened(opened, queue_depth).map_err(|failed| {
+            Error::io(
+                format!("setting up io_uring with {entries} entries"),
+                failed.error,
+            )
+        })
+    }
+
+    /// Sets up the ring on an opened device; on failure the device comes back unharmed.
+    pub fn from_opened(
+        opened: OpenedDevice,
+        queue_depth: u32,
+    ) -> std::result::Result<UringDevice, RingSetupFailed> {
+        let entries = ring_entries(queue_depth);
+        let ring = match IoUring::new(entries) {
+            Ok(ring) => ring,
+            Err(error) => return Err(RingSetupFailed { opened, error }),
+        };
         let queue_depth = queue_depth.clamp(1, 4096) as usize;
-        // One extra entry for the shutdown no-op; the kernel rounds up to a power of two.
-        let entries = u32::try_from(queue_depth + 1).unwrap_or(4097);
-        let ring = IoUring::new(entries)
-            .map_err(|e| Error::io(format!("setting up io_uring with {entries} entries"), e))?;
         let shared = Arc::new(Shared {
             ring,
             file: opened.file,
@@ -91,13 +115,30 @@ impl UringDevice {
         let reaper_shared = Arc::clone(&shared);
         let reaper = std::thread::Builder::new()
             .name("bstore-uring".into())
-            .spawn(move || reaper_shared.reap_until_shutdown())
-            .map_err(|e| Error::io("starting the io_uring reaper thread", e))?;
-        Ok(UringDevice {
-            shared,
-            reaper: Some(reaper),
-        })
+            .spawn(move || reaper_shared.reap_until_shutdown());
+        match reaper {
+            Ok(reaper) => Ok(UringDevice {
+                shared,
+                reaper: Some(reaper),
+            }),
+            Err(error) => {
+                let shared = Arc::into_inner(shared).expect("the reaper never started");
+                Err(RingSetupFailed {
+                    opened: OpenedDevice {
+                        file: shared.file,
+                        info: shared.info,
+                    },
+                    error,
+                })
+            }
+        }
     }
+}
+
+/// Ring entries for a queue depth: one extra for the shutdown no-op (the kernel rounds up to a
+/// power of two).
+fn ring_entries(queue_depth: u32) -> u32 {
+    queue_depth.clamp(1, 4096) + 1
 }
 
 impl BlockDevice for UringDevice {
@@ -475,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let path = dir.path().join("block");
         std::fs::File::create(&path).unwrap().set_len(size).unwrap();
-        let device = UringDevice::open(&path, 4).unwrap();
+        let device = UringDevice::open(&path, 4, Access::ReadWrite).unwrap();
         (dir, device)
     }
 

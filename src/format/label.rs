@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use super::codec::{DecodeError, Decoder, Encoder};
 use super::envelope;
-use super::{FORMAT_VERSION, LABEL_LENGTH, LABEL_MAGIC};
+use super::{FORMAT_VERSION, FORMAT_VERSION_FIRST, LABEL_LENGTH, LABEL_MAGIC};
 
 /// Most meta entries a label may carry.
 pub const LABEL_META_COUNT_MAX: usize = 64;
@@ -130,6 +130,16 @@ impl Label {
             None => LabelError::Corrupt(e),
         })?;
         let label = decode_payload(payload.bytes).map_err(LabelError::Corrupt)?;
+        if label.format_version < FORMAT_VERSION_FIRST {
+            // A crc-valid label no bstore ever wrote: a bug or a forgery, never a store.
+            return Err(LabelError::Corrupt(DecodeError::new(
+                RECORD,
+                format!(
+                    "format_version {} was never written by bstore (the first is {FORMAT_VERSION_FIRST})",
+                    label.format_version
+                ),
+            )));
+        }
         if label.format_version > FORMAT_VERSION {
             return Err(LabelError::Newer {
                 found: label.format_version,
@@ -251,6 +261,16 @@ mod tests {
         let mut bytes = sample().encode();
         bytes[40] ^= 0x10;
         assert!(matches!(Label::decode(&bytes), Err(LabelError::Corrupt(_))));
+    }
+
+    #[test]
+    fn a_format_version_never_written_is_corrupt() {
+        let mut label = sample();
+        label.format_version = 0;
+        match Label::decode(&label.encode()) {
+            Err(LabelError::Corrupt(e)) => assert!(e.detail.contains("never written"), "{e:?}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub use codec::DecodeError;
 
 /// On-disk format version of a whole store: label, key schema and every record.
 pub const FORMAT_VERSION: u32 = 1;
+/// The first format version bstore ever wrote; anything lower is not a store.
+pub const FORMAT_VERSION_FIRST: u32 = 1;
 
 /// Bytes of the label at device offset 0.
 pub const LABEL_LENGTH: usize = 4096;

@@ -5,7 +5,7 @@ use super::envelope;
 use super::onode::CsumType;
 use super::{
     BLOB_LENGTH_MAX, CSUM_CHUNK_ORDER_MAX, CSUM_CHUNK_ORDER_MIN, FORMAT_VERSION,
-    FREELIST_BLOCKS_PER_KEY_MAX,
+    FORMAT_VERSION_FIRST, FREELIST_BLOCKS_PER_KEY_MAX,
 };
 
 const SUPERBLOCK_VERSION: u8 = 1;
@@ -54,6 +54,11 @@ impl Superblock {
         let payload = envelope::open("superblock", SUPERBLOCK_VERSION, bytes)?;
         let mut d = Decoder::new("superblock", payload.bytes);
         let format_version = d.u32("format_version")?;
+        if format_version < FORMAT_VERSION_FIRST {
+            return Err(d.error(format!(
+                "format_version {format_version} was never written by bstore"
+            )));
+        }
         if format_version > FORMAT_VERSION {
             return Err(DecodeError::newer(
                 "superblock",

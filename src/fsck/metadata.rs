@@ -294,7 +294,7 @@ pub fn check_deferred(
         };
         bytes += record.data_bytes();
         for write in &record.writes {
-            let end = write.device_offset + write.data.len() as u64;
+            let end = write.device_offset.saturating_add(write.data.len() as u64);
             if write.device_offset < first || end > superblock.device_size {
                 report.error(
                     "deferred.range",

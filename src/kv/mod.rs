@@ -16,7 +16,7 @@ pub mod rocks;
 pub use crate::format::keys::KeySpace;
 pub use mem::{MemKv, MemKvFaults};
 #[cfg(feature = "rocksdb")]
-pub use rocks::{KvCreateMode, RocksKv};
+pub use rocks::{KvOpenMode, RocksKv};
 
 use crate::error::Result;
 

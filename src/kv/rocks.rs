@@ -18,19 +18,25 @@ use super::{Batch, BatchOp, Durability, KeySpace, Kv, KvIoStats, ScanVisitor};
 use crate::error::{Error, Result};
 use crate::format::freelist;
 
-/// Whether opening may create the database.
+/// How the database is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KvCreateMode {
+pub enum KvOpenMode {
     /// mkfs: create the database and its column families; fail if one exists.
     Create,
     /// mount: the database must exist with every column family.
-    Open,
+    ReadWrite,
+    /// inspection: RocksDB's read-only mode. Nothing in the directory is written (no log
+    /// replay into tables, no MANIFEST, OPTIONS or info LOG file, no lock), so it works on a
+    /// read-only file system and beside a process that has the database open for writing (it
+    /// then sees the state of the moment it opened). Every write is refused.
+    ReadOnly,
 }
 
 /// RocksDB-backed [`Kv`].
 pub struct RocksKv {
     db: DB,
     db_dir: PathBuf,
+    mode: KvOpenMode,
     bytes_written: AtomicU64,
     /// Kept for its statistics object (write-amplification figures).
     options: Options,
@@ -44,11 +50,11 @@ impl std::fmt::Debug for RocksKv {
 
 impl RocksKv {
     /// Opens (or creates) the database in `db_dir`, with its WAL in `wal_dir` when given.
-    pub fn open(db_dir: &Path, wal_dir: Option<&Path>, mode: KvCreateMode) -> Result<RocksKv> {
+    pub fn open(db_dir: &Path, wal_dir: Option<&Path>, mode: KvOpenMode) -> Result<RocksKv> {
         let mut options = Options::default();
-        options.create_if_missing(mode == KvCreateMode::Create);
-        options.create_missing_column_families(mode == KvCreateMode::Create);
-        options.set_error_if_exists(mode == KvCreateMode::Create);
+        options.create_if_missing(mode == KvOpenMode::Create);
+        options.create_missing_column_families(mode == KvOpenMode::Create);
+        options.set_error_if_exists(mode == KvOpenMode::Create);
         options.set_compression_type(DBCompressionType::None);
         options.set_max_background_jobs(2);
         options.set_keep_log_file_num(4);
@@ -59,7 +65,15 @@ impl RocksKv {
         let descriptors = KeySpace::ALL
             .iter()
             .map(|space| ColumnFamilyDescriptor::new(space.name(), column_family_options(*space)));
-        let db = DB::open_cf_descriptors(&options, db_dir, descriptors).map_err(|e| {
+        let opened = match mode {
+            KvOpenMode::Create | KvOpenMode::ReadWrite => {
+                DB::open_cf_descriptors(&options, db_dir, descriptors)
+            }
+            KvOpenMode::ReadOnly => {
+                DB::open_cf_descriptors_read_only(&options, db_dir, descriptors, false)
+            }
+        };
+        let db = opened.map_err(|e| {
             Error::io(
                 format!("opening RocksDB in {}", db_dir.display()),
                 std::io::Error::other(e.into_string()),
@@ -68,6 +82,7 @@ impl RocksKv {
         Ok(RocksKv {
             db,
             db_dir: db_dir.to_path_buf(),
+            mode,
             bytes_written: AtomicU64::new(0),
             options,
         })
@@ -88,6 +103,13 @@ impl RocksKv {
             _ => std::io::ErrorKind::Other,
         };
         Error::io(message, std::io::Error::new(kind, error.into_string()))
+    }
+
+    fn read_only_refusal(&self) -> Error {
+        Error::ReadOnly(format!(
+            "RocksDB in {} is open read-only: a write was refused",
+            self.db_dir.display()
+        ))
     }
 
     fn to_write_batch(&self, batch: &Batch) -> Result<WriteBatch> {
@@ -156,6 +178,9 @@ impl Kv for RocksKv {
     }
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<()> {
+        if self.mode == KvOpenMode::ReadOnly {
+            return Err(self.read_only_refusal());
+        }
         let payload = batch.payload_bytes() as u64;
         let write_batch = self.to_write_batch(&batch)?;
         let mut options = WriteOptions::default();
@@ -207,6 +232,9 @@ impl Kv for RocksKv {
     }
 
     fn flush(&self) -> Result<()> {
+        if self.mode == KvOpenMode::ReadOnly {
+            return Ok(()); // nothing was written, so nothing is buffered
+        }
         let handles = KeySpace::ALL
             .iter()
             .map(|space| self.handle(*space))
@@ -228,7 +256,7 @@ mod tests {
         let db_dir = dir.path().join("db");
         let wal_dir = dir.path().join("wal");
         {
-            let kv = RocksKv::open(&db_dir, Some(&wal_dir), KvCreateMode::Create).unwrap();
+            let kv = RocksKv::open(&db_dir, Some(&wal_dir), KvOpenMode::Create).unwrap();
             let mut batch = Batch::new();
             batch.put(KeySpace::Onodes, b"b".to_vec(), b"2".to_vec());
             batch.put(KeySpace::Onodes, b"a".to_vec(), b"1".to_vec());
@@ -252,7 +280,7 @@ mod tests {
                 .ends_with(".log")),
             "the WAL is in the separate directory"
         );
-        let kv = RocksKv::open(&db_dir, Some(&wal_dir), KvCreateMode::Open).unwrap();
+        let kv = RocksKv::open(&db_dir, Some(&wal_dir), KvOpenMode::ReadWrite).unwrap();
         assert_eq!(
             kv.get(KeySpace::Freelist, b"k").unwrap(),
             Some(vec![0x0f, 0xf0])
@@ -267,8 +295,8 @@ mod tests {
     fn create_refuses_an_existing_database_and_open_refuses_a_missing_one() {
         let dir = tempfile::tempdir().unwrap();
         let db_dir = dir.path().join("db");
-        assert!(RocksKv::open(&db_dir, None, KvCreateMode::Open).is_err());
-        drop(RocksKv::open(&db_dir, None, KvCreateMode::Create).unwrap());
-        assert!(RocksKv::open(&db_dir, None, KvCreateMode::Create).is_err());
+        assert!(RocksKv::open(&db_dir, None, KvOpenMode::ReadWrite).is_err());
+        drop(RocksKv::open(&db_dir, None, KvOpenMode::Create).unwrap());
+        assert!(RocksKv::open(&db_dir, None, KvOpenMode::Create).is_err());
     }
 }

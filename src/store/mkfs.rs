@@ -1,8 +1,9 @@
 //! Making a store: validate the geometry, write the KV records, then the label.
 //!
 //! The label goes last: until it is on the device (and flushed), the device is not a bstore
-//! device, so an interrupted mkfs leaves nothing that mounts half-made. Rerunning mkfs (with
-//! `--force` when the directory already has a database) starts over.
+//! device, so an interrupted mkfs leaves nothing that mounts half-made. [`mkfs_on`] formats a
+//! device and KV store the caller opened; `mkfs` (in `mkfs_dir`) makes a whole store directory
+//! and takes care never to destroy what it did not make.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -19,68 +20,8 @@ use crate::format::label::Label;
 use crate::format::records::{StatfsRecord, Superblock, encode_counter};
 use crate::kv::{Batch, Durability, Kv};
 
-/// Making a store in a directory: the block file or link, RocksDB's directories, then
-/// [`mkfs_on`].
 #[cfg(feature = "rocksdb")]
-mod directory {
-    use std::sync::Arc;
-
-    use super::mkfs_on;
-    use crate::device::BlockDevice;
-    use crate::error::{Error, Result};
-    use crate::format::LABEL_LENGTH;
-    use crate::format::label::{Label, LabelError};
-    use crate::kv::{Kv, KvCreateMode, RocksKv};
-    use crate::store::layout::StoreDir;
-    use crate::store::open_device;
-    use crate::store::options::{BlockSource, MkfsOptions};
-
-    /// Makes a store in a directory (see [`MkfsOptions`]).
-    pub fn mkfs(options: &MkfsOptions) -> Result<()> {
-        let dir = StoreDir::create_and_lock(&options.path)?;
-        if dir.holds_store() {
-            if !options.force {
-                return Err(Error::AlreadyExists(format!(
-                    "{} already holds a store (use --force to overwrite it)",
-                    options.path.display()
-                )));
-            }
-            dir.clear()?;
-        }
-        match &options.block {
-            BlockSource::Device(device) => dir.create_block(Some(device), 0)?,
-            BlockSource::File { size_bytes } => dir.create_block(None, *size_bytes)?,
-        }
-        let device = open_device(&dir.block(), options.io_backend)?;
-        refuse_existing_label(device.as_ref(), options.force)?;
-        let db = dir.create_subdir("db", options.db_dir.as_deref())?;
-        let wal = match &options.wal_dir {
-            Some(wal_dir) => Some(dir.create_subdir("wal", Some(wal_dir))?),
-            None => None,
-        };
-        let kv: Arc<dyn Kv> = Arc::new(RocksKv::open(&db, wal.as_deref(), KvCreateMode::Create)?);
-        mkfs_on(device.as_ref(), kv.as_ref(), &options.format)
-    }
-
-    /// Refuses a device that already carries a bstore label, unless forced.
-    fn refuse_existing_label(device: &dyn BlockDevice, force: bool) -> Result<()> {
-        let first = device.read_at(0, LABEL_LENGTH)?;
-        let existing = match Label::decode(&first) {
-            Ok(_) | Err(LabelError::Corrupt(_) | LabelError::Newer { .. }) => true,
-            Err(LabelError::Blank | LabelError::Foreign { .. }) => false,
-        };
-        if existing && !force {
-            return Err(Error::AlreadyExists(format!(
-                "{} already holds a bstore store (use --force to overwrite it)",
-                device.info().path.display()
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[cfg(feature = "rocksdb")]
-pub use directory::mkfs;
+pub use super::mkfs_dir::{mkfs, zap, zap_device};
 
 /// Smallest usable device: the reserved start plus this many allocation units.
 const DEVICE_UNITS_MIN: u64 = 16;
@@ -182,7 +123,8 @@ fn initial_batch(superblock: &Superblock) -> Batch {
     batch
 }
 
-fn random_uuid() -> Result<[u8; 16]> {
+/// A random (version 4) uuid.
+pub fn random_uuid() -> Result<[u8; 16]> {
     let mut uuid = [0u8; 16];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut uuid))
@@ -209,4 +151,39 @@ pub fn format_uuid(uuid: &[u8; 16]) -> String {
         &hex[16..20],
         &hex[20..32]
     )
+}
+
+/// Parses the 8-4-4-4-12 hex form [`format_uuid`] writes.
+pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
+    let hex: Vec<u8> = text.bytes().filter(|b| *b != b'-').collect();
+    let dashes_at = [8, 13, 18, 23];
+    let shaped = text.len() == 36
+        && dashes_at
+            .iter()
+            .all(|i| text.as_bytes().get(*i) == Some(&b'-'))
+        && hex.len() == 32;
+    if !shaped {
+        return None;
+    }
+    let mut uuid = [0u8; 16];
+    for (byte, pair) in uuid.iter_mut().zip(hex.chunks_exact(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(uuid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids_round_trip_through_text() {
+        let uuid = *b"\x01\x23\x45\x67\x89\xab\xcd\xef\x00\x11\x22\x33\x44\x55\x66\x77";
+        let text = format_uuid(&uuid);
+        assert_eq!(text, "01234567-89ab-cdef-0011-223344556677");
+        assert_eq!(parse_uuid(&text), Some(uuid));
+        assert_eq!(parse_uuid("01234567-89ab-cdef-0011-22334455667"), None);
+        assert_eq!(parse_uuid("0123456789ab-cdef-0011-223344556677-"), None);
+        assert_eq!(parse_uuid("zz234567-89ab-cdef-0011-223344556677"), None);
+    }
 }

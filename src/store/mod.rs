@@ -6,7 +6,10 @@
 
 pub mod layout;
 pub mod mkfs;
+#[cfg(feature = "rocksdb")]
+mod mkfs_dir;
 pub mod mount;
+pub mod open;
 pub mod options;
 pub mod read;
 
@@ -19,13 +22,20 @@ pub use read::OmapIter;
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
 use crate::completion::Completion;
-use crate::device::{BlockDevice, DeviceInfo, IoBackend, SyncDevice, UringDevice};
-use crate::error::Result;
+use crate::device::{Access, BlockDevice, DeviceInfo, IoBackend};
+use crate::error::{Error, Result};
 use crate::format::label::Label;
 use crate::fsck::{FsckReport, fsck};
 use crate::kv::{Kv, KvIoStats};
 #[cfg(feature = "rocksdb")]
-use crate::kv::{KvCreateMode, RocksKv};
+use crate::kv::{KvOpenMode, RocksKv};
+
+/// Opens the store's RocksDB (with its separate WAL directory when it has one).
+#[cfg(feature = "rocksdb")]
+fn open_kv(dir: &StoreDir, mode: KvOpenMode) -> Result<Arc<dyn Kv>> {
+    let wal = dir.wal_if_present();
+    Ok(Arc::new(RocksKv::open(&dir.db(), wal.as_deref(), mode)?))
+}
 use crate::txn::engine::Engine;
 use crate::txn::pipeline::Pipeline;
 use crate::txn::{Transaction, submit};
@@ -130,7 +140,10 @@ impl CountersSnapshot {
 /// An open object store.
 pub struct Store {
     engine: Arc<Engine>,
-    pipeline: Pipeline,
+    /// The commit pipeline; `None` when the store is open read-only.
+    pipeline: Option<Pipeline>,
+    /// Why the device is not using io_uring, when the default backend fell back.
+    io_fallback: Option<String>,
     _dir: Option<StoreDir>,
 }
 
@@ -142,19 +155,28 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Opens the data device at `path` with the chosen I/O implementation.
-pub fn open_device(path: &Path, backend: IoBackend) -> Result<Arc<dyn BlockDevice>> {
-    Ok(match backend {
-        IoBackend::IoUring { queue_depth } => Arc::new(UringDevice::open(path, queue_depth)?),
-        IoBackend::Sync => Arc::new(SyncDevice::open(path)?),
-    })
-}
-
 impl Store {
-    /// Makes a new store in a directory.
+    /// Makes a new store in a directory. Refuses to overwrite a store, a file system, a
+    /// partition table or any other data it recognises unless `options.force`; never removes
+    /// a file the store did not make; a failed or interrupted mkfs is cleaned up by the next.
     #[cfg(feature = "rocksdb")]
     pub fn mkfs(options: &MkfsOptions) -> Result<()> {
         mkfs::mkfs(options)
+    }
+
+    /// Wipes the store in directory `path`: its label, then its parts (the `block` link or
+    /// file, RocksDB's files in `db/` and `wal/`, never unrelated files). The data device's
+    /// contents beyond the label stay, unreachable.
+    #[cfg(feature = "rocksdb")]
+    pub fn zap(path: impl AsRef<Path>) -> Result<()> {
+        mkfs::zap(path.as_ref())
+    }
+
+    /// Zeroes the bstore label of a device or image (refusing one that has none); returns the
+    /// uuid of the store it belonged to, when readable.
+    #[cfg(feature = "rocksdb")]
+    pub fn zap_device(path: impl AsRef<Path>) -> Result<Option<[u8; 16]>> {
+        mkfs::zap_device(path.as_ref())
     }
 
     /// Formats an opened device and KV store (for tests and embedders managing their own).
@@ -162,22 +184,38 @@ impl Store {
         mkfs::mkfs_on(device, kv, format)
     }
 
-    /// Reads the label of the store in directory `path` without mounting it (the store must not
-    /// be open elsewhere).
+    /// Reads the label of the store in directory `path`. Takes no lock and writes nothing, so
+    /// it works on a store that does not mount and on one a daemon has open.
     pub fn read_label(path: impl AsRef<Path>) -> Result<Label> {
-        let dir = StoreDir::lock(path.as_ref())?;
-        let device = open_device(&dir.block(), IoBackend::Sync)?;
-        mount::read_label(device.as_ref())
+        let dir = StoreDir::unlocked(path.as_ref())?;
+        dir.require_store()?;
+        Self::read_device_label(dir.block())
     }
 
-    /// Checks the store in directory `path` without mounting it (it must not be open).
+    /// Reads the label of a data device or image directly, with no store directory.
+    pub fn read_device_label(device: impl AsRef<Path>) -> Result<Label> {
+        let device = open::open_device(device.as_ref(), IoBackend::Sync, Access::ReadOnly)?;
+        mount::read_label(device.device.as_ref())
+    }
+
+    /// Checks the store in directory `path` without mounting it and without writing to it.
+    /// The store must be stopped (fsck of a store that changes under it would report errors
+    /// that are not there): an open store is `Busy`.
     #[cfg(feature = "rocksdb")]
     pub fn fsck(path: impl AsRef<Path>) -> Result<FsckReport> {
-        let dir = StoreDir::lock(path.as_ref())?;
-        let device = open_device(&dir.block(), IoBackend::Sync)?;
-        let wal = dir.wal_if_present();
-        let kv = RocksKv::open(&dir.db(), wal.as_deref(), KvCreateMode::Open)?;
-        fsck(device.as_ref(), &kv)
+        let path = path.as_ref();
+        let dir = StoreDir::lock(path).map_err(|error| match error {
+            Error::Busy(_) => Error::Busy(format!(
+                "store {} is open by another process; fsck checks a stopped store (show-label, \
+                 statfs, ls, stat and get work on a live one)",
+                path.display()
+            )),
+            other => other,
+        })?;
+        dir.require_store()?;
+        let device = open::open_device(&dir.block(), IoBackend::Sync, Access::ReadOnly)?;
+        let kv = open_kv(&dir, KvOpenMode::ReadOnly)?;
+        fsck(device.device.as_ref(), kv.as_ref())
     }
 
     /// Checks a store on an opened device and KV store that no one has mounted.
@@ -185,20 +223,36 @@ impl Store {
         fsck(device, kv)
     }
 
-    /// Opens (mounts) the store in directory `path`.
+    /// Opens (mounts) the store in directory `path` for reading and writing, exclusively.
+    /// Deferred writes a crash left are applied before it returns.
     #[cfg(feature = "rocksdb")]
     pub fn open(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Store> {
         let dir = StoreDir::lock(path.as_ref())?;
-        let device = open_device(&dir.block(), options.io_backend)?;
-        mount::read_label(device.as_ref())?;
-        let wal = dir.wal_if_present();
-        let kv: Arc<dyn Kv> = Arc::new(RocksKv::open(
-            &dir.db(),
-            wal.as_deref(),
-            KvCreateMode::Open,
-        )?);
-        let mut store = Self::open_on(device, kv, options)?;
+        dir.require_store()?;
+        let opened = open::open_device(&dir.block(), options.io_backend, Access::ReadWrite)?;
+        mount::read_label(opened.device.as_ref())?;
+        let kv = open_kv(&dir, KvOpenMode::ReadWrite)?;
+        let mut store = Self::open_on(opened.device, kv, options)?;
+        store.io_fallback = opened.io_fallback;
         store._dir = Some(dir);
+        Ok(store)
+    }
+
+    /// Opens the store in directory `path` only to look at it: RocksDB read-only, the device
+    /// `O_RDONLY`, no lock taken, nothing replayed, nothing written (reads still see deferred
+    /// writes not yet applied: their records are overlaid in memory). Works beside a daemon
+    /// that has the store open, showing the state of the moment it opened; a read that races
+    /// the daemon's overwrites fails its checksum rather than return wrong bytes. Every call
+    /// that would change the store fails with `ReadOnly`.
+    #[cfg(feature = "rocksdb")]
+    pub fn open_read_only(path: impl AsRef<Path>, options: &OpenOptions) -> Result<Store> {
+        let dir = StoreDir::unlocked(path.as_ref())?;
+        dir.require_store()?;
+        let opened = open::open_device(&dir.block(), options.io_backend, Access::ReadOnly)?;
+        mount::read_label(opened.device.as_ref())?;
+        let kv = open_kv(&dir, KvOpenMode::ReadOnly)?;
+        let mut store = Self::open_read_only_on(opened.device, kv, options)?;
+        store.io_fallback = opened.io_fallback;
         Ok(store)
     }
 
@@ -208,12 +262,51 @@ impl Store {
         kv: Arc<dyn Kv>,
         options: &OpenOptions,
     ) -> Result<Store> {
-        let engine = Arc::new(mount::mount(device, kv, options)?);
+        let engine = Arc::new(mount::mount(device, kv, options, Access::ReadWrite)?);
         let pipeline = Pipeline::start(Arc::clone(&engine))?;
         Ok(Store {
             engine,
-            pipeline,
+            pipeline: Some(pipeline),
+            io_fallback: None,
             _dir: None,
+        })
+    }
+
+    /// Mounts a store read-only on an opened device and KV store (see [`Store::open_read_only`]).
+    pub fn open_read_only_on(
+        device: Arc<dyn BlockDevice>,
+        kv: Arc<dyn Kv>,
+        options: &OpenOptions,
+    ) -> Result<Store> {
+        let engine = Arc::new(mount::mount(device, kv, options, Access::ReadOnly)?);
+        Ok(Store {
+            engine,
+            pipeline: None,
+            io_fallback: None,
+            _dir: None,
+        })
+    }
+
+    /// Whether the store can be changed.
+    pub fn access(&self) -> Access {
+        match self.pipeline {
+            Some(_) => Access::ReadWrite,
+            None => Access::ReadOnly,
+        }
+    }
+
+    /// Why the data device uses pread/pwrite instead of io_uring, when the default backend had
+    /// to fall back (`None` when io_uring is in use or another backend was asked for).
+    pub fn io_fallback(&self) -> Option<&str> {
+        self.io_fallback.as_deref()
+    }
+
+    fn pipeline(&self) -> Result<&Pipeline> {
+        self.pipeline.as_ref().ok_or_else(|| {
+            Error::ReadOnly(format!(
+                "the store on {} is open read-only",
+                self.engine.device.info().path.display()
+            ))
         })
     }
 
@@ -221,15 +314,23 @@ impl Store {
     /// its record deleted (they are otherwise applied in batches, within
     /// `OpenOptions::deferred.max_delay`).
     pub fn flush_deferred(&self) -> Result<()> {
+        self.pipeline()?;
         self.engine.check_poison()?;
-        self.engine.deferred.drain()
+        // A failed apply poisons the engine with the device's own error: report that one.
+        self.engine
+            .deferred
+            .drain()
+            .map_err(|e| self.engine.check_poison().err().unwrap_or(e))
     }
 
     /// Waits for every submitted transaction, applies every deferred write, and closes the store
     /// (clean umount). Fails with `Poisoned` if a write failed since open (what was
     /// acknowledged is durable regardless, and a reopen replays what was not applied).
     pub fn close(self) -> Result<()> {
-        self.pipeline.shutdown();
+        let Some(pipeline) = &self.pipeline else {
+            return Ok(()); // read-only: nothing was written, nothing to put away
+        };
+        pipeline.shutdown();
         self.engine.check_poison()?;
         self.engine.kv.flush()
     }
@@ -242,7 +343,7 @@ impl Store {
         txn: &Transaction,
         on_commit: impl FnOnce(Result<()>) + Send + 'static,
     ) -> Result<()> {
-        submit::submit(&self.engine, &self.pipeline, txn, Box::new(on_commit))
+        submit::submit(&self.engine, self.pipeline()?, txn, Box::new(on_commit))
     }
 
     /// Submits a transaction and waits until it is durable.

@@ -1,4 +1,5 @@
-//! Mounting: label -> KV superblock -> counters, statistics, collections -> freelist -> engine.
+//! Mounting: label -> KV superblock -> counters, statistics, collections -> freelist ->
+//! deferred records (replayed, or overlaid when read-only) -> engine.
 //!
 //! Every step checks what it reads: the label must be ours and not newer than this build, the
 //! superblock must carry the label's uuid and geometry, and the freelist must fit the device.
@@ -12,20 +13,23 @@ pub use crate::device::label::read_label;
 pub use crate::kv::records::{read_counter, read_superblock};
 
 use crate::alloc::{load_freelist, reserved_bytes};
-use crate::device::BlockDevice;
+use crate::device::{Access, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::COLLECTION_NAME_LENGTH_MAX;
 use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
 use crate::format::records::{CollectionRecord, StatfsRecord, Superblock};
 use crate::kv::Kv;
-use crate::txn::deferred;
+use crate::txn::deferred::{self, ReplaySummary};
 use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters};
 
-/// Builds a mounted engine from an opened device and KV store.
+/// Builds a mounted engine from an opened device and KV store. Read-write, deferred records
+/// left by a crash are applied first; read-only, they are only overlaid in memory, so nothing
+/// on the device or in the KV store changes.
 pub fn mount(
     device: Arc<dyn BlockDevice>,
     kv: Arc<dyn Kv>,
     options: &OpenOptions,
+    access: Access,
 ) -> Result<Engine> {
     let label = read_label(device.as_ref())?;
     let superblock = read_superblock(kv.as_ref(), &label)?;
@@ -52,7 +56,10 @@ pub fn mount(
     };
     // Before anything can read object data: a record left by a crash may describe bytes the
     // device does not hold yet (or holds torn).
-    let replayed = deferred::replay(device.as_ref(), kv.as_ref(), &config)?;
+    let replayed = match access {
+        Access::ReadWrite => deferred::replay(device.as_ref(), kv.as_ref(), &config)?,
+        Access::ReadOnly => ReplaySummary::default(),
+    };
     let engine = Engine::new(EngineParts {
         device,
         kv,
@@ -69,6 +76,9 @@ pub fn mount(
         .counters
         .deferred_records_replayed
         .store(replayed.records, std::sync::atomic::Ordering::Relaxed);
+    if access == Access::ReadOnly {
+        deferred::overlay_pending(&engine.deferred, engine.kv.as_ref(), &engine.config)?;
+    }
     Ok(engine)
 }
 

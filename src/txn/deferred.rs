@@ -370,6 +370,21 @@ impl Deferred {
 }
 
 impl Deferred {
+    /// Keeps a committed record's bytes in the overlay for good (a read-only mount never
+    /// applies them), counted in the gauges as outstanding.
+    pub fn hold_unapplied(&self, sequence: u64, coalesced: &SegmentMap) {
+        let mut overlay = self.overlay.lock();
+        for (start, segment) in coalesced.iter() {
+            let mut buf = AlignedBuf::zeroed((segment.end - start) as usize);
+            buf.copy_from_slice(segment.bytes(start));
+            overlay.insert(start, Arc::new(buf), sequence);
+        }
+        drop(overlay);
+        let mut queue = self.queue.lock();
+        queue.count += 1;
+        queue.bytes += coalesced.bytes();
+    }
+
     /// One look at the overlay for a read: `None` when it holds no byte of the range (older
     /// layers may serve it), else whether it supplied all of it into `target`.
     pub fn copy_out_if_held(&self, device_offset: u64, target: &mut [u8]) -> Option<bool> {
@@ -427,17 +442,13 @@ pub fn replay(
 ) -> Result<ReplaySummary> {
     let mut summary = ReplaySummary::default();
     let mut applied_keys = Vec::new();
-    kv.scan(KeySpace::Deferred, &[], None, &mut |key, value| {
-        let sequence = keys::decode_be64_key("deferred", key)?;
-        let record = DeferredRecord::decode(value)
-            .map_err(|e| Error::corruption(format!("deferred record {sequence}: {}", e.detail)))?;
-        let requests = replay_writes(&record, sequence, config)?;
-        device.run(requests)?;
+    for_each_record(kv, config, &mut |sequence, record, coalesced| {
+        device.run(coalesced_writes(coalesced))?;
         summary.records += 1;
         summary.bytes += record.data_bytes();
         summary.next_sequence = sequence + 1;
-        applied_keys.push(key.to_vec());
-        Ok(true)
+        applied_keys.push(keys::deferred_key(sequence));
+        Ok(())
     })?;
     if applied_keys.is_empty() {
         return Ok(summary);
@@ -451,16 +462,52 @@ pub fn replay(
     Ok(summary)
 }
 
-/// The device writes that apply `record`: its writes coalesced in record order (a later write
+/// Puts every record left in the KV store into the overlay of a read-only mount instead of
+/// applying it: reads then see the committed bytes while the device and the KV store stay
+/// exactly as they were. Returns what [`replay`] would have applied.
+pub fn overlay_pending(
+    deferred: &Deferred,
+    kv: &dyn Kv,
+    config: &EngineConfig,
+) -> Result<ReplaySummary> {
+    let mut summary = ReplaySummary::default();
+    for_each_record(kv, config, &mut |sequence, record, coalesced| {
+        deferred.hold_unapplied(sequence, coalesced);
+        summary.records += 1;
+        summary.bytes += record.data_bytes();
+        summary.next_sequence = sequence + 1;
+        Ok(())
+    })?;
+    Ok(summary)
+}
+
+/// Visits every deferred record in sequence order: decoded, checked against the device's
+/// allocatable space, and coalesced (a later write of the record wins where two overlap).
+fn for_each_record(
+    kv: &dyn Kv,
+    config: &EngineConfig,
+    visit: &mut dyn FnMut(u64, &DeferredRecord, &SegmentMap) -> Result<()>,
+) -> Result<()> {
+    kv.scan(KeySpace::Deferred, &[], None, &mut |key, value| {
+        let sequence = keys::decode_be64_key("deferred", key)?;
+        let record = DeferredRecord::decode(value)
+            .map_err(|e| Error::corruption(format!("deferred record {sequence}: {}", e.detail)))?;
+        let coalesced = coalesce_record(&record, sequence, config)?;
+        visit(sequence, &record, &coalesced)?;
+        Ok(true)
+    })
+}
+
+/// The bytes of `record` by device offset, its writes coalesced in record order (a later write
 /// wins where two overlap), because the requests of one batch may complete in any order.
-fn replay_writes(
+fn coalesce_record(
     record: &DeferredRecord,
     sequence: u64,
     config: &EngineConfig,
-) -> Result<Vec<IoRequest>> {
+) -> Result<SegmentMap> {
     let mut coalesced = SegmentMap::default();
     for write in &record.writes {
-        let end = write.device_offset + write.data.len() as u64;
+        let end = write.device_offset.saturating_add(write.data.len() as u64);
         if write.device_offset < config.reserved_bytes || end > config.device_size {
             return Err(Error::corruption(format!(
                 "deferred record {sequence} writes [{:#x}, {end:#x}) outside the device's \
@@ -471,5 +518,5 @@ fn replay_writes(
         let buf = Arc::new(AlignedBuf::copy_from(&write.data));
         coalesced.insert(write.device_offset, buf, sequence);
     }
-    Ok(coalesced_writes(&coalesced))
+    Ok(coalesced)
 }

@@ -282,9 +282,18 @@ impl Engine {
         }
     }
 
-    /// Latches the store into the poisoned state (the first reason is kept).
+    /// Latches the store into the poisoned state (the first reason is kept). A `Poisoned`
+    /// error passed on is unwrapped, so the reason is never nested in itself.
     pub fn poison(&self, why: &Error) {
-        self.poison.lock().get_or_insert_with(|| why.to_string());
+        self.poison.lock().get_or_insert_with(|| match why {
+            Error::Poisoned(reason) => reason.clone(),
+            other => other.to_string(),
+        });
+    }
+
+    /// Why the store is poisoned, if it is.
+    pub fn poison_reason(&self) -> Option<String> {
+        self.poison.lock().clone()
     }
 
     /// The collection named `name`.

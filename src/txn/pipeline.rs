@@ -419,10 +419,10 @@ impl Shared {
     }
 
     fn finish_failed(&self, failed: Vec<Prepared>) {
-        let why = match self.engine.check_poison() {
-            Err(error) => error.to_string(),
-            Ok(()) => "commit failed".to_string(),
-        };
+        let why = self
+            .engine
+            .poison_reason()
+            .unwrap_or_else(|| "commit failed".to_string());
         for prepared in failed {
             finish(&self.engine, prepared, Err(Error::Poisoned(why.clone())));
         }

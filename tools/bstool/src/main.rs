@@ -1,20 +1,24 @@
 //! bstool: make, inspect and use bstore stores from the command line.
 //!
-//! A thin layer over bstore's public API: one file per subcommand under `cmd/`. Every command
+//! A thin layer over bstore's public API: one file per group of subcommands under `cmd/`.
+//! Commands that only look at a store open it read-only (nothing written, no lock taken, so they
+//! work beside a running daemon); commands that change it open it exclusively. Every command
 //! exits 0 on success; on failure it prints one line `bstool: error: ...` on stderr and exits 2
-//! (`fsck` exits 1 when it completed and found errors).
+//! (`fsck` exits 1 when it completed and found errors). A closed stdout ends a command quietly
+//! with its own status; bstool never panics.
 
 mod bench;
 mod cmd;
 mod output;
 mod size;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use output::Format;
+use output::{Format, warn};
 
 /// Make, inspect and use bstore object stores.
 #[derive(Debug, Parser)]
@@ -23,25 +27,41 @@ struct Cli {
     /// The store directory.
     #[arg(long, global = true)]
     path: Option<PathBuf>,
-    /// Output format of structured results.
-    #[arg(long, global = true, value_enum, default_value_t = Format::Json)]
-    format: Format,
+    /// Output format of results (default: JSON for records, lines for listings).
+    #[arg(long, global = true, value_enum)]
+    format: Option<Format>,
+    /// Device I/O: io_uring when the kernel allows it, else pread/pwrite (auto); or insist.
+    #[arg(long, global = true, value_enum, default_value_t = IoChoice::Auto)]
+    io_backend: IoChoice,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The `--io-backend` choices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IoChoice {
+    /// io_uring, falling back to pread/pwrite (with a warning) where it cannot be set up.
+    Auto,
+    /// io_uring or fail.
+    Uring,
+    /// pread/pwrite.
+    Sync,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Make a new store.
+    /// Make a new store (refuses to overwrite a store, file system or partition table unless --force).
     Mkfs(cmd::mkfs::Args),
-    /// Print the device label (JSON).
-    ShowLabel,
+    /// Wipe a store (its label and its files), or the bstore label of a device.
+    Zap(cmd::mkfs::ZapArgs),
+    /// Print the device label (works on a live store, or on a device with --dev).
+    ShowLabel(cmd::info::ShowLabelArgs),
     /// Print space accounting.
     Statfs,
     /// Print the free-space fragmentation score, as ceph-bluestore-tool does.
     FreeScore(cmd::free::ScoreArgs),
     /// List every free extent, as ceph-bluestore-tool does.
-    FreeDump,
+    FreeDump(cmd::free::DumpArgs),
     /// Store an object from a file or stdin (creates the collection if missing).
     Put(cmd::objects::PutArgs),
     /// Write an object to a file or stdout.
@@ -60,50 +80,88 @@ enum Command {
     Clone(cmd::clone::CloneArgs),
     /// Copy a range of SOURCE into TARGET copy-on-write (TARGET created if missing).
     CloneRange(cmd::clone::CloneRangeArgs),
-    /// Set an extended attribute.
+    /// Set an extended attribute (value from the argument, a file or stdin).
+    #[command(visible_alias = "set-attr")]
     Setattr(cmd::attrs::SetArgs),
-    /// Print an extended attribute.
+    /// Write an extended attribute's value, verbatim, to stdout or a file.
+    #[command(visible_alias = "get-attr")]
     Getattr(cmd::attrs::GetArgs),
-    /// Set an omap key (creates collection and object).
+    /// List an object's extended attributes (name and length).
+    ListAttrs(cmd::objects::ObjectArgs),
+    /// Remove an extended attribute.
+    RmAttr(cmd::attrs::NameArgs),
+    /// Set an omap key (creates collection and object; value from the argument, a file or stdin).
+    #[command(visible_alias = "set-omap")]
     OmapSet(cmd::attrs::SetArgs),
-    /// Print every omap key and value, tab-separated, one per line.
+    /// Write an omap value, verbatim, to stdout or a file.
+    #[command(visible_alias = "get-omap")]
+    OmapGet(cmd::attrs::GetArgs),
+    /// Remove an omap key.
+    #[command(visible_alias = "rm-omap")]
+    OmapRm(cmd::attrs::NameArgs),
+    /// List omap keys and values, escaped, one per line (`key<TAB>value`).
+    #[command(visible_alias = "list-omap")]
     OmapList(cmd::objects::ObjectArgs),
-    /// Check the store offline; exit 0 when clean, 1 when errors were found.
+    /// Write the omap header, verbatim, to stdout or a file.
+    #[command(visible_alias = "get-omaphdr")]
+    OmapHeader(cmd::attrs::HeaderGetArgs),
+    /// Set the omap header (creates collection and object).
+    #[command(visible_alias = "set-omaphdr")]
+    OmapSetHeader(cmd::attrs::HeaderSetArgs),
+    /// Check the store offline (read-only; the store must be stopped); exit 0 when clean, 1
+    /// when errors were found.
     Fsck,
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match &cli.command {
-        Command::Mkfs(args) => cmd::mkfs::run(&cli, args),
-        Command::ShowLabel => cmd::info::show_label(&cli),
-        Command::Statfs => cmd::info::statfs(&cli),
-        Command::FreeScore(args) => cmd::free::score(&cli, args),
-        Command::FreeDump => cmd::free::dump(&cli),
-        Command::Put(args) => cmd::objects::put(&cli, args),
-        Command::Get(args) => cmd::objects::get(&cli, args),
-        Command::Rm(args) => cmd::objects::rm(&cli, args),
-        Command::Ls(args) => cmd::objects::ls(&cli, args),
-        Command::Write(args) => cmd::objects::write(&cli, args),
-        Command::Read(args) => cmd::objects::read(&cli, args),
-        Command::Stat(args) => cmd::objects::stat(&cli, args),
-        Command::Clone(args) => cmd::clone::clone(&cli, args),
-        Command::CloneRange(args) => cmd::clone::clone_range(&cli, args),
-        Command::Setattr(args) => cmd::attrs::setattr(&cli, args),
-        Command::Getattr(args) => cmd::attrs::getattr(&cli, args),
-        Command::OmapSet(args) => cmd::attrs::omap_set(&cli, args),
-        Command::OmapList(args) => cmd::attrs::omap_list(&cli, args),
-        Command::Fsck => cmd::fsck::run(&cli),
-        Command::Bench(args) => bench::run(&cli, args),
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // --help and --version land here too; printing them must not panic on a closed pipe.
+            let _ = error.print();
+            return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
+        }
     };
-    match result {
+    match run(&cli) {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("bstool: error: {message}");
+            warn(&format!("error: {message}"));
             ExitCode::from(2)
         }
+    }
+}
+
+fn run(cli: &Cli) -> CmdResult {
+    match &cli.command {
+        Command::Mkfs(args) => cmd::mkfs::run(cli, args),
+        Command::Zap(args) => cmd::mkfs::zap(cli, args),
+        Command::ShowLabel(args) => cmd::info::show_label(cli, args),
+        Command::Statfs => cmd::info::statfs(cli),
+        Command::FreeScore(args) => cmd::free::score(cli, args),
+        Command::FreeDump(args) => cmd::free::dump(cli, args),
+        Command::Put(args) => cmd::objects::put(cli, args),
+        Command::Get(args) => cmd::objects::get(cli, args),
+        Command::Rm(args) => cmd::objects::rm(cli, args),
+        Command::Ls(args) => cmd::objects::ls(cli, args),
+        Command::Write(args) => cmd::objects::write(cli, args),
+        Command::Read(args) => cmd::objects::read(cli, args),
+        Command::Stat(args) => cmd::objects::stat(cli, args),
+        Command::Clone(args) => cmd::clone::clone(cli, args),
+        Command::CloneRange(args) => cmd::clone::clone_range(cli, args),
+        Command::Setattr(args) => cmd::attrs::setattr(cli, args),
+        Command::Getattr(args) => cmd::attrs::getattr(cli, args),
+        Command::ListAttrs(args) => cmd::attrs::list_attrs(cli, args),
+        Command::RmAttr(args) => cmd::attrs::rm_attr(cli, args),
+        Command::OmapSet(args) => cmd::attrs::omap_set(cli, args),
+        Command::OmapGet(args) => cmd::attrs::omap_get(cli, args),
+        Command::OmapRm(args) => cmd::attrs::omap_rm(cli, args),
+        Command::OmapList(args) => cmd::attrs::omap_list(cli, args),
+        Command::OmapHeader(args) => cmd::attrs::omap_header(cli, args),
+        Command::OmapSetHeader(args) => cmd::attrs::omap_set_header(cli, args),
+        Command::Fsck => cmd::fsck::run(cli),
+        Command::Bench(args) => bench::run(cli, args),
     }
 }
 
@@ -118,10 +176,61 @@ impl Cli {
             .ok_or_else(|| "--path STORE_DIR is required for this command".to_string())
     }
 
-    /// Opens the store at `--path`.
+    /// The output format: `--format`, else the command's own default.
+    fn format_or(&self, default: Format) -> Format {
+        self.format.unwrap_or(default)
+    }
+
+    /// Open options with the chosen I/O backend.
+    fn open_options(&self) -> bstore::OpenOptions {
+        bstore::OpenOptions {
+            io_backend: self.io_backend(),
+            ..bstore::OpenOptions::default()
+        }
+    }
+
+    /// The `--io-backend` choice as the library's.
+    fn io_backend(&self) -> bstore::device::IoBackend {
+        use bstore::device::{IoBackend, QUEUE_DEPTH_DEFAULT};
+        match self.io_backend {
+            IoChoice::Auto => IoBackend::Auto {
+                queue_depth: QUEUE_DEPTH_DEFAULT,
+            },
+            IoChoice::Uring => IoBackend::IoUring {
+                queue_depth: QUEUE_DEPTH_DEFAULT,
+            },
+            IoChoice::Sync => IoBackend::Sync,
+        }
+    }
+
+    /// Opens the store at `--path` to change it (exclusively).
     fn open_store(&self) -> Result<bstore::Store, String> {
         let path = self.store_path()?;
-        bstore::Store::open(path, &bstore::OpenOptions::default())
-            .map_err(|e| format!("opening {}: {e}", path.display()))
+        let store = bstore::Store::open(path, &self.open_options())
+            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+        warn_fallback(&store);
+        Ok(store)
     }
+
+    /// Opens the store at `--path` only to look at it: nothing is written and no lock is
+    /// taken, so this works beside a daemon that has the store open.
+    fn inspect_store(&self) -> Result<bstore::Store, String> {
+        let path = self.store_path()?;
+        let store = bstore::Store::open_read_only(path, &self.open_options())
+            .map_err(|e| format!("opening {} read-only: {e}", path.display()))?;
+        warn_fallback(&store);
+        Ok(store)
+    }
+}
+
+fn warn_fallback(store: &bstore::Store) {
+    if let Some(why) = store.io_fallback() {
+        warn(&format!("warning: {why}"));
+    }
+}
+
+/// A command-line argument as the bytes it is (names and keys need not be UTF-8).
+fn arg_bytes(arg: &OsString) -> &[u8] {
+    use std::os::unix::ffi::OsStrExt;
+    arg.as_bytes()
 }

@@ -109,8 +109,20 @@ fn free_score_and_free_dump_look_like_ceph_bluestore_tool() {
     ok(s.bstool(&["mkfs", "--size", "64M"]));
     let score = ok(s.bstool(&["free-score"]));
     assert_eq!(
-        score, "block:\n{\n    \"fragmentation_rating\": 0\n}\n",
-        "one free run"
+        score,
+        "block:\n{\n    \"fragmentation_rating\": 0,\n    \"fragmentation_formula\": \"reef\"\n}\n",
+        "one free run; the formula named in a field Ceph's parsers ignore"
+    );
+    assert_eq!(
+        ok(s.bstool(&["free-score", "--allocator", "block", "--variant", "pacific"])),
+        "block:\n{\n    \"fragmentation_rating\": 0,\n    \"fragmentation_formula\": \"pacific\"\n}\n",
+        "Ceph's --allocator block is accepted"
+    );
+    let bluefs = s.bstool(&["free-dump", "--allocator", "bluefs-db"]);
+    assert_eq!(
+        bluefs.status.code(),
+        Some(2),
+        "bstore has no BlueFS allocator"
     );
     for i in 0..6 {
         ok(bstool_at(
@@ -141,11 +153,23 @@ fn free_score_and_free_dump_look_like_ceph_bluestore_tool() {
     );
     for variant in ["reef", "pacific"] {
         let text = ok(s.bstool(&["free-score", "--variant", variant]));
-        let rating = json(text.split_once('\n').unwrap().1)["fragmentation_rating"]
-            .as_f64()
-            .unwrap();
+        let score = json(text.split_once('\n').unwrap().1);
+        let rating = score["fragmentation_rating"].as_f64().unwrap();
         assert!(rating > 0.0 && rating < 1.0, "{variant}: {rating}");
+        assert_eq!(score["fragmentation_formula"], variant);
     }
+    let text = ok(s.bstool(&["free-dump", "--format", "text", "--allocator", "block"]));
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "capacity: 67108864 (64.0 MiB)", "{text}");
+    assert_eq!(
+        lines.len(),
+        4 + 3,
+        "four header lines, one line per extent: {text}"
+    );
+    assert!(
+        lines[4].starts_with("0x") && lines[4].ends_with(" KiB)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -203,7 +227,11 @@ fn write_read_stat_attrs_omap_and_fsck() {
     assert_eq!(stat["extent_count"], 2);
 
     ok(s.bstool(&["setattr", "pg", "obj", "owner", "alice"]));
-    assert_eq!(ok(s.bstool(&["getattr", "pg", "obj", "owner"])), "alice\n");
+    assert_eq!(
+        ok(s.bstool(&["getattr", "pg", "obj", "owner"])),
+        "alice",
+        "the value verbatim, no newline added"
+    );
     let missing = s.bstool(&["getattr", "pg", "obj", "nothing"]);
     assert_eq!(missing.status.code(), Some(2));
     let no_object = s.bstool(&["setattr", "pg", "ghost", "a", "b"]);
@@ -240,9 +268,12 @@ fn fsck_exits_one_when_it_finds_damage() {
     // Free the object's space behind the metadata's back: rewrite the freelist key of region 0
     // as all-free except the reserved start, so the object's units look free (false free).
     {
-        let kv =
-            bstore::kv::RocksKv::open(&s.store().join("db"), None, bstore::kv::KvCreateMode::Open)
-                .unwrap();
+        let kv = bstore::kv::RocksKv::open(
+            &s.store().join("db"),
+            None,
+            bstore::kv::KvOpenMode::ReadWrite,
+        )
+        .unwrap();
         let mut batch = bstore::kv::Batch::new();
         batch.put(
             bstore::kv::KeySpace::Freelist,

@@ -39,9 +39,13 @@ pub enum EngineKind {
 /// Arguments of `bench`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Make a new store on this block device (DESTROYS its contents) and benchmark it.
+    /// Make a new store on this block device and benchmark it (refused if the device holds a
+    /// file system, a partition table or a store, unless --force).
     #[arg(long)]
     device: Option<PathBuf>,
+    /// With --device: overwrite whatever the device holds (DESTROYS IT).
+    #[arg(long, requires = "device")]
+    force: bool,
     /// Size of the temporary file-backed store.
     #[arg(long, value_parser = parse_size, default_value = "8G")]
     size: u64,
@@ -102,7 +106,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let seed = args.seed.unwrap_or_else(bstore::rng::test_seed);
     let target = target::prepare(
         cli.path.as_deref(),
-        args.device.as_deref(),
+        args.device.as_deref().map(|device| (device, args.force)),
         args.size,
         &args.dir,
     )?;
@@ -121,7 +125,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     };
     let fio_ready = args.compare_fio && fio::available();
     if args.compare_fio && !fio_ready {
-        eprintln!("bstool: fio is not installed; running without the fio comparison");
+        crate::output::warn("fio is not installed; running without the fio comparison");
     }
     let mut rows = Vec::new();
     let mut environment = json!({"target": target.description, "queue_depth": queue_depth, "seed": seed,
@@ -335,13 +339,15 @@ fn prefill_fio_region(job: &fio::FioJob) -> Result<(), String> {
 }
 
 fn print_report(rows: &[Row], environment: &serde_json::Value, args: &Args) -> Result<(), String> {
+    let mut out = crate::output::Out::new();
     if args.markdown {
-        print!("{}", report::markdown_table(rows));
+        out.bytes(report::markdown_table(rows).as_bytes())?;
     } else {
-        println!("{}", crate::output::pretty(environment));
-        print!("{}", report::text_table(rows));
+        out.line(&crate::output::pretty(environment))?;
+        out.bytes(report::text_table(rows).as_bytes())?;
     }
-    print!("{}", report::aging_lines(rows));
+    out.bytes(report::aging_lines(rows).as_bytes())?;
+    out.flush()?;
     if let Some(path) = &args.json {
         let value = json!({
             "environment": environment,

@@ -19,9 +19,10 @@ pub struct Target {
 }
 
 /// Chooses and prepares the location.
+/// `device` comes with whether to overwrite what it holds (`--force`).
 pub fn prepare(
     existing: Option<&Path>,
-    device: Option<&Path>,
+    device: Option<(&Path, bool)>,
     size: u64,
     scratch_parent: &Path,
 ) -> Result<Target, String> {
@@ -41,11 +42,11 @@ pub fn prepare(
             description: format!("existing store {}", path.display()),
             scratch,
         }),
-        (None, Some(device)) => {
+        (None, Some((device, force))) => {
             let store_dir = scratch.path().join("store");
             let mut options =
                 MkfsOptions::new(&store_dir, BlockSource::Device(device.to_path_buf()));
-            options.force = true;
+            options.force = force;
             Store::mkfs(&options).map_err(|e| format!("mkfs on {}: {e}", device.display()))?;
             Ok(Target {
                 store_dir,

@@ -1,11 +1,15 @@
-//! `bstool fsck`: check a store offline; exit 0 when clean, 1 when errors were found.
+//! `bstool fsck`: check a stopped store, read-only; exit 0 when clean, 1 when errors were found.
+//!
+//! Nothing is written (RocksDB opens read-only, the device `O_RDONLY`), so fsck works on a
+//! read-only mount or snapshot of a damaged disk. The exit status survives a closed pipe
+//! (`bstool fsck | head -1`).
 
 use std::process::ExitCode;
 
 use bstore::Store;
 use serde_json::json;
 
-use crate::output::print;
+use crate::output::{Format, Out};
 use crate::{Cli, CmdResult};
 
 /// Checks the store and prints the report.
@@ -30,7 +34,9 @@ pub fn run(cli: &Cli) -> CmdResult {
         "deferred_bytes": report.deferred_bytes,
         "errors": errors,
     });
-    print(cli.format, &value);
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
     Ok(if report.is_clean() {
         ExitCode::SUCCESS
     } else {

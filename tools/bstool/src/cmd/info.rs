@@ -1,17 +1,32 @@
-//! `bstool show-label` and `bstool statfs`.
+//! `bstool show-label` and `bstool statfs`: read-only, so they work beside a running daemon.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bstore::Store;
 use serde_json::json;
 
-use crate::output::print;
+use crate::output::{Format, Out};
 use crate::{Cli, CmdResult};
 
-/// Prints the label of the store's data device (works on a store that does not mount).
-pub fn show_label(cli: &Cli) -> CmdResult {
-    let path = cli.store_path()?;
-    let label = Store::read_label(path).map_err(|e| format!("reading the label: {e}"))?;
+/// Arguments of `show-label`.
+#[derive(Debug, clap::Args)]
+pub struct ShowLabelArgs {
+    /// Read the label of this device or image directly (no store directory needed).
+    #[arg(long)]
+    dev: Option<PathBuf>,
+}
+
+/// Prints the label of the store's data device, or of `--dev` (works on a store that does not
+/// mount, and on one a daemon has open).
+pub fn show_label(cli: &Cli, args: &ShowLabelArgs) -> CmdResult {
+    let label = match &args.dev {
+        Some(device) => Store::read_device_label(device)
+            .map_err(|e| format!("reading the label of {}: {e}", device.display()))?,
+        None => {
+            Store::read_label(cli.store_path()?).map_err(|e| format!("reading the label: {e}"))?
+        }
+    };
     let value = json!({
         "format_version": label.format_version,
         "store_uuid": bstore::store::mkfs::format_uuid(&label.store_uuid),
@@ -22,13 +37,15 @@ pub fn show_label(cli: &Cli) -> CmdResult {
         "meta": label.meta,
     });
     // The label is JSON, as ceph-bluestore-tool prints it, unless text is asked for.
-    print(cli.format, &value);
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints space accounting.
 pub fn statfs(cli: &Cli) -> CmdResult {
-    let store = cli.open_store()?;
+    let store = cli.inspect_store()?;
     let statfs = store.statfs().map_err(|e| e.to_string())?;
     let value = json!({
         "total_bytes": statfs.total_bytes,
@@ -38,8 +55,9 @@ pub fn statfs(cli: &Cli) -> CmdResult {
         "reserved_bytes": statfs.reserved_bytes,
         "object_count": statfs.object_count,
     });
-    print(cli.format, &value);
-    store.close().map_err(|e| e.to_string())?;
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,10 +1,17 @@
-//! `bstool mkfs`: make a new store.
+//! `bstool mkfs` and `bstool zap`: make a store, and wipe one on purpose.
+//!
+//! mkfs refuses a device that holds a file system, a partition table, an LVM or MD member, a
+//! Ceph OSD or another store, naming what it found, unless `--force` (see `Store::mkfs`). zap is
+//! the deliberate way to remove a store: it needs `--yes-i-really-mean-it`, and it only ever
+//! wipes a bstore label and the files a store consists of.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bstore::{BlockSource, MkfsOptions, Store};
+use serde_json::json;
 
+use crate::output::{Format, Out};
 use crate::size::parse_size;
 use crate::{Cli, CmdResult};
 
@@ -21,15 +28,27 @@ pub struct Args {
     /// Allocation unit: a power of two, at least the device's block size.
     #[arg(long, value_parser = parse_size, default_value = "4K")]
     min_alloc_size: u64,
-    /// Put RocksDB here (STORE_DIR/db becomes a symlink).
+    /// Put RocksDB here (STORE_DIR/db becomes a symlink); must be new or empty.
     #[arg(long)]
     db_dir: Option<PathBuf>,
-    /// Put RocksDB's WAL here (STORE_DIR/wal becomes a symlink).
+    /// Put RocksDB's WAL here (STORE_DIR/wal becomes a symlink); must be new or empty.
     #[arg(long)]
     wal_dir: Option<PathBuf>,
-    /// Overwrite an existing store.
+    /// Replace an existing store, and overwrite whatever the device holds (a file system, a
+    /// partition table, another store): DESTROYS IT.
     #[arg(long)]
     force: bool,
+}
+
+/// Arguments of `zap`.
+#[derive(Debug, clap::Args)]
+pub struct ZapArgs {
+    /// Wipe the bstore label of this device or image (instead of the store at --path).
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// Confirms that the store's data is to be destroyed.
+    #[arg(long)]
+    yes_i_really_mean_it: bool,
 }
 
 /// Runs `mkfs`.
@@ -44,8 +63,41 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     options.db_dir = args.db_dir.clone();
     options.wal_dir = args.wal_dir.clone();
     options.force = args.force;
+    options.io_backend = cli.io_backend();
     options.format.min_alloc_size = u32::try_from(args.min_alloc_size)
         .map_err(|_| format!("--min-alloc-size {} is too large", args.min_alloc_size))?;
     Store::mkfs(&options).map_err(|e| format!("mkfs {}: {e}", path.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `zap`: wipes the store at `--path` (label and files), or the label of `--dev`.
+pub fn zap(cli: &Cli, args: &ZapArgs) -> CmdResult {
+    if !args.yes_i_really_mean_it {
+        return Err(
+            "zap destroys the store's data: add --yes-i-really-mean-it to confirm".to_string(),
+        );
+    }
+    let value = match &args.dev {
+        Some(device) => {
+            let uuid =
+                Store::zap_device(device).map_err(|e| format!("zap {}: {e}", device.display()))?;
+            json!({
+                "zapped": device.display().to_string(),
+                "store_uuid": uuid.map(|u| bstore::store::mkfs::format_uuid(&u)),
+            })
+        }
+        None => {
+            let path = cli.store_path()?;
+            let label = Store::read_label(path).ok();
+            Store::zap(path).map_err(|e| format!("zap {}: {e}", path.display()))?;
+            json!({
+                "zapped": path.display().to_string(),
+                "store_uuid": label.map(|l| bstore::store::mkfs::format_uuid(&l.store_uuid)),
+            })
+        }
+    };
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,24 +1,40 @@
-//! `bstool put`, `get`, `rm` and `ls`: whole objects through the public API.
+//! `bstool put`, `get`, `write`, `read`, `stat`, `rm` and `ls`: whole objects and ranges.
+//!
+//! Names are taken as the bytes given (they need not be UTF-8) and printed escaped
+//! ([`crate::output::escape`]) so that each stays on its own line. `get`, `read`, `stat` and
+//! `ls` open the store read-only.
 
-use std::io::{Read, Write};
+use std::ffi::OsString;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use bstore::{Error, Store, Transaction};
 use serde_json::json;
 
-use crate::output::print;
+use crate::output::{Format, Out, escape};
 use crate::size::parse_size;
-
-use crate::{Cli, CmdResult};
+use crate::{Cli, CmdResult, arg_bytes};
 
 /// A collection and an object.
 #[derive(Debug, clap::Args)]
 pub struct ObjectArgs {
     /// Collection name.
-    pub collection: String,
+    pub collection: OsString,
     /// Object name.
-    pub object: String,
+    pub object: OsString,
+}
+
+impl ObjectArgs {
+    /// The collection name's bytes.
+    pub fn collection(&self) -> &[u8] {
+        arg_bytes(&self.collection)
+    }
+
+    /// The object name's bytes.
+    pub fn object(&self) -> &[u8] {
+        arg_bytes(&self.object)
+    }
 }
 
 /// Arguments of `put`.
@@ -70,16 +86,16 @@ pub struct ReadArgs {
 #[derive(Debug, clap::Args)]
 pub struct LsArgs {
     /// List the objects of this collection (default: list collections).
-    collection: Option<String>,
+    collection: Option<OsString>,
 }
 
 /// Stores a file (or stdin) as an object, creating the collection if missing.
 pub fn put(cli: &Cli, args: &PutArgs) -> CmdResult {
     let data = read_input(args.file.as_ref())?;
     let store = cli.open_store()?;
-    ensure_collection(&store, &args.target.collection)?;
+    ensure_collection(&store, args.target.collection())?;
     store
-        .put(&args.target.collection, &args.target.object, &data)
+        .put(args.target.collection(), args.target.object(), &data)
         .map_err(|e| e.to_string())?;
     store.close().map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
@@ -87,11 +103,10 @@ pub fn put(cli: &Cli, args: &PutArgs) -> CmdResult {
 
 /// Writes an object to a file (or stdout).
 pub fn get(cli: &Cli, args: &GetArgs) -> CmdResult {
-    let store = cli.open_store()?;
+    let store = cli.inspect_store()?;
     let data = store
-        .get(&args.target.collection, &args.target.object)
+        .get(args.target.collection(), args.target.object())
         .map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
     write_output(args.file.as_ref(), &data)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -100,11 +115,11 @@ pub fn get(cli: &Cli, args: &GetArgs) -> CmdResult {
 pub fn write(cli: &Cli, args: &WriteArgs) -> CmdResult {
     let data = read_input(args.file.as_ref())?;
     let store = cli.open_store()?;
-    ensure_collection(&store, &args.target.collection)?;
+    ensure_collection(&store, args.target.collection())?;
     let mut txn = Transaction::new();
     txn.write(
-        &args.target.collection,
-        &args.target.object,
+        args.target.collection(),
+        args.target.object(),
         args.offset,
         data,
     );
@@ -115,24 +130,23 @@ pub fn write(cli: &Cli, args: &WriteArgs) -> CmdResult {
 
 /// Reads part of an object to a file (or stdout).
 pub fn read(cli: &Cli, args: &ReadArgs) -> CmdResult {
-    let store = cli.open_store()?;
+    let store = cli.inspect_store()?;
     let data = store
         .read(
-            &args.target.collection,
-            &args.target.object,
+            args.target.collection(),
+            args.target.object(),
             args.offset,
             args.length,
         )
         .map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
     write_output(args.file.as_ref(), &data)?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Prints an object's size, space and layout.
 pub fn stat(cli: &Cli, args: &ObjectArgs) -> CmdResult {
-    let store = cli.open_store()?;
-    let (collection, object) = (&args.collection, &args.object);
+    let store = cli.inspect_store()?;
+    let (collection, object) = (args.collection(), args.object());
     let stat = store.stat(collection, object).map_err(|e| e.to_string())?;
     let extents = store
         .fiemap(collection, object)
@@ -156,8 +170,9 @@ pub fn stat(cli: &Cli, args: &ObjectArgs) -> CmdResult {
             "shared": e.shared,
         })).collect::<Vec<_>>(),
     });
-    store.close().map_err(|e| e.to_string())?;
-    print(cli.format, &value);
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -165,36 +180,40 @@ pub fn stat(cli: &Cli, args: &ObjectArgs) -> CmdResult {
 pub fn rm(cli: &Cli, args: &ObjectArgs) -> CmdResult {
     let store = cli.open_store()?;
     store
-        .remove(&args.collection, &args.object)
+        .remove(args.collection(), args.object())
         .map_err(|e| e.to_string())?;
     store.close().map_err(|e| e.to_string())?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Lists collections, or the objects of one, one per line.
+/// Lists collections, or the objects of one: one escaped name per line, or a JSON array.
 pub fn ls(cli: &Cli, args: &LsArgs) -> CmdResult {
-    let store = cli.open_store()?;
-    let mut out = std::io::stdout().lock();
-    let mut emit = |name: &[u8]| {
-        out.write_all(name)
-            .and_then(|()| out.write_all(b"\n"))
-            .map_err(|e| format!("writing to stdout: {e}"))
+    let store = cli.inspect_store()?;
+    let mut out = Out::new();
+    let format = cli.format_or(Format::Text);
+    let mut names = Vec::new();
+    let mut emit = |out: &mut Out, name: &[u8]| match format {
+        Format::Text => out.line(&escape(name)),
+        Format::Json => {
+            names.push(escape(name));
+            Ok(())
+        }
     };
     match &args.collection {
         None => {
             for name in store.list_collections().map_err(|e| e.to_string())? {
-                emit(&name)?;
+                emit(&mut out, &name)?;
             }
         }
         Some(collection) => {
             const PAGE: usize = 1000;
             let mut after: Option<Vec<u8>> = None;
-            loop {
+            while !out.is_closed() {
                 let page = store
-                    .list_objects(collection, after.as_deref(), PAGE)
+                    .list_objects(arg_bytes(collection), after.as_deref(), PAGE)
                     .map_err(|e| e.to_string())?;
                 for name in &page {
-                    emit(name)?;
+                    emit(&mut out, name)?;
                 }
                 if page.len() < PAGE {
                     break;
@@ -203,19 +222,23 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> CmdResult {
             }
         }
     }
-    store.close().map_err(|e| e.to_string())?;
+    if format == Format::Json {
+        out.value(Format::Json, &json!(names))?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Creates the collection unless it exists.
-pub fn ensure_collection(store: &Store, collection: &str) -> Result<(), String> {
+pub fn ensure_collection(store: &Store, collection: &[u8]) -> Result<(), String> {
     match store.create_collection(collection) {
         Ok(()) | Err(Error::AlreadyExists(_)) => Ok(()),
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
+/// The bytes of a file, or of stdin for `-` or no file.
+pub fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
     match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display())),
         None => {
@@ -228,13 +251,16 @@ fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
     }
 }
 
-fn write_output(file: Option<&PathBuf>, data: &[u8]) -> Result<(), String> {
+/// Writes bytes verbatim to a file, or to stdout for `-` or no file.
+pub fn write_output(file: Option<&PathBuf>, data: &[u8]) -> Result<(), String> {
     match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => {
             std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
         }
-        None => std::io::stdout()
-            .write_all(data)
-            .map_err(|e| format!("writing stdout: {e}")),
+        None => {
+            let mut out = Out::new();
+            out.bytes(data)?;
+            out.flush()
+        }
     }
 }
