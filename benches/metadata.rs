@@ -58,6 +58,9 @@ fn config() -> EngineConfig {
         onode_cache_bytes: 64 << 20,
         queue_depth_max: 1024,
         deferred: Default::default(),
+        background: Default::default(),
+        #[cfg(debug_assertions)]
+        mutation: Default::default(),
     }
 }
 

@@ -47,7 +47,7 @@ pub use alloc::ScoreVariant;
 pub use error::{Error, Result};
 pub use fsck::FsckReport;
 pub use store::{
-    BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions, MkfsOptions,
-    ObjectStat, OpenOptions, Statfs, Store,
+    Background, BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions,
+    MkfsOptions, ObjectStat, OpenOptions, Statfs, Store, Work,
 };
 pub use txn::Transaction;

@@ -25,7 +25,9 @@ use std::sync::Arc;
 
 pub use aligned::AlignedBuf;
 pub use probe::{PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, Signature, find_signatures, probe};
-pub use sim::{CrashMode, PowerCut, SimDevice, SimFaults};
+pub use sim::{
+    CrashMode, PowerCut, PowerEvent, SimCrashCounts, SimDevice, SimFaults, SimImage, SimIo,
+};
 pub use sync_io::SyncDevice;
 pub use uring::UringDevice;
 
@@ -211,6 +213,13 @@ pub trait BlockDevice: Send + Sync {
 
     /// Makes every completed write durable (fdatasync: also flushes the device's write cache).
     fn flush(&self) -> Result<()>;
+
+    /// Completes one submitted request, for a device whose completions the caller drives (the
+    /// simulated device in reordering mode, under a stepped store); false when none is
+    /// pending. Real devices complete on their own and always answer false.
+    fn complete_one(&self) -> bool {
+        false
+    }
 
     /// Performs `batch` and waits for it on the calling thread. The default submits and parks
     /// until the completion arrives; a device may do better for a caller that waits anyway.

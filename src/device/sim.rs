@@ -1,7 +1,9 @@
 //! The simulated device: memory with a "written" and a "durable" image, for crash and fault tests.
 //!
-//! Writes land in the written image at once (reads see them) and are logged as unflushed; a
-//! flush makes them durable. [`SimDevice::crash`] returns the image a power cut would leave:
+//! Writes land in the written image when they complete (reads see them) and are logged as
+//! unflushed; a flush makes the completed ones durable. They complete at submission by default,
+//! or, in [`SimIo::Reordered`] mode, one at a time in a seeded random order when the caller
+//! (a stepped store) asks ([`BlockDevice::complete_one`]), as io_uring completes out of order. [`SimDevice::crash`] returns the image a power cut would leave:
 //! the durable image plus, per unflushed write and according to the [`CrashMode`], all of it,
 //! none of it, or a torn subset of its sectors. Faults ([`SimFaults`]) make chosen reads, writes
 //! or flushes fail with EIO. After a crash the device refuses all I/O, so the crashed store's
@@ -113,9 +115,20 @@ impl PowerCut {
 
     /// Counts one I/O event; false when the power is off (the event must fail).
     pub fn event(&self) -> bool {
+        self.next_event() == PowerEvent::On
+    }
+
+    /// Counts one I/O event and says whether it happens with the power on, is the one the power
+    /// fails during, or comes after.
+    pub fn next_event(&self) -> PowerEvent {
         let number = self.events.fetch_add(1, Ordering::SeqCst) + 1;
         let cut_at = self.cut_at.load(Ordering::SeqCst);
-        cut_at == 0 || number < cut_at
+        match cut_at {
+            0 => PowerEvent::On,
+            _ if number < cut_at => PowerEvent::On,
+            _ if number == cut_at => PowerEvent::Cut,
+            _ => PowerEvent::Off,
+        }
     }
 
     /// Whether the cut has happened.
@@ -128,6 +141,47 @@ impl PowerCut {
     pub fn events(&self) -> u64 {
         self.events.load(Ordering::SeqCst)
     }
+}
+
+/// Where an I/O event falls relative to a power cut.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PowerEvent {
+    /// Before the cut: the event happens.
+    On,
+    /// The event the power fails during: it fails, though what it wrote may have reached the
+    /// media (a synced KV write whose sync never returned).
+    Cut,
+    /// After the cut: the event fails and changes nothing.
+    Off,
+}
+
+/// How the simulated device completes what is submitted to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SimIo {
+    /// Every request of a batch is performed at submission, in order (the default).
+    #[default]
+    Immediate,
+    /// Submitted requests stay pending until [`BlockDevice::complete_one`] completes one,
+    /// chosen at random (from this seed) among all pending, as io_uring completes out of order;
+    /// a request reaches the written image only when it completes, and a flush makes durable
+    /// only what completed before it. Blocking batches are performed at once, in a random order.
+    Reordered {
+        /// Seed of the completion order.
+        seed: u64,
+    },
+}
+
+/// What the last simulated power cut did to the writes that were not yet durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimCrashCounts {
+    /// Completed, unflushed writes that survived whole.
+    pub kept: u64,
+    /// Completed, unflushed writes lost whole.
+    pub dropped: u64,
+    /// Completed, unflushed writes of which only some sectors survived.
+    pub torn: u64,
+    /// Submitted writes that had not completed: lost.
+    pub in_flight_lost: u64,
 }
 
 /// EIO injection: the n-th (1-based, counted since the device was made) operation fails.
@@ -152,7 +206,6 @@ pub struct SimCounters {
     pub flushes: u64,
 }
 
-#[derive(Debug)]
 struct SimState {
     written: SimImage,
     durable: SimImage,
@@ -161,6 +214,33 @@ struct SimState {
     counters: SimCounters,
     crashed: bool,
     power: Option<Arc<PowerCut>>,
+    io: SimIo,
+    /// The generator of completion orders (reordering mode).
+    order: SplitMix64,
+    /// Submitted batches not yet completed, by id.
+    batches: BTreeMap<u64, PendingBatch>,
+    /// Requests not yet completed: (batch id, index in the batch).
+    pending: Vec<(u64, usize)>,
+    next_batch: u64,
+    last_crash: SimCrashCounts,
+}
+
+/// A submitted batch waiting for its requests to complete.
+struct PendingBatch {
+    requests: Vec<IoRequest>,
+    remaining: usize,
+    result: Result<()>,
+    done: IoDone,
+}
+
+impl std::fmt::Debug for SimState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimState")
+            .field("unflushed", &self.unflushed.len())
+            .field("pending", &self.pending.len())
+            .field("crashed", &self.crashed)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The simulated device.
@@ -205,8 +285,33 @@ impl SimDevice {
                 counters: SimCounters::default(),
                 crashed: false,
                 power: None,
+                io: SimIo::Immediate,
+                order: SplitMix64::new(0),
+                batches: BTreeMap::new(),
+                pending: Vec::new(),
+                next_batch: 0,
+                last_crash: SimCrashCounts::default(),
             }),
         }
+    }
+
+    /// Chooses how submitted requests complete.
+    pub fn set_io(&self, io: SimIo) {
+        let mut state = self.state.lock();
+        state.io = io;
+        if let SimIo::Reordered { seed } = io {
+            state.order = SplitMix64::new(seed);
+        }
+    }
+
+    /// Submitted requests not yet completed.
+    pub fn pending_count(&self) -> usize {
+        self.state.lock().pending.len()
+    }
+
+    /// What the last [`SimDevice::crash`] did to the writes not yet durable.
+    pub fn last_crash(&self) -> SimCrashCounts {
+        self.state.lock().last_crash
     }
 
     /// Arms EIO injection.
@@ -229,25 +334,54 @@ impl SimDevice {
         self.state.lock().unflushed.len()
     }
 
-    /// Simulates a power cut: returns the surviving image and refuses all later I/O.
+    /// Simulates a power cut: returns the surviving image and refuses all later I/O. Requests
+    /// still pending never complete (their batches' callbacks are dropped).
     pub fn crash(&self, mode: CrashMode) -> SimImage {
-        let mut state = self.state.lock();
-        state.crashed = true;
+        let (image, abandoned) = {
+            let mut state = self.state.lock();
+            state.crashed = true;
+            let (image, mut counts) = self.survivor_of(&state, mode);
+            counts.in_flight_lost = state.pending.len() as u64;
+            state.last_crash = counts;
+            state.pending.clear();
+            (image, std::mem::take(&mut state.batches))
+        };
+        // Outside the lock: a callback may hold the last reference to what uses this device.
+        drop(abandoned);
+        image
+    }
+
+    /// The image a power cut now would leave, without cutting the power.
+    pub fn survivor(&self, mode: CrashMode) -> SimImage {
+        let state = self.state.lock();
+        self.survivor_of(&state, mode).0
+    }
+
+    fn survivor_of(&self, state: &SimState, mode: CrashMode) -> (SimImage, SimCrashCounts) {
         let mut image = state.durable.clone();
+        let mut counts = SimCrashCounts::default();
         let mut rng = match mode {
             CrashMode::Random(seed) => Some(SplitMix64::new(seed)),
             _ => None,
         };
         let sector = self.info.logical_block_size as usize;
         for (offset, data) in &state.unflushed {
-            match (&mut rng, mode) {
-                (_, CrashMode::DropUnflushed) => {}
-                (_, CrashMode::KeepUnflushed) => image.write(*offset, data),
+            let fate = match (&mut rng, mode) {
+                (_, CrashMode::DropUnflushed) => Fate::Dropped,
+                (_, CrashMode::KeepUnflushed) => {
+                    image.write(*offset, data);
+                    Fate::Kept
+                }
                 (Some(rng), _) => apply_randomly(&mut image, rng, *offset, data, sector),
                 (None, CrashMode::Random(_)) => unreachable!("rng exists in random mode"),
+            };
+            match fate {
+                Fate::Kept => counts.kept += 1,
+                Fate::Dropped => counts.dropped += 1,
+                Fate::Torn => counts.torn += 1,
             }
         }
-        image
+        (image, counts)
     }
 
     /// The current durable image (what a crash in `DropUnflushed` mode would leave).
@@ -296,21 +430,39 @@ impl SimDevice {
     }
 }
 
+/// What a power cut did to one unflushed write.
+enum Fate {
+    Kept,
+    Dropped,
+    Torn,
+}
+
 fn apply_randomly(
     image: &mut SimImage,
     rng: &mut SplitMix64,
     offset: u64,
     data: &[u8],
     sector: usize,
-) {
+) -> Fate {
     match rng.below(3) {
-        0 => {}
-        1 => image.write(offset, data),
+        0 => Fate::Dropped,
+        1 => {
+            image.write(offset, data);
+            Fate::Kept
+        }
         _ => {
+            let sectors = data.len().div_ceil(sector.max(1));
+            let mut survived = 0;
             for (index, piece) in data.chunks(sector).enumerate() {
                 if rng.chance(1, 2) {
                     image.write(offset + (index * sector) as u64, piece);
+                    survived += 1;
                 }
+            }
+            match survived {
+                0 => Fate::Dropped,
+                n if n == sectors => Fate::Kept,
+                _ => Fate::Torn,
             }
         }
     }
@@ -334,16 +486,90 @@ impl BlockDevice for SimDevice {
     }
 
     fn submit(&self, mut batch: Vec<IoRequest>, done: IoDone) {
-        let result = check_batch(&self.info, &batch).and_then(|()| {
-            let mut state = self.state.lock();
-            batch
+        if let Err(error) = check_batch(&self.info, &batch) {
+            return done(IoOutcome {
+                requests: batch,
+                result: Err(error),
+            });
+        }
+        let mut state = self.state.lock();
+        if state.io == SimIo::Immediate || batch.is_empty() {
+            let result = batch
                 .iter_mut()
-                .try_for_each(|request| self.perform(&mut state, request))
-        });
-        done(IoOutcome {
-            requests: batch,
-            result,
-        });
+                .try_for_each(|request| self.perform(&mut state, request));
+            drop(state);
+            return done(IoOutcome {
+                requests: batch,
+                result,
+            });
+        }
+        let id = state.next_batch;
+        state.next_batch += 1;
+        state
+            .pending
+            .extend((0..batch.len()).map(|index| (id, index)));
+        let remaining = batch.len();
+        state.batches.insert(
+            id,
+            PendingBatch {
+                requests: batch,
+                remaining,
+                result: Ok(()),
+                done,
+            },
+        );
+    }
+
+    fn run_blocking(&self, mut batch: Vec<IoRequest>) -> Result<Vec<IoRequest>> {
+        check_batch(&self.info, &batch)?;
+        let mut state = self.state.lock();
+        let mut order: Vec<usize> = (0..batch.len()).collect();
+        if state.io != SimIo::Immediate {
+            // The requests of one batch complete in any order.
+            for i in (1..order.len()).rev() {
+                let j = state.order.below(i as u64 + 1) as usize;
+                order.swap(i, j);
+            }
+        }
+        order
+            .into_iter()
+            .try_for_each(|index| self.perform(&mut state, &mut batch[index]))?;
+        Ok(batch)
+    }
+
+    fn complete_one(&self) -> bool {
+        let finished = {
+            let mut state = self.state.lock();
+            if state.pending.is_empty() {
+                return false;
+            }
+            let count = state.pending.len() as u64;
+            let pick = state.order.below(count) as usize;
+            let (id, index) = state.pending.swap_remove(pick);
+            let mut batch = state
+                .batches
+                .remove(&id)
+                .expect("pending requests have batches");
+            let result = self.perform(&mut state, &mut batch.requests[index]);
+            if batch.result.is_ok() {
+                batch.result = result;
+            }
+            batch.remaining -= 1;
+            if batch.remaining > 0 {
+                state.batches.insert(id, batch);
+                None
+            } else {
+                Some(batch)
+            }
+        };
+        // The batch's callback runs without the device's lock, as a real completion would.
+        if let Some(batch) = finished {
+            (batch.done)(IoOutcome {
+                requests: batch.requests,
+                result: batch.result,
+            });
+        }
+        true
     }
 
     fn flush(&self) -> Result<()> {

@@ -4,7 +4,9 @@
 //! WAL, written in order). [`MemKv::crash`] returns the store a power cut would leave: the durable
 //! state plus a prefix of the unsynced batches (none, all, or a random prefix: a WAL tail is lost
 //! from some point on, never from the middle). A failed synced write is not acknowledged, but its
-//! batch may still survive a crash, as with a real fsync failure.
+//! batch may still survive a crash, as with a real fsync failure; so may the batch of the write
+//! the power failed during: in random mode it survives half the time (behind every unsynced
+//! batch), as when the log reached the disk but the sync never returned.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::{Batch, BatchOp, Durability, KeySpace, Kv, ScanVisitor};
-use crate::device::{CrashMode, PowerCut};
+use crate::device::{CrashMode, PowerCut, PowerEvent};
 use crate::error::{Error, Result};
 use crate::format::freelist;
 use crate::rng::SplitMix64;
@@ -29,15 +31,31 @@ pub struct MemKvFaults {
     pub fail_sync_number: Option<u64>,
 }
 
+/// What the last simulated power cut did to the batches that were not yet durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemCrashCounts {
+    /// Unsynced batches that survived.
+    pub unsynced_kept: u64,
+    /// Unsynced batches lost.
+    pub unsynced_lost: u64,
+    /// The batch of the write the power failed during, when it survived (0 or 1).
+    pub cut_batch_kept: u64,
+    /// The batch of the write the power failed during, when it was lost (0 or 1).
+    pub cut_batch_lost: u64,
+}
+
 #[derive(Debug, Default)]
 struct MemState {
     visible: Vec<Space>,
     durable: Vec<Space>,
     unsynced: Vec<Batch>,
+    /// The batch of the write the power failed during: it may have reached the log.
+    cut_batch: Option<Batch>,
     faults: MemKvFaults,
     synced_writes: u64,
     crashed: bool,
     power: Option<Arc<PowerCut>>,
+    last_crash: MemCrashCounts,
 }
 
 /// In-memory [`Kv`].
@@ -84,25 +102,63 @@ impl MemKv {
 
     /// Simulates a power cut: returns the store that survives; this one refuses further writes.
     pub fn crash(&self, mode: CrashMode) -> MemKv {
-        let survivor = self.survivor(mode);
-        self.state.lock().crashed = true;
+        let (survivor, counts) = self.survivor_with_counts(mode);
+        let mut state = self.state.lock();
+        state.crashed = true;
+        state.last_crash = counts;
         survivor
+    }
+
+    /// What the last [`MemKv::crash`] did to the batches not yet durable.
+    pub fn last_crash(&self) -> MemCrashCounts {
+        self.state.lock().last_crash
     }
 
     /// The store a power cut now would leave, without cutting the power.
     pub fn survivor(&self, mode: CrashMode) -> MemKv {
+        self.survivor_with_counts(mode).0
+    }
+
+    fn survivor_with_counts(&self, mode: CrashMode) -> (MemKv, MemCrashCounts) {
         let state = self.state.lock();
-        let keep = match mode {
-            CrashMode::DropUnflushed => 0,
-            CrashMode::KeepUnflushed => state.unsynced.len(),
-            CrashMode::Random(seed) => {
-                SplitMix64::new(seed).below(state.unsynced.len() as u64 + 1) as usize
-            }
+        let unsynced = state.unsynced.len() as u64;
+        let mut rng = match mode {
+            CrashMode::Random(seed) => Some(SplitMix64::new(seed)),
+            _ => None,
         };
+        let keep = match (mode, &mut rng) {
+            (CrashMode::DropUnflushed, _) => 0,
+            (CrashMode::KeepUnflushed, _) => unsynced,
+            (_, Some(rng)) => rng.below(unsynced + 1),
+            (CrashMode::Random(_), None) => unreachable!("rng exists in random mode"),
+        };
+        // The log is written in order: the cut batch can survive only behind all the others.
+        let keep_cut = state.cut_batch.is_some()
+            && keep == unsynced
+            && match (mode, &mut rng) {
+                (CrashMode::KeepUnflushed, _) => true,
+                (_, Some(rng)) => rng.chance(1, 2),
+                _ => false,
+            };
         let mut survivor = state.durable.clone();
-        for batch in state.unsynced.iter().take(keep) {
+        for batch in state.unsynced.iter().take(keep as usize) {
             apply(&mut survivor, batch);
         }
+        if keep_cut && let Some(batch) = &state.cut_batch {
+            apply(&mut survivor, batch);
+        }
+        let cut = u64::from(state.cut_batch.is_some());
+        let counts = MemCrashCounts {
+            unsynced_kept: keep,
+            unsynced_lost: unsynced - keep,
+            cut_batch_kept: u64::from(keep_cut),
+            cut_batch_lost: cut - u64::from(keep_cut),
+        };
+        (Self::restored(survivor), counts)
+    }
+
+    /// A store whose durable state is `survivor`.
+    fn restored(survivor: Vec<Space>) -> MemKv {
         MemKv {
             state: Mutex::new(MemState {
                 visible: survivor.clone(),
@@ -126,8 +182,14 @@ impl Kv for MemKv {
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<()> {
         let mut state = self.state.lock();
-        let power_off = state.power.as_ref().is_some_and(|power| !power.event());
-        if state.crashed || power_off {
+        let event = match &state.power {
+            Some(power) if !state.crashed => power.next_event(),
+            _ => PowerEvent::On,
+        };
+        if state.crashed || event != PowerEvent::On {
+            if event == PowerEvent::Cut {
+                state.cut_batch = Some(batch);
+            }
             return Err(Error::io(
                 "KV write",
                 io::Error::from_raw_os_error(libc::EIO),

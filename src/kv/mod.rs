@@ -14,7 +14,7 @@ pub mod records;
 pub mod rocks;
 
 pub use crate::format::keys::KeySpace;
-pub use mem::{MemKv, MemKvFaults};
+pub use mem::{MemCrashCounts, MemKv, MemKvFaults};
 #[cfg(feature = "rocksdb")]
 pub use rocks::{KvOpenMode, RocksKv};
 

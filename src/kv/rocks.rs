@@ -51,6 +51,19 @@ impl std::fmt::Debug for RocksKv {
 impl RocksKv {
     /// Opens (or creates) the database in `db_dir`, with its WAL in `wal_dir` when given.
     pub fn open(db_dir: &Path, wal_dir: Option<&Path>, mode: KvOpenMode) -> Result<RocksKv> {
+        if mode != KvOpenMode::Create {
+            // The rocksdb crate creates the directory in every mode: an open that must find a
+            // database would otherwise make an empty one (behind a dangling link, even outside
+            // the store).
+            for dir in std::iter::once(db_dir).chain(wal_dir) {
+                if !dir.is_dir() {
+                    return Err(Error::NotFormatted(format!(
+                        "{}: no database directory here",
+                        dir.display()
+                    )));
+                }
+            }
+        }
         let mut options = Options::default();
         options.create_if_missing(mode == KvOpenMode::Create);
         options.create_missing_column_families(mode == KvOpenMode::Create);

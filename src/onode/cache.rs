@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::Onode;
+use crate::completion::Waiting;
 
 /// What a slot knows about one object name.
 #[derive(Debug, Default)]
@@ -55,11 +56,11 @@ impl OnodeSlot {
     }
 
     /// Waits until every transaction submitted before this call has finished.
-    pub fn wait_settled(&self) {
+    pub fn wait_settled(&self, waiting: Waiting<'_>) {
         let mut state = self.state.lock();
         let target = state.submitted;
         while state.finished < target {
-            self.finished_changed.wait(&mut state);
+            waiting.wait(&self.finished_changed, &mut state);
         }
     }
 }
@@ -225,7 +226,7 @@ mod tests {
         slot.lock().submitted = 2;
         let waiter = {
             let slot = Arc::clone(&slot);
-            std::thread::spawn(move || slot.wait_settled())
+            std::thread::spawn(move || slot.wait_settled(Waiting::Park))
         };
         slot.finish_one();
         slot.finish_one();

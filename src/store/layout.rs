@@ -21,10 +21,16 @@ use std::fs::{self, File, TryLockError};
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::mkfs::{format_uuid, parse_uuid};
 use crate::error::{Error, Result};
 
 /// Name of the staging directory mkfs builds a store in.
 pub const STAGING_NAME: &str = ".mkfs";
+
+/// Name of the file by which mkfs claims a `--db-dir`/`--wal-dir` before it puts anything
+/// there: the uuid of the store being made (FORMAT.md §10). Only a directory carrying the
+/// claim of the very store a retry is making may be cleared by that retry.
+pub const CLAIM_NAME: &str = ".bstore-mkfs";
 
 /// Paths of a store directory, and the lock on it when held.
 #[derive(Debug)]
@@ -215,15 +221,55 @@ pub fn is_rocksdb_file(name: &str) -> bool {
     })
 }
 
-/// Names in `dir` that RocksDB did not make (subdirectories included), in name order.
+/// Names in `dir` that neither RocksDB nor mkfs (its claim) made, subdirectories included,
+/// in name order.
 pub fn foreign_entries(dir: &Path) -> Result<Vec<String>> {
     let mut foreign: Vec<String> = entries(dir)?
         .into_iter()
-        .filter(|(name, is_file)| !(*is_file && is_rocksdb_file(name)))
+        .filter(|(name, is_file)| !(*is_file && (is_rocksdb_file(name) || name == CLAIM_NAME)))
         .map(|(name, _)| name)
         .collect();
     foreign.sort();
     Ok(foreign)
+}
+
+/// Claims `dir` for the store `store_uuid` mkfs is making (durably, before it is used).
+pub fn write_claim(dir: &Path, store_uuid: &[u8; 16]) -> Result<()> {
+    write_uuid_file(&dir.join(CLAIM_NAME), store_uuid)?;
+    sync_dir(dir)
+}
+
+/// The uuid `dir` is claimed for, if it carries a readable claim.
+pub fn read_claim(dir: &Path) -> Option<[u8; 16]> {
+    read_uuid_file(&dir.join(CLAIM_NAME))
+}
+
+/// Removes the claim on `dir` (the store is in place, or the directory given up).
+pub fn remove_claim(dir: &Path) -> Result<()> {
+    remove_link_or_file(&dir.join(CLAIM_NAME))
+}
+
+/// Writes a uuid as one line of text, durably.
+pub fn write_uuid_file(path: &Path, uuid: &[u8; 16]) -> Result<()> {
+    fs::write(path, format!("{}\n", format_uuid(uuid)))
+        .and_then(|()| File::open(path)?.sync_all())
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+}
+
+/// Reads a uuid written by [`write_uuid_file`].
+pub fn read_uuid_file(path: &Path) -> Option<[u8; 16]> {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|text| parse_uuid(text.trim()))
+}
+
+/// The store directory `path` is or lies inside, if any: a directory holding `block` and
+/// `db`, or a `.mkfs` staging directory.
+pub fn enclosing_store(path: &Path) -> Option<PathBuf> {
+    let has = |dir: &Path, name: &str| fs::symlink_metadata(dir.join(name)).is_ok();
+    path.ancestors()
+        .find(|dir| (has(dir, "block") && has(dir, "db")) || has(dir, STAGING_NAME))
+        .map(Path::to_path_buf)
 }
 
 /// True when `dir` has no entries at all.
@@ -231,9 +277,13 @@ pub fn is_empty_dir(dir: &Path) -> Result<bool> {
     Ok(entries(dir)?.is_empty())
 }
 
-/// Removes the files RocksDB made in `dir`, and nothing else.
+/// Removes the files RocksDB made in `dir`, and nothing else. `CURRENT` goes first: once it
+/// is gone the directory holds no database, so an interrupted removal leaves debris, never a
+/// half-deleted database that still opens.
 pub fn remove_rocksdb_files(dir: &Path) -> Result<()> {
-    for (name, is_file) in entries(dir)? {
+    let mut names = entries(dir)?;
+    names.sort_by_key(|(name, _)| name != "CURRENT");
+    for (name, is_file) in names {
         if is_file && is_rocksdb_file(&name) {
             let path = dir.join(&name);
             fs::remove_file(&path)

@@ -21,7 +21,7 @@ use crate::format::records::{StatfsRecord, Superblock, encode_counter};
 use crate::kv::{Batch, Durability, Kv};
 
 #[cfg(feature = "rocksdb")]
-pub use super::mkfs_dir::{mkfs, zap, zap_device};
+pub use super::mkfs_dir::{ZapReport, mkfs, zap, zap_device};
 
 /// Smallest usable device: the reserved start plus this many allocation units.
 const DEVICE_UNITS_MIN: u64 = 16;
@@ -52,7 +52,8 @@ pub fn mkfs_on(device: &dyn BlockDevice, kv: &dyn Kv, options: &FormatOptions) -
     device.flush()
 }
 
-fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Result<Superblock> {
+/// Checks the geometry against the device and plans the superblock (nothing is written).
+pub fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Result<Superblock> {
     let info = device.info();
     let block = info.logical_block_size;
     let check_unit = |what: &str, value: u32| {
@@ -161,7 +162,8 @@ pub fn parse_uuid(text: &str) -> Option<[u8; 16]> {
         && dashes_at
             .iter()
             .all(|i| text.as_bytes().get(*i) == Some(&b'-'))
-        && hex.len() == 32;
+        && hex.len() == 32
+        && hex.iter().all(u8::is_ascii_hexdigit);
     if !shaped {
         return None;
     }
@@ -185,5 +187,6 @@ mod tests {
         assert_eq!(parse_uuid("01234567-89ab-cdef-0011-22334455667"), None);
         assert_eq!(parse_uuid("0123456789ab-cdef-0011-223344556677-"), None);
         assert_eq!(parse_uuid("zz234567-89ab-cdef-0011-223344556677"), None);
+        assert_eq!(parse_uuid("+1234567-89ab-cdef-0011-223344556677"), None);
     }
 }

@@ -5,25 +5,29 @@
 //!   table, an LVM or MD member, a Ceph OSD or another bstore store is refused, naming what was
 //!   found, unless `force`; with `force` those signatures are wiped, so no tool mistakes the
 //!   device for its old self afterwards.
-//! - **It minds its own business.** A `--db-dir`/`--wal-dir` must be new or empty, or (with
-//!   `force`) be the directory of the very store being replaced, shown by its superblock's uuid
-//!   matching that store's label. Replacing a store removes only its parts (see
-//!   [`super::layout`]): RocksDB's own files, the `block` link or file; never an unrelated file,
-//!   never what a symlink points to unless the target is shown to be the store's own.
-//! - **It is atomic to a retry.** Everything is checked before anything changes; the new store
-//!   is built in `STORE_DIR/.mkfs/` and moved into place at the end, `block` last (the entry
-//!   whose presence makes a directory a store). A killed or failed mkfs leaves a `.mkfs/` that
-//!   the next mkfs recognises and removes (with what it had moved already), so a plain retry
-//!   works; `.mkfs/store_uuid` names the store being made, so a label it had already written is
-//!   known for its own.
+//! - **It minds its own business.** A `--db-dir`/`--wal-dir` must be new or empty, outside any
+//!   store directory, or (with `force`) the directory of the very store being replaced: the
+//!   target of its own link, holding no database of another store. Replacing a store removes
+//!   only its parts (see [`super::layout`]): RocksDB's own files, the `block` link or file;
+//!   never an unrelated file, never what a symlink points to unless shown to be the store's.
+//! - **Nothing is destroyed before every check passed, and a kill never blocks a plain retry.**
+//!   The new store is built in `STORE_DIR/.mkfs/`, which first records the new store's uuid:
+//!   that is the whole of what happens before the checks (the geometry, the device's
+//!   signatures, the directories), which need the new block file or link to look at. Only
+//!   then are an old store's parts removed (`block` last) and the new parts made, each
+//!   `--db-dir`/`--wal-dir` claimed with the uuid before RocksDB writes there; the store is
+//!   moved into place with `block` last (the entry whose presence makes a directory a store).
+//!   A retry reuses the recorded uuid, knows the label the interrupted run may have written
+//!   for its own, and clears a directory only if it carries that run's claim.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::layout::{
-    Part, StoreDir, foreign_entries, is_empty_dir, remove_kv_part, remove_link_or_file, sync_dir,
+    Part, StoreDir, enclosing_store, foreign_entries, is_empty_dir, read_claim, read_uuid_file,
+    remove_claim, remove_kv_part, remove_link_or_file, remove_rocksdb_files, sync_dir, write_claim,
+    write_uuid_file,
 };
-use super::mkfs::{format_uuid, mkfs_on, parse_uuid, random_uuid};
+use super::mkfs::{format_uuid, mkfs_on, plan_superblock, random_uuid};
 use super::open::{open_device, open_device_waiting};
 use super::options::{BlockSource, MkfsOptions};
 use crate::device::probe::{Signature, probe};
@@ -39,10 +43,12 @@ use crate::kv::{Kv, KvOpenMode, RocksKv};
 /// labels) is found again until every copy is gone.
 const WIPE_ROUNDS_MAX: usize = 8;
 
+/// Name of the file in the staging directory that holds the uuid of the store being made.
+const STAGING_UUID_NAME: &str = "store_uuid";
+
 /// Makes a store in a directory (see [`MkfsOptions`] and the module comment).
 pub fn mkfs(options: &MkfsOptions) -> Result<()> {
     let dir = StoreDir::create_and_lock(&options.path)?;
-    let interrupted_uuid = discard_interrupted(&dir)?;
     let existing = Existing::inspect(&dir)?;
     if let Some(existing) = &existing {
         if !options.force {
@@ -54,69 +60,46 @@ pub fn mkfs(options: &MkfsOptions) -> Result<()> {
         }
         existing.check_removable(&dir)?;
     }
-    let db_plan = plan_kv_dir(
-        KvPart::Db,
-        options.db_dir.as_deref(),
-        &dir,
-        existing.as_ref(),
-    )?;
-    let wal_plan = plan_kv_dir(
-        KvPart::Wal,
-        options.wal_dir.as_deref(),
-        &dir,
-        existing.as_ref(),
-    )?;
-    let device = match &options.block {
-        BlockSource::Device(path) => Some(open_target_device(path, &dir, options.io_backend)?),
-        BlockSource::File { .. } => None,
-    };
-    if let Some(device) = &device {
-        let found = signatures_not_ours(device.as_ref(), interrupted_uuid)?;
-        if !found.is_empty() && !options.force {
-            return Err(refusal(device.as_ref(), &found));
-        }
+    let staging = Staging::prepare(&dir, options.format.store_uuid)?;
+    let made = staging.build(&dir, options, existing);
+    if made.is_err() {
+        staging.abandon();
     }
-    if let Some(existing) = existing {
-        existing.remove(&dir, &db_plan, &wal_plan)?;
-    }
-    let store_uuid = options.format.store_uuid.map_or_else(random_uuid, Ok)?;
-    let staging = Staging::create(&dir, &store_uuid)?;
-    let block = staging.make_block(&options.block)?;
-    let device = match device {
-        Some(device) => device,
-        None => open_device(&block, options.io_backend, Access::ReadWrite)?.device,
-    };
-    let db = staging.make_kv_dir("db", db_plan.as_ref())?;
-    let wal = match &wal_plan {
-        Some(plan) => Some(staging.make_kv_dir("wal", Some(plan))?),
-        None => None,
-    };
-    wipe_signatures(device.as_ref(), interrupted_uuid.or(Some(store_uuid)))?;
-    let kv = RocksKv::open(&db, wal.as_deref(), KvOpenMode::Create)?;
-    let mut format = options.format.clone();
-    format.store_uuid = Some(store_uuid);
-    mkfs_on(device.as_ref(), &kv, &format)?;
-    drop(kv);
-    drop(device);
-    staging.publish(&dir)
+    made
 }
 
-/// Wipes the store in `path`: its label (so nothing mounts it again), then its parts by the
-/// rules of [`super::layout`]. The directory itself stays (it may be a mount point).
-pub fn zap(path: &Path) -> Result<()> {
+/// Wipes the store in `path`: its label when the label is its own (the store's database names
+/// the same uuid), then its parts by the rules of [`super::layout`]. The directory itself stays
+/// (it may be a mount point). Says whose label it wiped, and whose it left.
+pub fn zap(path: &Path) -> Result<ZapReport> {
     let dir = StoreDir::lock(path)?;
     dir.require_store()?;
     let existing = Existing::inspect(&dir)?
         .ok_or_else(|| Error::NotFormatted(format!("{}: no store here", path.display())))?;
     existing.check_removable(&dir)?;
-    if existing.label_uuid.is_some() {
+    let owned = existing.owns_kv_dirs();
+    let report = ZapReport {
+        label_wiped: existing.label_uuid.filter(|_| owned),
+        label_left: existing.label_uuid.filter(|_| !owned),
+    };
+    if owned {
         zap_device(&dir.block())?;
     }
-    let owned = existing.owns_kv_dirs();
     remove_kv_part(&dir.db(), &existing.db, owned)?;
     remove_kv_part(&dir.wal(), &existing.wal, owned)?;
     remove_link_or_file(&dir.block())?;
-    dir.sync()
+    dir.sync()?;
+    Ok(report)
+}
+
+/// What [`zap`] did to the device's label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZapReport {
+    /// The store whose label was zeroed.
+    pub label_wiped: Option<[u8; 16]>,
+    /// A label left alone because the device now belongs to another store (its uuid differs
+    /// from the one the directory's database names).
+    pub label_left: Option<[u8; 16]>,
 }
 
 /// Zeroes the bstore label of the device or file at `path` (its data stays, unreachable).
@@ -159,14 +142,16 @@ struct Existing {
 }
 
 impl Existing {
-    /// What stands in `dir`; `None` when nothing of a store does (an empty `db/` directory, as
-    /// an old failed mkfs left, is removed on the way: it holds nothing).
+    /// What stands in `dir`; `None` when nothing of a store does. Without `block` and with a
+    /// staging directory, the directory holds an interrupted mkfs, whose parts are not a store
+    /// (the retry removes them, see [`Staging::prepare`]). An empty `db/` directory, as an old
+    /// failed mkfs left, is removed on the way: it holds nothing.
     fn inspect(dir: &StoreDir) -> Result<Option<Existing>> {
-        let (block, mut db, wal) = (
-            Part::at(&dir.block())?,
-            Part::at(&dir.db())?,
-            Part::at(&dir.wal())?,
-        );
+        let block = Part::at(&dir.block())?;
+        if !block.exists() && Part::at(&dir.staging())?.exists() {
+            return Ok(None);
+        }
+        let (mut db, wal) = (Part::at(&dir.db())?, Part::at(&dir.wal())?);
         if db == Part::Dir && is_empty_dir(&dir.db())? {
             std::fs::remove_dir(dir.db())
                 .map_err(|e| Error::io(format!("removing {}", dir.db().display()), e))?;
@@ -207,6 +192,17 @@ impl Existing {
         self.label_uuid.is_some() && self.label_uuid == self.db_uuid
     }
 
+    /// True when a `db`/`wal` link's directory may be reused for the store replacing this one:
+    /// nothing in it shows it to be another store's (no readable superblock, or the one of the
+    /// store whose label is here).
+    fn may_reuse_kv_dirs(&self) -> bool {
+        match (self.label_uuid, self.db_uuid) {
+            (_, None) => true,
+            (Some(label), Some(db)) => label == db,
+            (None, Some(_)) => false,
+        }
+    }
+
     /// Refuses, before anything is removed, parts that are not a store's to remove.
     fn check_removable(&self, dir: &StoreDir) -> Result<()> {
         if matches!(self.block, Part::Dir | Part::Other) {
@@ -230,8 +226,17 @@ impl Existing {
         Ok(())
     }
 
-    /// Removes the parts (after [`Existing::check_removable`]). A linked directory is cleared
-    /// only when the new store reuses it (which [`plan_kv_dir`] allowed only for this store's own).
+    /// The part at `which`.
+    fn kv_part(&self, which: KvPart) -> &Part {
+        match which {
+            KvPart::Db => &self.db,
+            KvPart::Wal => &self.wal,
+        }
+    }
+
+    /// Removes the parts (after [`Existing::check_removable`]), `block` last. A linked
+    /// directory is cleared only when the new store reuses it (which [`plan_kv_dir`] allowed
+    /// only for this store's own); otherwise only the link goes.
     fn remove(
         self,
         dir: &StoreDir,
@@ -241,6 +246,7 @@ impl Existing {
         let reused = |plan: &Option<KvDir>| matches!(plan, Some(KvDir::Reuse(_)));
         remove_kv_part(&dir.db(), &self.db, reused(db_plan))?;
         remove_kv_part(&dir.wal(), &self.wal, reused(wal_plan))?;
+        dir.sync()?;
         remove_link_or_file(&dir.block())?;
         dir.sync()
     }
@@ -272,12 +278,19 @@ impl KvPart {
             KvPart::Wal => "--wal-dir",
         }
     }
+
+    fn name(self) -> &'static str {
+        match self {
+            KvPart::Db => "db",
+            KvPart::Wal => "wal",
+        }
+    }
 }
 
 /// Where a linked `db` or `wal` goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum KvDir {
-    /// A new or empty directory.
+    /// A new or empty directory (or one carrying only this mkfs's own claim and debris).
     Fresh(PathBuf),
     /// The directory of the store being replaced (cleared of its RocksDB files first).
     Reuse(PathBuf),
@@ -291,12 +304,14 @@ impl KvDir {
     }
 }
 
-/// Checks a `--db-dir` or `--wal-dir` before anything changes.
+/// Checks a `--db-dir` or `--wal-dir` before anything is destroyed. `claimant` is the uuid of
+/// the store being made: a directory an interrupted attempt claimed for it may be taken again.
 fn plan_kv_dir(
     which: KvPart,
     given: Option<&Path>,
     dir: &StoreDir,
     existing: Option<&Existing>,
+    claimant: &[u8; 16],
 ) -> Result<Option<KvDir>> {
     let Some(given) = given else { return Ok(None) };
     let flag = which.flag();
@@ -308,6 +323,13 @@ fn plan_kv_dir(
             "{flag} {} lies inside the store directory {}: give a directory elsewhere",
             given.display(),
             dir.path().display()
+        )));
+    }
+    if let Some(other) = enclosing_store(&target) {
+        return Err(Error::invalid(format!(
+            "{flag} {} lies inside the store directory {}: give a directory outside any store",
+            given.display(),
+            other.display()
         )));
     }
     match Part::at(&target)? {
@@ -323,16 +345,17 @@ fn plan_kv_dir(
     if is_empty_dir(&target)? {
         return Ok(Some(KvDir::Fresh(target)));
     }
+    if read_claim(&target) == Some(*claimant) {
+        // An interrupted attempt at this same store claimed it: what is there is its own.
+        refuse_foreign_entries(&target)?;
+        return Ok(Some(KvDir::Fresh(target)));
+    }
     let linked_here = existing.is_some_and(|e| {
-        let part = match which {
-            KvPart::Db => &e.db,
-            KvPart::Wal => &e.wal,
-        };
-        *part
+        *e.kv_part(which)
             == Part::Symlink {
                 target: target.clone(),
             }
-            && e.owns_kv_dirs()
+            && e.may_reuse_kv_dirs()
     });
     if linked_here {
         refuse_foreign_entries(&target)?;
@@ -395,13 +418,9 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     Ok(absolute)
 }
 
-/// Opens the `--block` device for writing, refusing one inside the store directory (the
-/// store's own `block` file would be deleted under it).
-fn open_target_device(
-    path: &Path,
-    dir: &StoreDir,
-    backend: IoBackend,
-) -> Result<Arc<dyn BlockDevice>> {
+/// Refuses a `--block` inside the store directory (the store's own `block` file would be
+/// deleted under it).
+fn check_block_outside(path: &Path, dir: &StoreDir) -> Result<PathBuf> {
     let resolved = std::fs::canonicalize(path)
         .map_err(|e| Error::io(format!("resolving {}", path.display()), e))?;
     let store = std::fs::canonicalize(dir.path())
@@ -413,16 +432,16 @@ fn open_target_device(
             path.display()
         )));
     }
-    Ok(open_device(&resolved, backend, Access::ReadWrite)?.device)
+    Ok(resolved)
 }
 
-/// Every signature on `device` except a bstore label of the store an interrupted mkfs was
-/// making (`ours`).
-fn signatures_not_ours(device: &dyn BlockDevice, ours: Option<[u8; 16]>) -> Result<Vec<Signature>> {
+/// Every signature on `device` except a bstore label of `ours` (the store being made, whose
+/// label an interrupted attempt may have written).
+fn signatures_not_ours(device: &dyn BlockDevice, ours: &[u8; 16]) -> Result<Vec<Signature>> {
     let label_uuid = Label::decode(&device.read_at(0, LABEL_LENGTH)?)
         .ok()
         .map(|label| label.store_uuid);
-    let ours_at_start = ours.is_some() && label_uuid == ours;
+    let ours_at_start = label_uuid == Some(*ours);
     Ok(probe(device)?
         .into_iter()
         .filter(|s| !(ours_at_start && s.name == "bstore" && s.device_offset == 0))
@@ -443,8 +462,8 @@ fn refusal(device: &dyn BlockDevice, found: &[Signature]) -> Error {
     }
 }
 
-/// "an ext4 file system at offset 1080 (UUID ...)"-style text for one signature.
-pub fn describe_signature(signature: &Signature) -> String {
+/// "a ext4 signature at offset 0x438 (UUID ...)"-style text for one signature.
+fn describe_signature(signature: &Signature) -> String {
     let detail = if signature.detail.is_empty() {
         String::new()
     } else {
@@ -458,9 +477,10 @@ pub fn describe_signature(signature: &Signature) -> String {
 
 /// Zeroes the block holding each signature found (a label of `keep` aside, which mkfs
 /// overwrites anyway), round after round until the probe finds nothing more.
-fn wipe_signatures(device: &dyn BlockDevice, keep: Option<[u8; 16]>) -> Result<()> {
-    let block = u64::from(device.info().logical_block_size).max(LABEL_LENGTH as u64);
-    let size = device.info().size_bytes;
+fn wipe_signatures(device: &dyn BlockDevice, keep: &[u8; 16]) -> Result<()> {
+    let sector = u64::from(device.info().logical_block_size);
+    let block = sector.max(LABEL_LENGTH as u64);
+    let size = device.info().size_bytes / sector * sector;
     for _ in 0..WIPE_ROUNDS_MAX {
         let found = signatures_not_ours(device, keep)?;
         if found.is_empty() {
@@ -468,11 +488,10 @@ fn wipe_signatures(device: &dyn BlockDevice, keep: Option<[u8; 16]>) -> Result<(
         }
         for signature in found {
             let start = signature.device_offset / block * block;
-            let length = block.min(size.saturating_sub(start));
-            if length == 0 {
-                continue;
+            let length = block.min(size.saturating_sub(start)) / sector * sector;
+            if length > 0 {
+                device.write_at(start, AlignedBuf::zeroed(length as usize))?;
             }
-            device.write_at(start, AlignedBuf::zeroed(length as usize))?;
         }
         device.flush()?;
     }
@@ -498,27 +517,106 @@ fn read_superblock_uuid(db_dir: &Path, wal_dir: Option<&Path>) -> Option<[u8; 16
     Superblock::decode(&value).ok().map(|s| s.store_uuid)
 }
 
-/// The store mkfs is building: `STORE_DIR/.mkfs/`.
+/// The store mkfs is building: `STORE_DIR/.mkfs/`, named by the uuid it will carry.
 struct Staging {
     path: PathBuf,
+    store_uuid: [u8; 16],
+    /// The uuid came from an interrupted attempt, whose label may be on the device.
+    inherited: bool,
 }
 
-/// Name of the file in the staging directory that holds the uuid of the store being made.
-const STAGING_UUID_NAME: &str = "store_uuid";
-
 impl Staging {
-    /// Creates the staging directory and records the uuid of the store about to be made.
-    fn create(dir: &StoreDir, store_uuid: &[u8; 16]) -> Result<Staging> {
+    /// The staging directory for a new attempt: an interrupted attempt's is cleared of what it
+    /// made and its uuid kept (unless `explicit_uuid` names another); otherwise a new one
+    /// records `explicit_uuid` or a random uuid. An interrupted attempt's parts already moved
+    /// out (`db`, `wal`: no `block` made it) go too. Destroys only what such attempts made.
+    fn prepare(dir: &StoreDir, explicit_uuid: Option<[u8; 16]>) -> Result<Staging> {
         let path = dir.staging();
-        std::fs::create_dir(&path)
-            .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-        let uuid_path = path.join(STAGING_UUID_NAME);
-        std::fs::write(&uuid_path, format!("{}\n", format_uuid(store_uuid)))
-            .and_then(|()| std::fs::File::open(&uuid_path)?.sync_all())
-            .map_err(|e| Error::io(format!("writing {}", uuid_path.display()), e))?;
+        let leftover = match Part::at(&path)? {
+            Part::Missing => None,
+            Part::Dir => Some(read_uuid_file(&path.join(STAGING_UUID_NAME))),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{} is not a directory mkfs made; move it away",
+                    path.display()
+                )));
+            }
+        };
+        let finished = Part::at(&dir.block())?.exists();
+        if let Some(Some(uuid)) = leftover {
+            discard_attempt(&path, &uuid)?;
+            if !finished {
+                discard_attempt(dir.path(), &uuid)?;
+            }
+        }
+        let inherited_uuid = leftover.flatten().filter(|_| !finished);
+        let store_uuid = match explicit_uuid.or(inherited_uuid) {
+            Some(uuid) => uuid,
+            None => random_uuid()?,
+        };
+        if leftover.is_none() {
+            std::fs::create_dir(&path)
+                .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+        }
+        write_uuid_file(&path.join(STAGING_UUID_NAME), &store_uuid)?;
         sync_dir(&path)?;
         dir.sync()?;
-        Ok(Staging { path })
+        Ok(Staging {
+            path,
+            store_uuid,
+            inherited: inherited_uuid == Some(store_uuid),
+        })
+    }
+
+    /// Checks, then (only then) removes what is replaced and makes the new store.
+    fn build(
+        &self,
+        dir: &StoreDir,
+        options: &MkfsOptions,
+        existing: Option<Existing>,
+    ) -> Result<()> {
+        let plan = |which, given: &Option<PathBuf>| {
+            plan_kv_dir(
+                which,
+                given.as_deref(),
+                dir,
+                existing.as_ref(),
+                &self.store_uuid,
+            )
+        };
+        let db_plan = plan(KvPart::Db, &options.db_dir)?;
+        let wal_plan = plan(KvPart::Wal, &options.wal_dir)?;
+        if let BlockSource::Device(device) = &options.block {
+            check_block_outside(device, dir)?;
+        }
+        let block = self.make_block(&options.block)?;
+        let device = open_device(&block, options.io_backend, Access::ReadWrite)?.device;
+        plan_superblock(device.as_ref(), &self.format(options))?;
+        let found = signatures_not_ours(device.as_ref(), &self.store_uuid)?;
+        if !found.is_empty() && !options.force {
+            return Err(refusal(device.as_ref(), &found));
+        }
+        // Every check passed: from here on, what is replaced is destroyed.
+        if let Some(existing) = existing {
+            existing.remove(dir, &db_plan, &wal_plan)?;
+        }
+        let db = self.make_kv_dir(KvPart::Db, db_plan.as_ref())?;
+        let wal = match &wal_plan {
+            Some(plan) => Some(self.make_kv_dir(KvPart::Wal, Some(plan))?),
+            None => None,
+        };
+        wipe_signatures(device.as_ref(), &self.store_uuid)?;
+        let kv = RocksKv::open(&db, wal.as_deref(), KvOpenMode::Create)?;
+        mkfs_on(device.as_ref(), &kv, &self.format(options))?;
+        drop(kv);
+        drop(device);
+        self.publish(dir, [&db_plan, &wal_plan])
+    }
+
+    fn format(&self, options: &MkfsOptions) -> super::options::FormatOptions {
+        let mut format = options.format.clone();
+        format.store_uuid = Some(self.store_uuid);
+        format
     }
 
     /// `.mkfs/block`: a sparse file, or a symlink to the device.
@@ -535,20 +633,28 @@ impl Staging {
         Ok(block)
     }
 
-    /// `.mkfs/<name>`: a directory, or a symlink to the planned one (created if missing).
-    fn make_kv_dir(&self, name: &str, plan: Option<&KvDir>) -> Result<PathBuf> {
-        let link = self.path.join(name);
-        let made = match plan {
-            None => std::fs::create_dir(&link),
-            Some(plan) => std::fs::create_dir_all(plan.path())
-                .and_then(|()| std::os::unix::fs::symlink(plan.path(), &link)),
+    /// `.mkfs/<db|wal>`: a directory, or a symlink to the planned one, which is claimed for the
+    /// new store first (and cleared, when it is the replaced store's or an earlier attempt's).
+    fn make_kv_dir(&self, which: KvPart, plan: Option<&KvDir>) -> Result<PathBuf> {
+        let link = self.path.join(which.name());
+        let Some(plan) = plan else {
+            std::fs::create_dir(&link)
+                .map_err(|e| Error::io(format!("creating {}", link.display()), e))?;
+            return Ok(link);
         };
-        made.map_err(|e| Error::io(format!("creating {}", link.display()), e))?;
+        let target = plan.path();
+        std::fs::create_dir_all(target)
+            .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+        write_claim(target, &self.store_uuid)?;
+        remove_rocksdb_files(target)?;
+        std::os::unix::fs::symlink(target, &link)
+            .map_err(|e| Error::io(format!("linking {}", link.display()), e))?;
         Ok(link)
     }
 
-    /// Moves the new store into place, `block` last, and removes the staging directory.
-    fn publish(self, dir: &StoreDir) -> Result<()> {
+    /// Moves the new store into place, `block` last, then lets go of the claims and the
+    /// staging directory.
+    fn publish(&self, dir: &StoreDir, plans: [&Option<KvDir>; 2]) -> Result<()> {
         for name in ["db", "wal", "block"] {
             let from = self.path.join(name);
             if !Part::at(&from)?.exists() {
@@ -560,56 +666,52 @@ impl Staging {
             })?;
         }
         // Durability point: after this sync the store is in place; a crash before it may leave
-        // the staging directory, which the next mkfs removes.
+        // the staging directory and the claims, which the next mkfs removes.
         dir.sync()?;
+        for plan in plans.into_iter().flatten() {
+            remove_claim(plan.path())?;
+        }
         remove_staging_dir(&self.path)?;
         dir.sync()
     }
+
+    /// After a failed attempt: removes what it made, keeping the uuid record only when a
+    /// label of that uuid may be on the device (an interrupted attempt wrote it).
+    fn abandon(&self) {
+        // Best effort: the attempt's own error is what the caller reports.
+        let _ = discard_attempt(&self.path, &self.store_uuid);
+        if !self.inherited {
+            let _ = remove_staging_dir(&self.path);
+        }
+    }
 }
 
-/// Removes what an interrupted mkfs left, and returns the uuid it was making. When `block` is
-/// in place the store was finished and only the empty staging directory is left to remove;
-/// otherwise every part in the staging directory and every part already moved out of it is
-/// the interrupted mkfs's own (the directory held no store parts when it began).
-fn discard_interrupted(dir: &StoreDir) -> Result<Option<[u8; 16]>> {
-    let staging = dir.staging();
-    match Part::at(&staging)? {
-        Part::Missing => return Ok(None),
-        Part::Dir => {}
-        _ => {
-            return Err(Error::invalid(format!(
-                "{} is not a directory mkfs made; move it away",
-                staging.display()
-            )));
+/// Removes the parts an attempt at the store `uuid` made under `root` (the staging directory,
+/// or the store directory for parts already moved out): its `block` file or link, and its
+/// `db`/`wal`; a linked directory is cleared only if it carries the attempt's claim.
+fn discard_attempt(root: &Path, uuid: &[u8; 16]) -> Result<()> {
+    for name in ["db", "wal"] {
+        let path = root.join(name);
+        let part = Part::at(&path)?;
+        if part == Part::Dir {
+            refuse_foreign_entries(&path)?;
+        }
+        let claimed = match &part {
+            Part::Symlink { target } => target.is_dir() && read_claim(target) == Some(*uuid),
+            _ => false,
+        };
+        if claimed && let Part::Symlink { target } = &part {
+            refuse_foreign_entries(target)?;
+        }
+        remove_kv_part(&path, &part, claimed)?;
+        if claimed && let Part::Symlink { target } = &part {
+            remove_claim(target)?;
         }
     }
-    if Part::at(&dir.block())?.exists() {
-        remove_staging_dir(&staging)?;
-        dir.sync()?;
-        return Ok(None);
+    if root.ends_with(super::layout::STAGING_NAME) {
+        remove_link_or_file(&root.join("block"))?;
     }
-    let uuid = std::fs::read_to_string(staging.join(STAGING_UUID_NAME))
-        .ok()
-        .and_then(|text| parse_uuid(text.trim()));
-    for root in [staging.as_path(), dir.path()] {
-        for name in ["db", "wal"] {
-            let path = root.join(name);
-            let part = Part::at(&path)?;
-            if let Part::Dir = part {
-                refuse_foreign_entries(&path)?;
-            }
-            if let Part::Symlink { target } = &part
-                && target.is_dir()
-            {
-                refuse_foreign_entries(target)?;
-            }
-            remove_kv_part(&path, &part, true)?;
-        }
-    }
-    remove_link_or_file(&staging.join("block"))?;
-    remove_staging_dir(&staging)?;
-    dir.sync()?;
-    Ok(uuid)
+    sync_dir(root)
 }
 
 /// Removes the uuid file and the (then empty) staging directory.

@@ -17,7 +17,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-pub use options::{BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions};
+pub use options::{
+    Background, BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions, Work,
+};
 pub use read::OmapIter;
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
@@ -164,11 +166,12 @@ impl Store {
         mkfs::mkfs(options)
     }
 
-    /// Wipes the store in directory `path`: its label, then its parts (the `block` link or
-    /// file, RocksDB's files in `db/` and `wal/`, never unrelated files). The data device's
+    /// Wipes the store in directory `path`: its label (when the device still carries the
+    /// store's own label, not one another store wrote since), then its parts (the `block` link
+    /// or file, RocksDB's files in `db/` and `wal/`, never unrelated files). The data device's
     /// contents beyond the label stay, unreachable.
     #[cfg(feature = "rocksdb")]
-    pub fn zap(path: impl AsRef<Path>) -> Result<()> {
+    pub fn zap(path: impl AsRef<Path>) -> Result<mkfs::ZapReport> {
         mkfs::zap(path.as_ref())
     }
 
@@ -287,6 +290,22 @@ impl Store {
         })
     }
 
+    /// Runs one unit of background work of a stepped store (`OpenOptions::background` is
+    /// [`Background::Stepped`]): `Some(n)` with the
+    /// transactions or records it took (0 when it failed what a poisoned store had queued),
+    /// `None` when there was no such work to do, and always `None` for a store with threads.
+    /// Interleaving these calls as it likes, a simulation drives the store through every order
+    /// its threads could take, the same way every time for a seed.
+    pub fn step(&self, work: Work) -> Option<usize> {
+        self.engine.stepper.step(work)
+    }
+
+    /// Transactions selected into a group and not yet finished: being flushed for, waiting
+    /// for their commit, or being committed (a gauge).
+    pub fn transactions_committing(&self) -> usize {
+        self.pipeline.as_ref().map_or(0, Pipeline::committing)
+    }
+
     /// Whether the store can be changed.
     pub fn access(&self) -> Access {
         match self.pipeline {
@@ -319,7 +338,7 @@ impl Store {
         // A failed apply poisons the engine with the device's own error: report that one.
         self.engine
             .deferred
-            .drain()
+            .drain(&self.engine)
             .map_err(|e| self.engine.check_poison().err().unwrap_or(e))
     }
 
@@ -351,7 +370,7 @@ impl Store {
         let completion = Arc::new(Completion::new());
         let deliver = Arc::clone(&completion);
         self.submit(txn, move |result| deliver.complete(result))?;
-        completion.wait()
+        completion.wait_with(self.engine.waiting())
     }
 
     /// Creates a collection.

@@ -20,7 +20,7 @@ use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STAT
 use crate::format::records::{CollectionRecord, StatfsRecord, Superblock};
 use crate::kv::Kv;
 use crate::txn::deferred::{self, ReplaySummary};
-use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters};
+use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters, Mutation};
 
 /// Builds a mounted engine from an opened device and KV store. Read-write, deferred records
 /// left by a crash are applied first; read-only, they are only overlaid in memory, so nothing
@@ -57,8 +57,10 @@ pub fn mount(
     // Before anything can read object data: a record left by a crash may describe bytes the
     // device does not hold yet (or holds torn).
     let replayed = match access {
-        Access::ReadWrite => deferred::replay(device.as_ref(), kv.as_ref(), &config)?,
-        Access::ReadOnly => ReplaySummary::default(),
+        Access::ReadWrite if !config.mutated(Mutation::SkipReplay) => {
+            deferred::replay(device.as_ref(), kv.as_ref(), &config)?
+        }
+        Access::ReadWrite | Access::ReadOnly => ReplaySummary::default(),
     };
     let engine = Engine::new(EngineParts {
         device,
@@ -103,6 +105,9 @@ fn engine_config(
         onode_cache_bytes: options.onode_cache_bytes,
         queue_depth_max: options.queue_depth_max.max(1),
         deferred: options.deferred,
+        background: options.background,
+        #[cfg(debug_assertions)]
+        mutation: options.mutation,
     }
 }
 

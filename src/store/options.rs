@@ -4,7 +4,10 @@ use std::path::PathBuf;
 
 use crate::device::IoBackend;
 use crate::format::onode::CsumType;
+pub use crate::txn::background::{Background, Work};
 pub use crate::txn::deferred::DeferredPolicy;
+#[doc(hidden)]
+pub use crate::txn::engine::Mutation;
 
 /// Default allocation unit.
 pub const MIN_ALLOC_SIZE_DEFAULT: u32 = 4096;
@@ -110,6 +113,13 @@ pub struct OpenOptions {
     pub queue_depth_max: usize,
     /// When deferred writes are applied to the device (batch size, delay, backpressure).
     pub deferred: DeferredPolicy,
+    /// Background work on threads of the store's own (the default), or stepped by the caller
+    /// (deterministic simulation: see `Store::step`).
+    pub background: Background,
+    /// A deliberate bug, for showing that the crash tests catch it. Debug builds only.
+    #[cfg(debug_assertions)]
+    #[doc(hidden)]
+    pub mutation: Mutation,
 }
 
 impl Default for OpenOptions {
@@ -120,6 +130,9 @@ impl Default for OpenOptions {
             onode_cache_bytes: 64 << 20,
             queue_depth_max: 1024,
             deferred: DeferredPolicy::default(),
+            background: Background::default(),
+            #[cfg(debug_assertions)]
+            mutation: Mutation::default(),
         }
     }
 }

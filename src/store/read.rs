@@ -223,7 +223,7 @@ impl Store {
     ) -> Result<Vec<Vec<u8>>> {
         self.engine.check_poison()?;
         let collection = self.engine.collection(collection.as_ref())?;
-        collection.sequencer.wait_settled();
+        collection.sequencer.wait_settled(self.engine.waiting());
         self.engine.check_poison()?;
         let start = match start_after {
             Some(name) => {
@@ -271,7 +271,7 @@ impl Store {
     fn settled_onode(&self, collection: &Collection, object: &[u8]) -> Result<Arc<Onode>> {
         let slot = collection.onodes.slot(object);
         let onode = load_slot(&self.engine, collection, &slot, object)?;
-        slot.wait_settled();
+        slot.wait_settled(self.engine.waiting());
         self.engine.check_poison()?;
         onode.ok_or_else(|| not_found(collection, object))
     }

@@ -225,7 +225,7 @@ impl<'e> TxnContext<'e> {
         {
             return Ok(true);
         }
-        collection.sequencer.wait_settled();
+        collection.sequencer.wait_settled(self.engine.waiting());
         let mut found = false;
         let start = keys::onode_key_first(collection.id);
         let end = keys::onode_key_end(collection.id);
@@ -306,7 +306,10 @@ impl<'e> TxnContext<'e> {
     /// Waits until every transaction submitted earlier on the object's collection finished, so
     /// the KV store holds everything they wrote (the object may have had other names in them).
     pub fn wait_collection_settled(&self, key: &ObjectKey) {
-        self.objects[key].collection.sequencer.wait_settled();
+        self.objects[key]
+            .collection
+            .sequencer
+            .wait_settled(self.engine.waiting());
     }
 
     /// Name of the collection of a loaded object.
@@ -453,7 +456,7 @@ impl<'e> TxnContext<'e> {
         if attempt.is_err() && self.engine.deferred.holds_space() {
             // Freed space may be waiting only for deferred records to be applied: apply them
             // now rather than fail a write the device has room for.
-            self.engine.deferred.drain()?;
+            self.engine.deferred.drain(self.engine)?;
             attempt = self.engine.allocator.lock().allocate(bytes);
         }
         let extents = attempt.map_err(|e| Error::NoSpace {

@@ -24,8 +24,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::background::Background;
 use super::engine::{Counters, Engine, EngineConfig};
 use super::segments::SegmentMap;
 use crate::alloc::DeviceExtent;
@@ -159,14 +160,20 @@ impl Deferred {
     }
 
     /// Queues records whose commit is durable, in commit order. Waits while too many bytes
-    /// are queued, so a slow device holds back commits instead of filling memory.
-    pub fn enqueue(&self, records: Vec<StagedRecord>) {
+    /// are queued, so a slow device holds back commits instead of filling memory (a stepped
+    /// store applies a batch itself instead).
+    pub fn enqueue(&self, engine: &Engine, records: Vec<StagedRecord>) {
         if records.is_empty() {
             return;
         }
         let mut queue = self.queue.lock();
         while queue.bytes >= self.policy.queued_bytes_max && !queue.failed && !queue.shutdown {
-            self.progress.wait(&mut queue);
+            match engine.config.background {
+                Background::Threads => self.progress.wait(&mut queue),
+                Background::Stepped => {
+                    MutexGuard::unlocked(&mut queue, || self.apply_step(engine));
+                }
+            }
         }
         let now = Instant::now();
         for record in records {
@@ -205,13 +212,18 @@ impl Deferred {
     }
 
     /// Applies everything queued so far and waits until it is deleted from the KV store.
-    pub fn drain(&self) -> Result<()> {
+    pub fn drain(&self, engine: &Engine) -> Result<()> {
         let mut queue = self.queue.lock();
         let target = queue.enqueued;
         queue.drain_to = queue.drain_to.max(target);
         self.work.notify_one();
         while queue.retired < target && !queue.failed {
-            self.progress.wait(&mut queue);
+            match engine.config.background {
+                Background::Threads => self.progress.wait(&mut queue),
+                Background::Stepped => {
+                    MutexGuard::unlocked(&mut queue, || self.apply_step(engine));
+                }
+            }
         }
         if queue.failed {
             return Err(Error::Poisoned("a deferred write failed".into()));
@@ -265,16 +277,38 @@ impl Deferred {
     /// The applier thread's loop: batches until shutdown, then whatever is left.
     pub fn run_applier(&self, engine: &Engine) {
         while let Some(batch) = self.next_batch() {
-            let last = batch.last().map(|q| q.generation).unwrap_or_default();
-            let records: Vec<StagedRecord> = batch.into_iter().map(|q| q.record).collect();
-            match self.apply(engine, &records) {
-                Ok(()) => self.retire(engine, last, &records),
-                Err(error) => {
-                    // Fail-stop: the records stay in the KV store for replay at the next mount.
-                    engine.poison(&error);
-                    self.queue.lock().failed = true;
-                    self.progress.notify_all();
-                }
+            self.apply_batch(engine, batch);
+        }
+    }
+
+    /// Stepped: applies every record queued now, whatever the policy's batch size and delay
+    /// (the caller chooses when); the number applied, `None` when the queue was empty.
+    pub fn apply_step(&self, engine: &Engine) -> Option<usize> {
+        let batch: Vec<Queued> = {
+            let mut queue = self.queue.lock();
+            if queue.failed {
+                queue.records.clear();
+            }
+            queue.records.drain(..).collect()
+        };
+        if batch.is_empty() {
+            return None;
+        }
+        let records = batch.len();
+        self.apply_batch(engine, batch);
+        Some(records)
+    }
+
+    fn apply_batch(&self, engine: &Engine, batch: Vec<Queued>) {
+        let last = batch.last().map(|q| q.generation).unwrap_or_default();
+        let records: Vec<StagedRecord> = batch.into_iter().map(|q| q.record).collect();
+        match self.apply(engine, &records) {
+            Ok(()) => self.retire(engine, last, &records),
+            Err(error) => {
+                // Fail-stop: the records stay in the KV store for replay at the next mount.
+                engine.poison(&error);
+                self.queue.lock().failed = true;
+                self.progress.notify_all();
             }
         }
     }
@@ -371,8 +405,9 @@ impl Deferred {
 
 impl Deferred {
     /// Keeps a committed record's bytes in the overlay for good (a read-only mount never
-    /// applies them), counted in the gauges as outstanding.
-    pub fn hold_unapplied(&self, sequence: u64, coalesced: &SegmentMap) {
+    /// applies them), counted in the gauges as outstanding (`bytes`: the record's, as a live
+    /// store counts them).
+    pub fn hold_unapplied(&self, sequence: u64, coalesced: &SegmentMap, bytes: u64) {
         let mut overlay = self.overlay.lock();
         for (start, segment) in coalesced.iter() {
             let mut buf = AlignedBuf::zeroed((segment.end - start) as usize);
@@ -382,7 +417,7 @@ impl Deferred {
         drop(overlay);
         let mut queue = self.queue.lock();
         queue.count += 1;
-        queue.bytes += coalesced.bytes();
+        queue.bytes += bytes;
     }
 
     /// One look at the overlay for a read: `None` when it holds no byte of the range (older
@@ -472,7 +507,7 @@ pub fn overlay_pending(
 ) -> Result<ReplaySummary> {
     let mut summary = ReplaySummary::default();
     for_each_record(kv, config, &mut |sequence, record, coalesced| {
-        deferred.hold_unapplied(sequence, coalesced);
+        deferred.hold_unapplied(sequence, coalesced, record.data_bytes());
         summary.records += 1;
         summary.bytes += record.data_bytes();
         summary.next_sequence = sequence + 1;

@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::background::{Background, Stepper};
 use super::deferred::{Deferred, DeferredPolicy};
 use super::inflight::InflightData;
 use super::reclaim::Reclaimer;
 use crate::alloc::{BitmapAllocator, FreelistGeometry};
+use crate::completion::{Help, Waiting};
 use crate::device::BlockDevice;
 use crate::error::{Error, Result};
 use crate::format::label::Label;
@@ -48,6 +50,29 @@ pub struct EngineConfig {
     pub queue_depth_max: usize,
     /// When deferred writes are applied.
     pub deferred: DeferredPolicy,
+    /// Threads, or steps the caller drives.
+    pub background: Background,
+    /// A deliberate bug, for proving that the crash tests catch it (debug builds only).
+    #[cfg(debug_assertions)]
+    pub mutation: Mutation,
+}
+
+/// A deliberate bug a test can switch on, to show that the crash simulation catches it. Only a
+/// debug build (what `cargo test` runs) has the switch (`OpenOptions::mutation`); in a release
+/// build no mutation can be set.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mutation {
+    /// No bug.
+    #[default]
+    None,
+    /// Commit a group's metadata without flushing its data to the device first.
+    SkipFlushBeforeCommit,
+    /// Give space a transaction frees back to the allocator at once, before its commit is
+    /// durable.
+    ReuseSpaceBeforeCommit,
+    /// Mount without replaying deferred records.
+    SkipReplay,
 }
 
 impl EngineConfig {
@@ -67,6 +92,17 @@ impl EngineConfig {
             unit_bytes: u64::from(self.min_alloc_size),
             blocks_per_key: u64::from(superblock.freelist_blocks_per_key),
             device_size: self.device_size,
+        }
+    }
+
+    /// True when the deliberate bug `mutation` is switched on (never in a release build).
+    pub fn mutated(&self, mutation: Mutation) -> bool {
+        #[cfg(debug_assertions)]
+        return self.mutation == mutation;
+        #[cfg(not(debug_assertions))]
+        {
+            let _ = mutation;
+            false
         }
     }
 }
@@ -92,11 +128,11 @@ impl Sequencer {
     }
 
     /// Waits until every transaction submitted before the call has finished.
-    pub fn wait_settled(&self) {
+    pub fn wait_settled(&self, waiting: Waiting<'_>) {
         let mut counts = self.counts.lock();
         let target = counts.0;
         while counts.1 < target {
-            self.finished_changed.wait(&mut counts);
+            waiting.wait(&self.finished_changed, &mut counts);
         }
     }
 }
@@ -215,6 +251,8 @@ pub struct Engine {
     /// Newest versions of the shared-blob records transactions changed since mount (the KV
     /// store holds the rest; an entry goes when its record is deleted).
     pub shared_blobs: Mutex<HashMap<u64, Arc<SharedBlobRecord>>>,
+    /// The pipeline's steps, when the background work is stepped.
+    pub stepper: Stepper,
     poison: Mutex<Option<String>>,
 }
 
@@ -270,7 +308,17 @@ impl Engine {
             inflight: InflightData::default(),
             deferred,
             shared_blobs: Mutex::new(HashMap::new()),
+            stepper: Stepper::default(),
             poison: Mutex::new(None),
+        }
+    }
+
+    /// How a call that must wait for background work waits: parked while threads do it, or
+    /// doing it itself when the work is stepped.
+    pub fn waiting(&self) -> Waiting<'_> {
+        match self.config.background {
+            Background::Threads => Waiting::Park,
+            Background::Stepped => Waiting::Help(self),
         }
     }
 
@@ -303,6 +351,15 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+    }
+}
+
+impl Help for Engine {
+    fn help(&self) {
+        assert!(
+            self.stepper.any(),
+            "a stepped store waits for background work, but none is pending"
+        );
     }
 }
 

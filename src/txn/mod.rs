@@ -6,6 +6,7 @@
 //! if any op fails, nothing changes. A prepared transaction becomes visible at once and durable
 //! through the commit [`pipeline`], whose states are in [`state`].
 
+pub mod background;
 pub mod clone;
 pub mod context;
 pub mod deferred;

@@ -11,14 +11,15 @@
 //! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
 //! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::background::{Background, Steps, Work};
 use super::deferred::StagedRecord;
-use super::engine::{Collection, Counters, Engine, IdCounters};
+use super::engine::{Collection, Counters, Engine, IdCounters, Mutation};
 use super::state::{TxnEvent, TxnState, next};
 use crate::alloc::DeviceExtent;
 use crate::device::{IoKind, IoRequest};
@@ -101,7 +102,15 @@ struct Shared {
     queue: Mutex<QueueState>,
     work_ready: Condvar,
     room_free: Condvar,
+    /// The durable statistics and id maxima, advanced by each commit.
+    committed: Mutex<CommittedState>,
+    /// Stepped: groups flushed and waiting for their commit (the channel between the threads).
+    flushed: Mutex<VecDeque<Group>>,
 }
+
+/// Flushed groups that may wait for their commit: one being committed and one more, as the
+/// threads allow (a group's flush overlaps the previous group's sync, and no further).
+const FLUSHED_GROUPS_MAX: usize = 2;
 
 /// The commit pipeline and its KV-sync thread.
 pub struct Pipeline {
@@ -111,7 +120,8 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Starts the flush and KV-sync threads.
+    /// Starts the flush, KV-sync and deferred-apply threads; or, for a stepped store, registers
+    /// the pipeline's steps with the engine and starts nothing.
     pub fn start(engine: Arc<Engine>) -> Result<Pipeline> {
         let committed = CommittedState {
             stats: *engine.applied_stats.lock(),
@@ -122,10 +132,22 @@ impl Pipeline {
             queue: Mutex::new(QueueState::default()),
             work_ready: Condvar::new(),
             room_free: Condvar::new(),
+            committed: Mutex::new(committed),
+            flushed: Mutex::new(VecDeque::new()),
         });
+        let pipeline = Pipeline {
+            shared: Arc::clone(&shared),
+            threads: Mutex::new(Vec::new()),
+            applier: Mutex::new(None),
+        };
+        if shared.engine.config.background == Background::Stepped {
+            let steps: Weak<dyn Steps> = Arc::downgrade(&shared) as Weak<dyn Steps>;
+            shared.engine.stepper.set(steps);
+            return Ok(pipeline);
+        }
         // One group may wait between the flusher and the committer: enough to overlap a flush
         // with a sync, without letting the flusher run far ahead.
-        let (sender, receiver) = crossbeam::channel::bounded(1);
+        let (sender, receiver) = crossbeam::channel::bounded(FLUSHED_GROUPS_MAX - 1);
         let flusher_shared = Arc::clone(&shared);
         let flusher = std::thread::Builder::new()
             .name("bstore-flush".into())
@@ -134,18 +156,16 @@ impl Pipeline {
         let committer_shared = Arc::clone(&shared);
         let committer = std::thread::Builder::new()
             .name("bstore-kv-sync".into())
-            .spawn(move || committer_shared.commit_loop(receiver, committed))
+            .spawn(move || committer_shared.commit_loop(receiver))
             .map_err(|e| Error::io("starting the KV-sync thread", e))?;
         let applier_engine = Arc::clone(&shared.engine);
         let applier = std::thread::Builder::new()
             .name("bstore-deferred".into())
             .spawn(move || applier_engine.deferred.run_applier(&applier_engine))
             .map_err(|e| Error::io("starting the deferred-apply thread", e))?;
-        Ok(Pipeline {
-            shared,
-            threads: Mutex::new(vec![flusher, committer]),
-            applier: Mutex::new(Some(applier)),
-        })
+        *pipeline.threads.lock() = vec![flusher, committer];
+        *pipeline.applier.lock() = Some(applier);
+        Ok(pipeline)
     }
 
     /// Queues a prepared transaction and submits its data writes. Waits while the queue is full.
@@ -155,11 +175,16 @@ impl Pipeline {
         let data_writes = std::mem::take(&mut prepared.data_writes);
         let has_writes = data_writes.iter().any(|r| r.kind == IoKind::Write);
         let data_bytes: u64 = data_writes.iter().map(|r| r.buf.len() as u64).sum();
+        let engine = &self.shared.engine;
+        if engine.config.mutated(Mutation::ReuseSpaceBeforeCommit) {
+            let released = std::mem::take(&mut prepared.released);
+            engine.reclaimer.release(&engine.allocator, released);
+        }
         let sequence = {
             let mut queue = self.shared.queue.lock();
-            let depth_max = self.shared.engine.config.queue_depth_max;
+            let depth_max = engine.config.queue_depth_max;
             while queue.entries.len() >= depth_max && !queue.shutdown {
-                self.shared.room_free.wait(&mut queue);
+                engine.waiting().wait(&self.shared.room_free, &mut queue);
             }
             let sequence = queue.next_sequence;
             queue.next_sequence += 1;
@@ -193,8 +218,15 @@ impl Pipeline {
     }
 
     /// Waits for every queued transaction to finish, applies every deferred write, and stops
-    /// the threads.
+    /// the threads (a stepped store runs all of that work itself, in [`Work::ALL`] order).
     pub fn shutdown(&self) {
+        let engine = &self.shared.engine;
+        if engine.config.background == Background::Stepped {
+            self.shared.queue.lock().shutdown = true;
+            while engine.stepper.any() {}
+            engine.deferred.shutdown();
+            return;
+        }
         self.shared.queue.lock().shutdown = true;
         self.shared.work_ready.notify_all();
         self.shared.room_free.notify_all();
@@ -213,6 +245,16 @@ impl Pipeline {
     /// Transactions queued and not yet finished.
     pub fn queued(&self) -> usize {
         self.shared.queue.lock().entries.len()
+    }
+
+    /// Transactions selected into a group and not yet finished.
+    pub fn committing(&self) -> usize {
+        let queue = self.shared.queue.lock();
+        queue
+            .entries
+            .values()
+            .filter(|e| e.state == TxnState::Committing)
+            .count()
     }
 }
 
@@ -251,16 +293,9 @@ impl Shared {
     /// so a group's device flush overlaps the previous group's KV sync.
     fn flush_loop(&self, groups: crossbeam::channel::Sender<Group>) {
         while let Some(group) = self.next_group() {
-            if group.flush_device {
-                // Durability point: every data write of the group is on stable media before any
-                // metadata referencing it can be. A crash before this flush leaves the group's
-                // metadata uncommitted, so its unflushed data is unreferenced and harmless.
-                if let Err(error) = self.engine.device.flush() {
-                    self.fail_group(group, &error);
-                    continue;
-                }
-                Counters::add(&self.engine.counters.device_flushes, 1);
-            }
+            let Some(group) = self.flush_group(group) else {
+                continue;
+            };
             if let Err(unsent) = groups.send(group) {
                 self.fail_group(
                     unsent.0,
@@ -270,52 +305,102 @@ impl Shared {
         }
     }
 
+    /// Flushes the device for a group whose data needs it; the group, or `None` when the flush
+    /// failed (and the group with it).
+    fn flush_group(&self, group: Group) -> Option<Group> {
+        let engine = &self.engine;
+        if group.flush_device && !engine.config.mutated(Mutation::SkipFlushBeforeCommit) {
+            // Durability point: every data write of the group is on stable media before any
+            // metadata referencing it can be. A crash before this flush leaves the group's
+            // metadata uncommitted, so its unflushed data is unreferenced and harmless.
+            if let Err(error) = engine.device.flush() {
+                self.fail_group(group, &error);
+                return None;
+            }
+            Counters::add(&engine.counters.device_flushes, 1);
+        }
+        Some(group)
+    }
+
     /// Waits for the next group; `None` at shutdown once every transaction has finished.
     /// Fails everything queued once the engine is poisoned.
     fn next_group(&self) -> Option<Group> {
         let mut queue = self.queue.lock();
         loop {
-            if self.engine.check_poison().is_err()
-                && queue
-                    .entries
-                    .values()
-                    .any(|e| e.state != TxnState::Committing)
-            {
-                let failed = take_all(&mut queue);
-                self.room_free.notify_all();
-                drop(queue);
-                self.finish_failed(failed);
-                queue = self.queue.lock();
-                continue;
+            match self.take_group(&mut queue) {
+                Taken::Group(group) => return Some(group),
+                Taken::Failed => {}
+                Taken::Nothing if queue.shutdown && queue.entries.is_empty() => return None,
+                Taken::Nothing => self.work_ready.wait(&mut queue),
             }
-            if let Some(group) = select_group(&mut queue) {
-                return Some(group);
-            }
-            if queue.shutdown && queue.entries.is_empty() {
-                return None;
-            }
-            self.work_ready.wait(&mut queue);
         }
+    }
+
+    /// The next group if one is ready; once the engine is poisoned, fails every queued
+    /// transaction instead (the queue lock is released meanwhile).
+    fn take_group(&self, queue: &mut MutexGuard<'_, QueueState>) -> Taken {
+        if self.engine.check_poison().is_err()
+            && queue
+                .entries
+                .values()
+                .any(|e| e.state != TxnState::Committing)
+        {
+            let failed = take_all(queue);
+            self.room_free.notify_all();
+            MutexGuard::unlocked(queue, || self.finish_failed(failed));
+            return Taken::Failed;
+        }
+        match select_group(queue) {
+            Some(group) => Taken::Group(group),
+            None => Taken::Nothing,
+        }
+    }
+
+    /// Stepped: selects the next ready group and flushes for it, unless as many flushed groups
+    /// as the threads allow already wait for their commit.
+    fn flush_step(&self) -> Option<usize> {
+        if self.flushed.lock().len() >= FLUSHED_GROUPS_MAX {
+            return None;
+        }
+        let taken = self.take_group(&mut self.queue.lock());
+        let group = match taken {
+            Taken::Group(group) => group,
+            Taken::Failed => return Some(0),
+            Taken::Nothing => return None,
+        };
+        let members = group.members.len();
+        if let Some(group) = self.flush_group(group) {
+            self.flushed.lock().push_back(group);
+        }
+        Some(members)
+    }
+
+    /// Stepped: commits the oldest flushed group.
+    fn commit_step(&self) -> Option<usize> {
+        let group = self.flushed.lock().pop_front()?;
+        let members = group.members.len();
+        self.commit_or_fail(group);
+        Some(members)
     }
 
     /// The committer: writes each group's metadata in one synced KV batch, in group order.
-    fn commit_loop(
-        &self,
-        groups: crossbeam::channel::Receiver<Group>,
-        mut committed: CommittedState,
-    ) {
+    fn commit_loop(&self, groups: crossbeam::channel::Receiver<Group>) {
         for group in groups {
-            match self.engine.check_poison() {
-                Err(error) => self.fail_group(group, &error),
-                Ok(()) => self.commit_group(group, &mut committed),
-            }
+            self.commit_or_fail(group);
         }
     }
 
-    fn commit_group(&self, group: Group, committed: &mut CommittedState) {
+    fn commit_or_fail(&self, group: Group) {
+        match self.engine.check_poison() {
+            Err(error) => self.fail_group(group, &error),
+            Ok(()) => self.commit_group(group),
+        }
+    }
+
+    fn commit_group(&self, group: Group) {
         let engine = &self.engine;
         let mut members = group.members;
-        let batch = self.group_batch(&mut members, committed);
+        let batch = self.group_batch(&mut members, &mut self.committed.lock());
         // Durability point: one synced write makes the whole group's metadata, freelist and
         // statistics durable at once. A crash before it returns leaves either all of the group
         // (if RocksDB's WAL reached disk) or none of it; callbacks have not run, so nothing
@@ -389,7 +474,7 @@ impl Shared {
             .collect();
         // Queued before the space is released, so the release waits for this group's own
         // records too (a transaction may overwrite in place, then free the same blob).
-        self.engine.deferred.enqueue(records);
+        self.engine.deferred.enqueue(&self.engine, records);
         // The group's data is on the device: drop its in-memory copies before any of the space
         // they cover can be handed out again (a buffer left registered at reused space would
         // shadow the new data there).
@@ -425,6 +510,27 @@ impl Shared {
             .unwrap_or_else(|| "commit failed".to_string());
         for prepared in failed {
             finish(&self.engine, prepared, Err(Error::Poisoned(why.clone())));
+        }
+    }
+}
+
+/// What [`Shared::take_group`] found.
+enum Taken {
+    /// A group to flush and commit.
+    Group(Group),
+    /// The engine is poisoned: every queued transaction was failed.
+    Failed,
+    /// Nothing is ready.
+    Nothing,
+}
+
+impl Steps for Shared {
+    fn step(&self, work: Work) -> Option<usize> {
+        match work {
+            Work::CompleteIo => self.engine.device.complete_one().then_some(1),
+            Work::FlushGroup => self.flush_step(),
+            Work::CommitGroup => self.commit_step(),
+            Work::ApplyDeferred => self.engine.deferred.apply_step(&self.engine),
         }
     }
 }

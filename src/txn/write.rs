@@ -668,6 +668,9 @@ mod tests {
             onode_cache_bytes: 1 << 20,
             queue_depth_max: 64,
             deferred: Default::default(),
+            background: Default::default(),
+            #[cfg(debug_assertions)]
+            mutation: Default::default(),
         }
     }
 

@@ -144,7 +144,7 @@ fn one_line(prefix: &str, item: &Value) -> String {
             .iter()
             .map(|(key, inner)| match inner {
                 Value::String(text) if text.contains(' ') || text.is_empty() => {
-                    format!("{key}={inner}")
+                    format!("{key}=\"{}\"", scalar_text(key, inner).replace('"', "\\\""))
                 }
                 other => format!("{key}={}", scalar_text(key, other)),
             })
@@ -157,7 +157,8 @@ fn one_line(prefix: &str, item: &Value) -> String {
 
 fn scalar_text(key: &str, value: &Value) -> String {
     match value {
-        Value::String(text) => text.clone(),
+        // Escaped, so a value never breaks the line or reaches the terminal as a control code.
+        Value::String(text) => escape(text.as_bytes()),
         Value::Number(number) => match number.as_u64() {
             Some(bytes) if is_size_field(key) && bytes >= 1024 => {
                 format!("{bytes} ({})", human_bytes(bytes))

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use bstore::format::label::Label;
 use bstore::{DeferredPolicy, OpenOptions, Store, Transaction};
 
 const CHILD_ENV: &str = "BSTOOL_TEST_CHILD";
@@ -1070,5 +1071,80 @@ fn where_io_uring_is_forbidden_the_store_falls_back_to_pread_and_pwrite() {
     assert!(
         !stderr(&chosen).contains("warning"),
         "sync was asked for: no warning"
+    );
+}
+
+fn bstool_plain(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bstool"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap()
+}
+
+/// An image whose first 4 KiB are a crc-valid label with `meta`.
+fn image_with_label(path: &Path, meta: BTreeMap<String, String>) {
+    let label = Label {
+        format_version: bstore::format::FORMAT_VERSION,
+        store_uuid: [0x42; 16],
+        device_size: 64 << 20,
+        min_alloc_size: 4096,
+        created_secs: 1_700_000_000,
+        created_nanos: 0,
+        meta,
+    };
+    let mut bytes = label.encode();
+    bytes.resize(64 << 20, 0);
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn show_label_in_text_prints_one_line_per_item_whatever_the_label_holds() {
+    // A label's meta values are any UTF-8 the decoder accepts (a damaged or foreign-made
+    // label: the very case an operator runs show-label --dev for). In JSON they are escaped;
+    // `--format text` prints them raw, so a newline splits one item over two lines and an
+    // escape sequence reaches the operator's terminal. The value must be escaped as names are.
+    let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+    let img = dir.path().join("img");
+    image_with_label(
+        &img,
+        BTreeMap::from([(
+            "description".to_string(),
+            "osd.1\nstore_uuid: forged\x1b[2J".to_string(),
+        )]),
+    );
+    let output = bstool_plain(&[
+        "show-label",
+        "--dev",
+        img.to_str().unwrap(),
+        "--format",
+        "text",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    println!("{text}");
+    let items = [
+        "format_version",
+        "store_uuid",
+        "device_size",
+        "min_alloc_size",
+        "created",
+        "created_secs",
+        "meta.description",
+    ];
+    assert_eq!(
+        text.lines().count(),
+        items.len(),
+        "one line per item:\n{text}"
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "control bytes reach the terminal: {text:?}"
     );
 }

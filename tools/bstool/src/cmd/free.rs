@@ -131,7 +131,10 @@ pub fn dump(cli: &Cli, args: &DumpArgs) -> CmdResult {
         }
         Format::Text => {
             out.line(&format!("capacity: {capacity} ({})", human_bytes(capacity)))?;
-            out.line(&format!("alloc_unit: {alloc_unit}"))?;
+            out.line(&format!(
+                "alloc_unit: {alloc_unit} ({})",
+                human_bytes(u64::from(alloc_unit))
+            ))?;
             out.line("alloc_type: bitmap")?;
             out.line("alloc_name: block")?;
             for extent in &extents {

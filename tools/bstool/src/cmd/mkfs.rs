@@ -88,11 +88,19 @@ pub fn zap(cli: &Cli, args: &ZapArgs) -> CmdResult {
         }
         None => {
             let path = cli.store_path()?;
-            let label = Store::read_label(path).ok();
-            Store::zap(path).map_err(|e| format!("zap {}: {e}", path.display()))?;
+            let report = Store::zap(path).map_err(|e| format!("zap {}: {e}", path.display()))?;
+            let uuid = |u: Option<[u8; 16]>| u.map(|u| bstore::store::mkfs::format_uuid(&u));
+            if let Some(other) = report.label_left {
+                crate::output::warn(&format!(
+                    "the device's label belongs to store {} now, not to this directory's: it \
+                     was left alone (zap --dev wipes it)",
+                    bstore::store::mkfs::format_uuid(&other)
+                ));
+            }
             json!({
                 "zapped": path.display().to_string(),
-                "store_uuid": label.map(|l| bstore::store::mkfs::format_uuid(&l.store_uuid)),
+                "store_uuid": uuid(report.label_wiped),
+                "label_left": uuid(report.label_left),
             })
         }
     };
