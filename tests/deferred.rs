@@ -268,12 +268,17 @@ fn a_failed_kv_sync_poisons_and_nothing_unacknowledged_appears() {
     store.close().unwrap();
 }
 
-/// Remounts what a crash would leave (the device's durable image: the failed apply may have
-/// torn it; the KV store with none or some of its unsynced batches), and checks the
-/// acknowledged bytes and fsck.
+/// Remounts what a crash would leave in each crash mode (the device with its unflushed writes
+/// dropped, kept or torn; the KV store with none, all or some of its unsynced batches), and
+/// checks the acknowledged bytes and fsck.
 fn recover_and_check(pair: &SimPair, expected: &[u8]) {
-    for mode in [CrashMode::DropUnflushed, CrashMode::Random(7)] {
-        let image = pair.device.durable_image();
+    for mode in [
+        CrashMode::DropUnflushed,
+        CrashMode::KeepUnflushed,
+        CrashMode::Random(7),
+    ] {
+        // Each mode leaves its own image: the failed write's torn or whole bytes, or none.
+        let image = pair.device.survivor(mode);
         let device = Arc::new(SimDevice::from_image(image, DEVICE, 512, false));
         let kv = Arc::new(pair.kv.survivor(mode));
         let survivor = SimPair {
@@ -312,40 +317,47 @@ fn overlapping_writes_of_one_transaction_replay_in_order() {
 #[test]
 fn racing_reads_see_whole_transactions_and_no_checksum_errors() {
     // Each transaction writes one value over [0, 4K) (in place, deferred) and over
-    // [128K, 256K) (new space). A reader must see both halves from the same transaction: never
-    // a mix, never a checksum error from data installed before its bytes were readable.
+    // [128K, 256K) (new space). A reader must see both halves from the same transaction, every
+    // byte of them: never a mix, never a checksum error from data installed before its bytes
+    // were readable. The writer keeps going until the reader has raced it many times.
+    const READS_MIN: u64 = 200;
     let pair = SimPair::new(1 << 30);
     let store = Arc::new(open(&pair, &pair.options));
     store.create_collection("c").unwrap();
     store.put("c", "o", &vec![0u8; 256 << 10]).unwrap();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reads = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let reader = {
-        let (store, done) = (Arc::clone(&store), Arc::clone(&done));
+        let (store, done, reads) = (Arc::clone(&store), Arc::clone(&done), Arc::clone(&reads));
         std::thread::spawn(move || {
-            let mut reads = 0u64;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 let data = store.get("c", "o").expect("a racing read fails");
-                assert_eq!(
-                    data[0],
-                    data[128 << 10],
-                    "half a transaction after {reads} reads"
+                let value = data[0];
+                let count = reads.load(std::sync::atomic::Ordering::Relaxed);
+                assert!(
+                    data[..4096].iter().all(|b| *b == value)
+                        && data[4096..128 << 10].iter().all(|b| *b == 0)
+                        && data[128 << 10..].iter().all(|b| *b == value),
+                    "half a transaction after {count} reads"
                 );
-                reads += 1;
+                reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            reads
         })
     };
-    for round in 1..=600u32 {
+    let mut round = 0u32;
+    while round < 600 || reads.load(std::sync::atomic::Ordering::Relaxed) < READS_MIN {
+        round += 1;
         let value = (round % 250) as u8 + 1;
         let txn = Transaction::new()
             .write("c", "o", 0, vec![value; 4096])
             .write("c", "o", 128 << 10, vec![value; 128 << 10])
             .clone();
         store.submit(&txn, |result| result.unwrap()).unwrap();
+        assert!(round < 1_000_000, "the reader made no progress");
     }
     store.flush_deferred().unwrap();
     done.store(true, std::sync::atomic::Ordering::Relaxed);
-    let reads = reader.join().unwrap();
-    assert!(reads > 0);
+    reader.join().unwrap();
+    assert!(reads.load(std::sync::atomic::Ordering::Relaxed) >= READS_MIN);
     Arc::try_unwrap(store).unwrap().close().unwrap();
 }

@@ -97,6 +97,9 @@ pub struct PowerCut {
     events: AtomicU64,
     /// 1-based event the power fails at; 0: never.
     cut_at: AtomicU64,
+    /// A running hash of every event's description: two runs that did the same I/O in the
+    /// same order have the same trace.
+    trace: AtomicU64,
 }
 
 impl PowerCut {
@@ -105,6 +108,7 @@ impl PowerCut {
         Arc::new(PowerCut {
             events: AtomicU64::new(0),
             cut_at: AtomicU64::new(event),
+            trace: AtomicU64::new(0),
         })
     }
 
@@ -121,6 +125,15 @@ impl PowerCut {
     /// Counts one I/O event and says whether it happens with the power on, is the one the power
     /// fails during, or comes after.
     pub fn next_event(&self) -> PowerEvent {
+        self.next_event_of(0)
+    }
+
+    /// [`PowerCut::next_event`] for an event described by `what` (say its offset and length),
+    /// which goes into the trace.
+    pub fn next_event_of(&self, what: u64) -> PowerEvent {
+        let previous = self.trace.load(Ordering::SeqCst);
+        let mut mix = SplitMix64::new(previous ^ what.rotate_left(17));
+        self.trace.store(mix.next_u64(), Ordering::SeqCst);
         let number = self.events.fetch_add(1, Ordering::SeqCst) + 1;
         let cut_at = self.cut_at.load(Ordering::SeqCst);
         match cut_at {
@@ -140,6 +153,11 @@ impl PowerCut {
     /// I/O events counted so far (including refused ones).
     pub fn events(&self) -> u64 {
         self.events.load(Ordering::SeqCst)
+    }
+
+    /// The trace of the events so far (see [`PowerCut::next_event_of`]).
+    pub fn trace(&self) -> u64 {
+        self.trace.load(Ordering::SeqCst)
     }
 }
 
@@ -180,7 +198,8 @@ pub struct SimCrashCounts {
     pub dropped: u64,
     /// Completed, unflushed writes of which only some sectors survived.
     pub torn: u64,
-    /// Submitted writes that had not completed: lost.
+    /// Submitted writes that had not completed when the power failed (refused then, or still
+    /// pending at the crash): lost.
     pub in_flight_lost: u64,
 }
 
@@ -222,6 +241,10 @@ struct SimState {
     /// Requests not yet completed: (batch id, index in the batch).
     pending: Vec<(u64, usize)>,
     next_batch: u64,
+    /// Writes refused because the power was off.
+    refused_writes: u64,
+    /// The batch of the request completed last.
+    last_completed: Option<u64>,
     last_crash: SimCrashCounts,
 }
 
@@ -290,6 +313,8 @@ impl SimDevice {
                 batches: BTreeMap::new(),
                 pending: Vec::new(),
                 next_batch: 0,
+                refused_writes: 0,
+                last_completed: None,
                 last_crash: SimCrashCounts::default(),
             }),
         }
@@ -307,6 +332,16 @@ impl SimDevice {
     /// Submitted requests not yet completed.
     pub fn pending_count(&self) -> usize {
         self.state.lock().pending.len()
+    }
+
+    /// Batches submitted so far in reordering mode (the next batch's id).
+    pub fn batches_submitted(&self) -> u64 {
+        self.state.lock().next_batch
+    }
+
+    /// The id of the batch whose request completed last (reordering mode).
+    pub fn last_completed_batch(&self) -> Option<u64> {
+        self.state.lock().last_completed
     }
 
     /// What the last [`SimDevice::crash`] did to the writes not yet durable.
@@ -341,7 +376,7 @@ impl SimDevice {
             let mut state = self.state.lock();
             state.crashed = true;
             let (image, mut counts) = self.survivor_of(&state, mode);
-            counts.in_flight_lost = state.pending.len() as u64;
+            counts.in_flight_lost = state.pending.len() as u64 + state.refused_writes;
             state.last_crash = counts;
             state.pending.clear();
             (image, std::mem::take(&mut state.batches))
@@ -413,7 +448,10 @@ impl SimDevice {
                 state.written.read(offset, target);
             }
             IoKind::Write => {
-                if state.power.as_ref().is_some_and(|power| !power.event()) {
+                let what = request.device_offset ^ ((request.buf.len() as u64) << 40);
+                let on = |power: &Arc<PowerCut>| power.next_event_of(what) == PowerEvent::On;
+                if state.power.as_ref().is_some_and(|power| !on(power)) {
+                    state.refused_writes += 1;
                     return Err(eio("power cut", request));
                 }
                 state.counters.writes += 1;
@@ -546,6 +584,7 @@ impl BlockDevice for SimDevice {
             let count = state.pending.len() as u64;
             let pick = state.order.below(count) as usize;
             let (id, index) = state.pending.swap_remove(pick);
+            state.last_completed = Some(id);
             let mut batch = state
                 .batches
                 .remove(&id)
@@ -577,7 +616,12 @@ impl BlockDevice for SimDevice {
         if state.crashed {
             return Err(Error::io("flush", io::Error::from_raw_os_error(libc::EIO)));
         }
-        if state.power.as_ref().is_some_and(|power| !power.event()) {
+        const FLUSH: u64 = 0xf1;
+        if state
+            .power
+            .as_ref()
+            .is_some_and(|power| power.next_event_of(FLUSH) != PowerEvent::On)
+        {
             return Err(Error::io(
                 "flush (power cut)",
                 io::Error::from_raw_os_error(libc::EIO),

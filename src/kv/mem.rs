@@ -182,8 +182,9 @@ impl Kv for MemKv {
 
     fn write(&self, batch: Batch, durability: Durability) -> Result<()> {
         let mut state = self.state.lock();
+        let what = (batch.payload_bytes() as u64) | (1 << 63);
         let event = match &state.power {
-            Some(power) if !state.crashed => power.next_event(),
+            Some(power) if !state.crashed => power.next_event_of(what),
             _ => PowerEvent::On,
         };
         if state.crashed || event != PowerEvent::On {

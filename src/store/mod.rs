@@ -300,12 +300,6 @@ impl Store {
         self.engine.stepper.step(work)
     }
 
-    /// Transactions selected into a group and not yet finished: being flushed for, waiting
-    /// for their commit, or being committed (a gauge).
-    pub fn transactions_committing(&self) -> usize {
-        self.pipeline.as_ref().map_or(0, Pipeline::committing)
-    }
-
     /// Whether the store can be changed.
     pub fn access(&self) -> Access {
         match self.pipeline {

@@ -246,16 +246,6 @@ impl Pipeline {
     pub fn queued(&self) -> usize {
         self.shared.queue.lock().entries.len()
     }
-
-    /// Transactions selected into a group and not yet finished.
-    pub fn committing(&self) -> usize {
-        let queue = self.shared.queue.lock();
-        queue
-            .entries
-            .values()
-            .filter(|e| e.state == TxnState::Committing)
-            .count()
-    }
 }
 
 impl Drop for Pipeline {

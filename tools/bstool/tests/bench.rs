@@ -101,11 +101,11 @@ fn every_workload_on_every_engine_reports_sane_figures() {
 }
 
 #[test]
-fn fio_comparisons_give_ratios_when_fio_is_installed() {
-    if Command::new("fio").arg("--version").output().is_err() {
-        eprintln!("skipping: fio is not installed (tools/setup-debian.sh installs it)");
-        return;
-    }
+fn fio_comparisons_give_ratios() {
+    assert!(
+        Command::new("fio").arg("--version").output().is_ok(),
+        "fio is not installed: tools/setup-debian.sh installs it"
+    );
     let report = run_bench(&[
         "--compare-fio",
         "--workload",
