@@ -1149,8 +1149,9 @@ fn a_seed_names_the_same_io_events_every_time() {
     // trace of I/O events, run after run, so a crash point is one operation and a seed
     // reproduces a failure exactly.
     let seed = bstore::rng::test_seed();
-    for (index, concurrent) in [(0, false), (1, true), (2, true)] {
-        let workload = Workload::generate(seed ^ index, concurrent);
+    let mut events = 0;
+    for index in 0..6u64 {
+        let workload = Workload::generate(seed ^ index, index % 3 != 0);
         let traces: Vec<(u64, u64)> = (0..2)
             .map(|_| {
                 let world = World::new(0, 7);
@@ -1172,9 +1173,10 @@ fn a_seed_names_the_same_io_events_every_time() {
             workload.kind(),
             traces[0].0
         );
-        assert!(traces[0].0 > 10, "the workload did I/O");
         assert_eq!(traces[0], traces[1], "seed {seed}: the same events twice");
+        events += traces[0].0;
     }
+    assert!(events > 100, "the workloads did I/O: {events} events");
 }
 
 /// Runs crash points of workloads from `make` with `mutation` on until the harness reports a

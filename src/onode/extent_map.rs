@@ -378,6 +378,11 @@ impl ExtentMap {
             .map(|(o, m)| (*o, *m))
     }
 
+    /// The first extent starting at or after `offset`.
+    pub fn extent_at_or_after(&self, offset: u64) -> Option<(u64, Mapping)> {
+        self.extents.range(offset..).next().map(|(o, m)| (*o, *m))
+    }
+
     /// True when every allocation unit overlapping `[blob_offset, +length)` of `blob` is still
     /// referenced (so the blob still owns it and may be written there).
     pub fn units_held(&self, blob: BlobId, blob_offset: u32, length: u32) -> bool {

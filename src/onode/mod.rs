@@ -93,7 +93,8 @@ impl Onode {
 
     /// Puts the onode into `batch` under `onode_key`: inline, or the onode plus every shard
     /// whose range changed since it was loaded or last written (resharding as sizes demand).
-    /// `chunk` is the checksum chunk shard boundaries are aligned to.
+    /// `chunk` is the write unit (checksum chunk and allocation unit) shard boundaries are
+    /// aligned to.
     pub fn write_to(&mut self, batch: &mut Batch, onode_key: &[u8], chunk: u64) {
         let total = self.extent_map.encoded_bytes();
         let go_inline = match &self.shards {

@@ -7,9 +7,13 @@
 //! inline limit moves back into the onode.
 //!
 //! A cut may only go where no blob spans it: every blob's extents must lie in one shard, or the
-//! blob would be stored twice and its space freed twice. Cuts also go only at checksum-chunk
-//! aligned offsets, so a write split at a shard boundary never shares a chunk between its two
-//! pieces. Writes are split at the current boundaries, so new blobs never span them either.
+//! blob would be stored twice and its space freed twice. Nor may it go through the logical
+//! range a blob covers beyond its extents (its unused chunks): a later small write there must
+//! find the blob in its own shard, or it would take a new allocation unit while the blob keeps
+//! its own. Cuts also go only at offsets aligned to the unit new data is laid out in (checksum
+//! chunk and allocation unit), so a write split at a shard boundary never shares a chunk or a
+//! unit between its two pieces. Writes are split at the current boundaries, so new blobs never
+//! span them either.
 
 use std::collections::{HashMap, HashSet};
 
@@ -25,7 +29,8 @@ pub const SHARD_TARGET_BYTES: usize = 2048;
 pub const SHARD_BYTES_MAX: usize = 4096;
 
 /// Shard start offsets for the extents starting in `[start, end)`: `start` first, then a cut at
-/// each safe, `chunk`-aligned extent start once the shard so far reaches the target size.
+/// each safe, `chunk`-aligned (the write unit) extent start once the shard so far reaches the
+/// target size.
 pub fn choose_boundaries(map: &ExtentMap, start: u64, end: u64, chunk: u64) -> Vec<u64> {
     let extents: Vec<_> = map
         .extents()
@@ -33,9 +38,12 @@ pub fn choose_boundaries(map: &ExtentMap, start: u64, end: u64, chunk: u64) -> V
         .collect();
     let mut blob_end: HashMap<u32, u64> = HashMap::new();
     for (offset, mapping) in &extents {
+        // The logical end of what the blob covers: its last byte under its relation.
+        let covered_end =
+            (offset - u64::from(mapping.blob_offset)) + u64::from(map.blob(mapping.blob).length);
         let extent_end = offset + u64::from(mapping.length);
         let reach = blob_end.entry(mapping.blob).or_insert(0);
-        *reach = (*reach).max(extent_end);
+        *reach = (*reach).max(extent_end).max(covered_end);
     }
     let mut boundaries = vec![start];
     let mut shard_bytes = BODY_HEADER_LENGTH;

@@ -536,7 +536,7 @@ impl<'e> TxnContext<'e> {
         for ((collection_id, name), object) in std::mem::take(&mut self.objects) {
             let mut object = object;
             if let Some(onode) = &mut object.onode {
-                let chunk = u64::from(self.engine.config.csum_chunk());
+                let chunk = u64::from(self.engine.config.write_unit());
                 onode.write_to(
                     &mut self.batch,
                     &keys::onode_key(collection_id, &name),

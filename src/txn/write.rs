@@ -32,17 +32,19 @@ use crate::onode::{BlobId, ExtentMap, Piece};
 pub enum WriteStrategy {
     /// Fresh blobs in newly allocated space; the old mapping is punched ("redirect on write").
     NewSpace,
-    /// Into never-written chunks of an existing blob just before the write (only when the
-    /// allocation unit is larger than the checksum chunk, so blobs end with unused chunks).
-    /// Nothing committed references those chunks, so writing them in place is crash-safe.
+    /// Into never-written chunks of an existing blob whose allocation units cover the write
+    /// (only when the allocation unit is larger than the checksum chunk, so blobs have unused
+    /// chunks). Nothing committed references those chunks, so writing them in place is
+    /// crash-safe.
     FillUnused {
         /// The blob with room.
         blob: BlobId,
         /// Offset within the blob where the write buffer goes.
         blob_position: u32,
     },
-    /// In place over live data of a blob that already maps every byte of the write, through a
-    /// deferred record applied after the commit.
+    /// In place in a blob whose allocation units cover the write, over live data (and any
+    /// unused or unmapped chunks beside it), through a deferred record applied after the
+    /// commit.
     Deferred {
         /// The blob overwritten.
         blob: BlobId,
@@ -116,13 +118,12 @@ pub fn plan_write(
 }
 
 /// The decision between strategies for the write `[offset, end)`, laid out in the
-/// chunk-aligned buffer `[buffer_offset, buffer_end)`:
+/// chunk-aligned buffer `[buffer_offset, buffer_end)`. First the blob whose allocation units
+/// already cover the buffer is looked for ([`in_place_target`]): a small write into a unit the
+/// object holds stays there, so small writes never cost a new unit each. Then:
 ///
-/// - the buffer covers no data: fill unused space of the blob before it if it can continue
-///   there without crossing an extent-shard boundary (`shard_starts`, the object's shard start
-///   offsets: a blob's extents all live in one shard), else new space;
-/// - the write overwrites live data and is small ([`wants_deferred`]): deferred, if one blob
-///   maps every byte of the write and can take the buffer in place ([`in_place_target`]);
+/// - the buffer covers no data and only never-written chunks of that blob: fill unused;
+/// - the write overwrites live data and is small ([`wants_deferred`]): deferred in that blob;
 /// - else new space.
 pub fn choose_strategy(
     map: &ExtentMap,
@@ -131,58 +132,123 @@ pub fn choose_strategy(
     shard_starts: &[u64],
     config: &EngineConfig,
 ) -> WriteStrategy {
-    if !map.has_data(buffer_offset, buffer_end - buffer_offset) {
-        return fill_unused_target(map, buffer_offset, buffer_end, shard_starts);
+    let target = in_place_target(map, (buffer_offset, buffer_end), shard_starts, config);
+    let Some(target) = target else {
+        return WriteStrategy::NewSpace;
+    };
+    let has_data = map.has_data(buffer_offset, buffer_end - buffer_offset);
+    if !has_data && target.all_unused {
+        return WriteStrategy::FillUnused {
+            blob: target.blob,
+            blob_position: target.blob_position,
+        };
     }
-    if wants_deferred(end - offset, config) {
-        let target = in_place_target(map, (offset, end), (buffer_offset, buffer_end), config);
-        if let Some((blob, blob_position)) = target {
-            return WriteStrategy::Deferred {
-                blob,
-                blob_position,
-            };
-        }
+    if has_data && wants_deferred(end - offset, config) {
+        return WriteStrategy::Deferred {
+            blob: target.blob,
+            blob_position: target.blob_position,
+        };
     }
     WriteStrategy::NewSpace
 }
 
 /// Whether an overwrite of `length` bytes of live data should be deferred: when it is smaller
 /// than a checksum chunk (rewriting that one chunk in place beats a read-modify-write into a new
-/// blob), or smaller than `prefer_deferred_size` (on rotational media a logged write plus a
-/// later batched seek beats an immediate one; BlueStore's `prefer_deferred_size_hdd`).
+/// blob), smaller than an allocation unit larger than the chunk (new space would take a whole
+/// unit for it and leave the old one partly referenced), or smaller than
+/// `prefer_deferred_size` (on rotational media a logged write plus a later batched seek beats
+/// an immediate one; BlueStore's `prefer_deferred_size_hdd`).
 pub fn wants_deferred(length: u64, config: &EngineConfig) -> bool {
-    length < u64::from(config.csum_chunk()) || length < u64::from(config.prefer_deferred_size)
+    length < u64::from(config.csum_chunk())
+        || length < u64::from(config.prefer_deferred_size)
+        || (config.min_alloc_size > config.csum_chunk()
+            && length < u64::from(config.min_alloc_size))
 }
 
-/// The blob and position where the buffer can be overwritten in place: one unshared blob maps
-/// every byte of `[offset, end)` with one logical-to-blob relation, and under that relation the
-/// whole buffer lies inside the blob, on chunks already written, on allocation units the blob
-/// still holds. Anything else (a hole in the write, two blobs, a shared blob) goes to new space.
+/// Where a write can go in place: the blob, the buffer's position in it, and whether every
+/// chunk there is still unused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InPlace {
+    /// The blob.
+    pub blob: BlobId,
+    /// Offset within the blob where the write buffer goes.
+    pub blob_position: u32,
+    /// No chunk under the buffer was ever written.
+    pub all_unused: bool,
+}
+
+/// The blob whose allocation units cover the chunk-aligned buffer `[buffer_offset,
+/// buffer_end)`: an unshared blob (found through the extents overlapping the buffer or next to
+/// it) under whose one logical-to-blob relation the
+/// whole buffer lies inside the blob, chunk-aligned, on units the blob still holds, in the same
+/// extent-map shard as the blob's extents, and every byte under the buffer that holds data
+/// maps to it under that relation (the partial chunks the write completes are rewritten too). Anything else (data of another blob or relation, a shared
+/// blob, units already released) goes to new space.
 pub fn in_place_target(
     map: &ExtentMap,
-    (offset, end): (u64, u64),
     (buffer_offset, buffer_end): (u64, u64),
+    shard_starts: &[u64],
     config: &EngineConfig,
-) -> Option<(BlobId, u32)> {
+) -> Option<InPlace> {
     let mut relation = None;
-    for piece in map.pieces(offset, end - offset) {
-        let Piece::Data {
+    // Every byte of data under the buffer (the write and the partial chunks it completes) must
+    // be the blob's: the chunks are rewritten there in place.
+    for piece in map.pieces(buffer_offset, buffer_end - buffer_offset) {
+        if let Piece::Data {
             logical_offset,
             blob,
             blob_offset,
             ..
         } = piece
-        else {
-            return None;
-        };
-        let delta = i128::from(blob_offset) - i128::from(logical_offset);
-        match relation {
-            None => relation = Some((blob, delta)),
-            Some(known) if known == (blob, delta) => {}
-            Some(_) => return None,
+        {
+            let delta = i128::from(blob_offset) - i128::from(logical_offset);
+            match relation {
+                None => relation = Some((blob, delta, logical_offset)),
+                Some((known, known_delta, _)) if (known, known_delta) == (blob, delta) => {}
+                Some(_) => return None,
+            }
         }
     }
-    let (id, delta) = relation?;
+    let candidates = match relation {
+        Some(found) => vec![found],
+        None => neighbours(map, buffer_offset, buffer_end),
+    };
+    candidates
+        .into_iter()
+        .find_map(|(id, delta, extent_offset)| {
+            let same_shard = shard_of(shard_starts, extent_offset)
+                == shard_of(shard_starts, buffer_offset)
+                && shard_of(shard_starts, buffer_end - 1) == shard_of(shard_starts, buffer_offset);
+            let target = fits_in_place(map, id, delta, (buffer_offset, buffer_end), config)?;
+            same_shard.then_some(target)
+        })
+}
+
+/// The blobs of the extents just before and just after the buffer, with their relations and
+/// the logical offset of the extent that names them.
+fn neighbours(map: &ExtentMap, buffer_offset: u64, buffer_end: u64) -> Vec<(BlobId, i128, u64)> {
+    let relation = |(start, mapping): (u64, crate::onode::Mapping)| {
+        (
+            mapping.blob,
+            i128::from(mapping.blob_offset) - i128::from(start),
+            start,
+        )
+    };
+    map.extent_before(buffer_offset)
+        .into_iter()
+        .chain(map.extent_at_or_after(buffer_end))
+        .map(relation)
+        .collect()
+}
+
+/// The buffer's place in blob `id` under `delta`, when it can be written there.
+fn fits_in_place(
+    map: &ExtentMap,
+    id: BlobId,
+    delta: i128,
+    (buffer_offset, buffer_end): (u64, u64),
+    config: &EngineConfig,
+) -> Option<InPlace> {
     let blob = map.blob(id);
     let position = u64::try_from(i128::from(buffer_offset) + delta).ok()?;
     let length = buffer_end - buffer_offset;
@@ -191,47 +257,21 @@ pub fn in_place_target(
     if !fits || blob.shared_blob_id.is_some() || chunk != u64::from(config.csum_chunk()) {
         return None;
     }
-    let written = (position / chunk..(position + length) / chunk).all(|i| !chunk_unused(blob, i));
-    let held = map.units_held(id, position as u32, length as u32);
-    (written && held).then_some((id, position as u32))
+    if !map.units_held(id, position as u32, length as u32) {
+        return None;
+    }
+    let all_unused = (position / chunk..(position + length) / chunk).all(|i| chunk_unused(blob, i));
+    Some(InPlace {
+        blob: id,
+        blob_position: position as u32,
+        all_unused,
+    })
 }
 
-/// Fill unused space when the blob of the nearest extent before the (hole) buffer has
-/// never-written chunks exactly where the buffer would continue it (the same logical to blob
-/// relation), still holding their allocation units; otherwise new space.
-fn fill_unused_target(
-    map: &ExtentMap,
-    buffer_offset: u64,
-    buffer_end: u64,
-    shard_starts: &[u64],
-) -> WriteStrategy {
-    let length = buffer_end - buffer_offset;
-    let Some((start, mapping)) = map.extent_before(buffer_offset) else {
-        return WriteStrategy::NewSpace;
-    };
-    // The new extent would land in another shard than the blob's others: the blob would be
-    // encoded in two shards and load as two blobs owning the same units.
-    if shard_starts.iter().any(|s| *s > start && *s < buffer_end) {
-        return WriteStrategy::NewSpace;
-    }
-    let blob = map.blob(mapping.blob);
-    let position = buffer_offset - start + u64::from(mapping.blob_offset);
-    let fits = position + length <= u64::from(blob.length);
-    if blob.shared_blob_id.is_some() || blob.unused.is_none() || !fits {
-        return WriteStrategy::NewSpace;
-    }
-    let chunk = u64::from(blob.csum_chunk());
-    let all_unused =
-        (position / chunk..(position + length) / chunk).all(|index| chunk_unused(blob, index));
-    let held = map.units_held(mapping.blob, position as u32, length as u32);
-    if all_unused && held {
-        WriteStrategy::FillUnused {
-            blob: mapping.blob,
-            blob_position: position as u32,
-        }
-    } else {
-        WriteStrategy::NewSpace
-    }
+/// Index of the extent-map shard holding logical offset `offset` (shards start at
+/// `shard_starts`, sorted; before the first is shard 0).
+fn shard_of(shard_starts: &[u64], offset: u64) -> usize {
+    shard_starts.partition_point(|start| *start <= offset)
 }
 
 fn chunk_unused(blob: &Blob, index: u64) -> bool {
@@ -248,15 +288,29 @@ struct BlobLayout {
     length: u64,
     /// Where its data starts within the buffer.
     buffer_position: u64,
-    /// Bytes of buffer data it holds (whole chunks, <= length).
+    /// Where its data starts within the blob (the first blob of a write that starts inside an
+    /// allocation unit keeps the unit's leading chunks unused, so the blob covers the unit).
+    data_position: u64,
+    /// Bytes of buffer data it holds (whole chunks, <= length - data_position).
     used: u64,
 }
 
 /// Executes a write of `data` at `offset` on the object `key` of the transaction. A write over
-/// extent-map shard boundaries is carried out piece by piece, so no new blob spans two shards.
+/// extent-map shard boundaries is carried out piece by piece, so no new blob spans two shards;
+/// so is a write smaller than an allocation unit that crosses a unit boundary, so each piece
+/// can stay in the unit the object already holds there.
 pub fn write(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u8]) -> Result<()> {
     let end = offset + data.len() as u64;
-    let cuts = ctx.onode(key).shard_starts_within(offset, end);
+    let mut cuts = ctx.onode(key).shard_starts_within(offset, end);
+    let config = &ctx.engine().config;
+    let unit = u64::from(config.min_alloc_size);
+    if (data.len() as u64) < unit && config.min_alloc_size > config.csum_chunk() {
+        let boundary = end / unit * unit;
+        if boundary > offset && !cuts.contains(&boundary) {
+            cuts.push(boundary);
+            cuts.sort_unstable();
+        }
+    }
     let mut start = offset;
     for cut in cuts.into_iter().chain([end]) {
         let piece = &data[(start - offset) as usize..(cut - offset) as usize];
@@ -308,36 +362,60 @@ fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u
         } => {
             Counters::add(&ctx.engine().counters.writes_deferred, 1);
             let buf = fill_buffer(&plan, 0, plan.buffer_length, offset, data, &merged);
-            write_deferred(ctx, key, (blob, blob_position), offset, buf, data.len());
+            write_deferred(
+                ctx,
+                key,
+                &plan,
+                (blob, blob_position),
+                (offset, data.len()),
+                buf,
+            );
             Ok(())
         }
     }
 }
 
 /// Overwrites chunks of a blob in place: new checksums now, the bytes through the deferred
-/// record. The mapping does not change (the blob already maps every byte of the write).
+/// record. Parts of the write that fall in holes (over unused or unmapped chunks of the blob)
+/// are mapped to it under the blob's relation; the rest already maps there.
 fn write_deferred(
     ctx: &mut TxnContext<'_>,
     key: &ObjectKey,
+    plan: &WritePlan,
     (blob, blob_position): (BlobId, u32),
-    offset: u64,
+    (offset, length): (u64, usize),
     buf: AlignedBuf,
-    length: usize,
 ) {
+    let end = offset + length as u64;
     let onode = ctx.onode_mut(key);
     let record = onode.extent_map.blob(blob);
     let chunk = record.csum_chunk() as usize;
     let first_chunk = blob_position as usize / chunk;
     let device_offset = record.device_offset + u64::from(blob_position);
-    onode
-        .extent_map
-        .update_blob(blob, (offset, offset + length as u64), |record| {
-            if record.csum_type == CsumType::Crc32c {
-                for (index, crc) in crate::csum::chunk_crcs(&buf, chunk).into_iter().enumerate() {
-                    record.csums[first_chunk + index] = crc;
-                }
+    onode.extent_map.update_blob(blob, (offset, end), |record| {
+        if record.csum_type == CsumType::Crc32c {
+            for (index, crc) in crate::csum::chunk_crcs(&buf, chunk).into_iter().enumerate() {
+                record.csums[first_chunk + index] = crc;
             }
-        });
+        }
+        mark_chunks_used(record, first_chunk, buf.len() / chunk);
+    });
+    let mut mapped = 0;
+    for piece in onode.extent_map.pieces(offset, length as u64) {
+        if let Piece::Hole {
+            logical_offset,
+            length,
+        } = piece
+        {
+            let position = blob_position + (logical_offset - plan.buffer_offset) as u32;
+            onode
+                .extent_map
+                .map(logical_offset, length as u32, blob, position);
+            mapped += length;
+        }
+    }
+    onode.size = plan.new_size;
+    ctx.stats.stored_bytes += mapped as i64;
     ctx.deferred_writes.push((device_offset, buf));
 }
 
@@ -492,13 +570,14 @@ fn write_new_space(
         .extent_map
         .punch(plan.mapped_offset, plan.mapped_end - plan.mapped_offset);
     ctx.release(punched)?;
-    let allocation = plan
-        .buffer_length
-        .next_multiple_of(u64::from(config.min_alloc_size));
+    // The first blob starts where the buffer's allocation unit starts in the object: later
+    // small writes to the rest of that unit find its chunks unused in the same blob.
+    let lead = plan.buffer_offset % u64::from(config.min_alloc_size);
+    let allocation = (lead + plan.buffer_length).next_multiple_of(u64::from(config.min_alloc_size));
     let extents = ctx.allocate(allocation)?;
     let layouts = lay_out_blobs(
         &extents,
-        plan.buffer_length,
+        (lead, plan.buffer_length),
         u64::from(config.blob_length_max),
     );
     // One buffer and one device write per allocated extent: its blobs are consecutive on the
@@ -519,8 +598,9 @@ fn write_new_space(
             let blob = new_blob(layout, &buf[within..within + layout.used as usize], config);
             map_new_blob(ctx, key, plan, layout, blob);
         }
+        let device_offset = first.device_offset + first.data_position;
         ctx.data_writes
-            .insert(extent.offset, IoRequest::write(extent.offset, buf));
+            .insert(device_offset, IoRequest::write(device_offset, buf));
     }
     ctx.onode_mut(key).size = plan.new_size;
     Ok(())
@@ -539,26 +619,31 @@ pub fn zero(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, length: u64)
     ctx.release(punched)
 }
 
-/// Cuts the allocated extents into blobs of at most `blob_length_max`, in buffer order.
+/// Cuts the allocated extents into blobs of at most `blob_length_max`, in buffer order; the
+/// buffer starts `lead` bytes into the first.
 fn lay_out_blobs(
     extents: &[crate::alloc::DeviceExtent],
-    buffer_length: u64,
+    (lead, buffer_length): (u64, u64),
     blob_length_max: u64,
 ) -> Vec<BlobLayout> {
     let mut layouts = Vec::new();
     let mut buffer_position = 0;
+    let mut data_position = lead;
     for extent in extents {
         let mut device_offset = extent.offset;
         let mut left = extent.length;
         while left > 0 {
             let length = left.min(blob_length_max);
-            let used = length.min(buffer_length.saturating_sub(buffer_position));
+            let room = length.saturating_sub(data_position);
+            let used = room.min(buffer_length.saturating_sub(buffer_position));
             layouts.push(BlobLayout {
                 device_offset,
                 length,
                 buffer_position,
+                data_position: data_position.min(length),
                 used,
             });
+            data_position = data_position.saturating_sub(length);
             buffer_position += used;
             device_offset += length;
             left -= length;
@@ -577,9 +662,9 @@ fn map_new_blob(
 ) {
     let onode = ctx.onode_mut(key);
     let blob_id = onode.extent_map.add_blob(blob);
-    let blob_start = plan.buffer_offset + layout.buffer_position;
-    let map_start = blob_start.max(plan.mapped_offset);
-    let map_end = (blob_start + layout.used).min(plan.mapped_end);
+    let data_start = plan.buffer_offset + layout.buffer_position;
+    let map_start = data_start.max(plan.mapped_offset);
+    let map_end = (data_start + layout.used).min(plan.mapped_end);
     assert!(
         map_start < map_end,
         "every new blob holds some of the write"
@@ -588,7 +673,7 @@ fn map_new_blob(
         map_start,
         (map_end - map_start) as u32,
         blob_id,
-        (map_start - blob_start) as u32,
+        (layout.data_position + map_start - data_start) as u32,
     );
     ctx.stats.stored_bytes += (map_end - map_start) as i64;
 }
@@ -627,15 +712,17 @@ fn fill_buffer(
 fn new_blob(layout: &BlobLayout, buf: &[u8], config: &EngineConfig) -> Blob {
     let chunk = config.csum_chunk() as usize;
     let chunks = (layout.length as usize) / chunk;
-    let used_chunks = buf.len() / chunk;
+    let first_used = layout.data_position as usize / chunk;
+    let used = first_used..first_used + buf.len() / chunk;
     let mut csums = Vec::new();
     if config.csum_type == CsumType::Crc32c {
-        csums = crate::csum::chunk_crcs(buf, chunk);
+        csums = vec![0; first_used];
+        csums.extend(crate::csum::chunk_crcs(buf, chunk));
         csums.resize(chunks, 0);
     }
-    let unused = (used_chunks < chunks).then(|| {
+    let unused = (used.len() < chunks).then(|| {
         let mut bits = vec![0u8; chunks.div_ceil(8)];
-        for index in used_chunks..chunks {
+        for index in (0..chunks).filter(|i| !used.contains(i)) {
             bits[index / 8] |= 1 << (index % 8);
         }
         bits
@@ -789,9 +876,22 @@ mod tests {
             DeviceExtent::new(0, 128 << 10),
             DeviceExtent::new(1 << 20, 8192),
         ];
-        let layouts = lay_out_blobs(&extents, (128 << 10) + 4096, 64 << 10);
+        let layouts = lay_out_blobs(&extents, (0, (128 << 10) + 4096), 64 << 10);
         assert_eq!(layouts.len(), 3);
         assert_eq!(layouts[2].device_offset, 1 << 20);
         assert_eq!((layouts[2].length, layouts[2].used), (8192, 4096));
+    }
+
+    #[test]
+    fn a_write_inside_an_allocation_unit_starts_its_blob_at_the_unit() {
+        let extents = [DeviceExtent::new(1 << 20, 128 << 10)];
+        let layouts = lay_out_blobs(&extents, (0xf000, 0x2000), 64 << 10);
+        assert_eq!(layouts.len(), 2, "the write crosses into the second unit");
+        assert_eq!(
+            (layouts[0].data_position, layouts[0].used),
+            (0xf000, 0x1000)
+        );
+        assert_eq!((layouts[1].data_position, layouts[1].used), (0, 0x1000));
+        assert_eq!(layouts[1].buffer_position, 0x1000);
     }
 }

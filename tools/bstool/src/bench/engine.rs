@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use bstore::{Error, Store, Transaction};
 use rocksdb::{DB, Options, WriteBatch, WriteOptions, statistics::Ticker};
 
+use super::osd;
+use super::workload::Measured;
+
 /// Bytes written so far, by destination.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EngineBytes {
@@ -53,6 +56,18 @@ pub trait BenchEngine: Send + Sync {
         _data: &[u8],
     ) -> Option<Result<(), String>> {
         None
+    }
+    /// Prepares `osd-bench` (its objects, written whole); `None` when the engine has none.
+    fn prepare_osd_bench(&self, _data: &[u8]) -> Option<Result<(), String>> {
+        None
+    }
+    /// Runs `osd-bench`; `None` when the engine has none.
+    fn osd_bench(&self, _seed: u64) -> Option<Result<Measured, String>> {
+        None
+    }
+    /// Removes what `osd-bench` wrote.
+    fn clean_up_osd_bench(&self) -> Result<(), String> {
+        Ok(())
     }
     /// Bytes written so far.
     fn bytes(&self) -> EngineBytes;
@@ -152,6 +167,18 @@ impl BenchEngine for BstoreEngine {
 
     fn store(&self) -> Option<&Store> {
         Some(&self.store)
+    }
+
+    fn prepare_osd_bench(&self, data: &[u8]) -> Option<Result<(), String>> {
+        Some(osd::prepare(&self.store, data))
+    }
+
+    fn osd_bench(&self, seed: u64) -> Option<Result<Measured, String>> {
+        Some(osd::run(&self.store, seed))
+    }
+
+    fn clean_up_osd_bench(&self) -> Result<(), String> {
+        osd::clean_up(&self.store)
     }
 
     fn clone_and_write(

@@ -25,6 +25,9 @@ pub struct FioJob {
     pub offset: u64,
     /// Bytes of the region.
     pub size: u64,
+    /// fdatasync after every write (with blocking pwrite, as a durable QD1 writer does);
+    /// otherwise io_uring, no sync.
+    pub sync_each_write: bool,
 }
 
 /// What fio measured.
@@ -34,6 +37,9 @@ pub struct FioResult {
     pub iops: f64,
     /// Bytes per second.
     pub bytes_per_sec: f64,
+    /// Median latency of one operation (with `sync_each_write`: the write's completion plus
+    /// its fdatasync), microseconds.
+    pub p50_us: Option<f64>,
 }
 
 /// True when fio is installed.
@@ -55,12 +61,13 @@ pub fn run(job: &FioJob) -> Result<FioResult, String> {
         .arg(format!("--rw={}", job.pattern))
         .arg(format!("--bs={}", job.block_size))
         .arg(format!("--iodepth={}", job.queue_depth))
-        .args([
-            "--ioengine=io_uring",
-            "--direct=1",
-            "--time_based",
-            "--group_reporting",
-        ])
+        .arg(if job.sync_each_write {
+            "--ioengine=psync"
+        } else {
+            "--ioengine=io_uring"
+        })
+        .args(job.sync_each_write.then_some("--fdatasync=1"))
+        .args(["--direct=1", "--time_based", "--group_reporting"])
         .arg(format!("--runtime={}", job.runtime_secs))
         .output()
         .map_err(|e| format!("running fio: {e}"))?;
@@ -87,9 +94,14 @@ fn parse(json: &[u8], pattern: &str) -> Result<FioResult, String> {
             .as_f64()
             .ok_or_else(|| format!("fio output lacks {direction}.{field}"))
     };
+    let median =
+        |stats: &serde_json::Value, field: &str| stats[field]["percentile"]["50.000000"].as_f64();
+    let completion = median(stats, "clat_ns");
+    let sync = median(&value["jobs"][0]["sync"], "lat_ns").unwrap_or(0.0);
     Ok(FioResult {
         iops: number("iops")?,
         bytes_per_sec: number("bw_bytes")?,
+        p50_us: completion.map(|ns| (ns + sync) / 1000.0),
     })
 }
 
@@ -105,10 +117,19 @@ mod tests {
             result,
             FioResult {
                 iops: 100.5,
-                bytes_per_sec: 411648.0
+                bytes_per_sec: 411648.0,
+                p50_us: None,
             }
         );
         assert_eq!(parse(json, "write").unwrap().iops, 7.0);
         assert!(parse(b"{}", "write").is_err());
+    }
+
+    #[test]
+    fn a_synced_writes_median_adds_its_sync() {
+        let json = br#"{"jobs":[{"write":{"iops":500,"bw_bytes":2048000,
+            "clat_ns":{"percentile":{"50.000000":100000}}},
+            "sync":{"lat_ns":{"percentile":{"50.000000":900000}}}}]}"#;
+        assert_eq!(parse(json, "randwrite").unwrap().p50_us, Some(1000.0));
     }
 }

@@ -8,6 +8,7 @@
 mod engine;
 mod fio;
 mod metrics;
+mod osd;
 mod report;
 mod target;
 mod workload;
@@ -201,6 +202,7 @@ fn fio_setup(target: &target::Target, args: &Args, queue_depth: usize) -> FioSet
             filename: target.block.clone(),
             offset: 0,
             size: args.dataset.max(4 << 20),
+            sync_each_write: false,
         },
     }
 }
@@ -234,8 +236,16 @@ impl Suite<'_> {
                 workload::create_dataset(self.engine, self.params, self.data)?;
                 dataset_ready = true;
             }
+            if *workload == Workload::OsdBench
+                && let Some(prepared) = self.engine.prepare_osd_bench(self.data)
+            {
+                prepared?;
+            }
             let fio = self.compare_with_fio(*workload)?;
             rows.push(self.measure(*workload, fio));
+            if *workload == Workload::OsdBench {
+                self.engine.clean_up_osd_bench()?;
+            }
         }
         Ok(rows)
     }
@@ -249,11 +259,14 @@ impl Suite<'_> {
         let Some((offset, size)) = fio_region(store, setup.template.size) else {
             return Ok(None);
         };
+        let (queue_depth, sync_each_write) = workload.fio_shape();
         let job = fio::FioJob {
             pattern,
             block_size,
             offset,
             size,
+            queue_depth: queue_depth.unwrap_or(setup.template.queue_depth),
+            sync_each_write,
             ..setup.template.clone()
         };
         if pattern.contains("read") {
@@ -272,6 +285,12 @@ impl Suite<'_> {
         let allocated_before = allocated();
         let outcome = match workload {
             Workload::Aging => workload::run_aging(self.engine, self.params, self.data),
+            Workload::OsdBench => self.engine.osd_bench(self.params.seed).unwrap_or_else(|| {
+                Err(format!(
+                    "the {} engine has no osd-bench",
+                    self.engine.name()
+                ))
+            }),
             _ => workload::run(self.engine, workload, self.params, self.data),
         };
         let cpu = metrics::cpu_seconds() - cpu_before;

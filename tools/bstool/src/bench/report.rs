@@ -102,7 +102,7 @@ impl Row {
             "transactions_per_kv_sync": self.transactions_per_sync,
             "peak_rss_mib": self.peak_rss_mib,
             "free_score": self.free_score,
-            "fio": self.fio.map(|f| json!({"iops": f.iops, "bytes_per_sec": f.bytes_per_sec})),
+            "fio": self.fio.map(|f| json!({"iops": f.iops, "bytes_per_sec": f.bytes_per_sec, "p50_us": f.p50_us})),
             "fio_ratio": self.fio_ratio(),
             "metadata_bytes_per_op": self.metadata_bytes as f64 / self.ops.max(1) as f64,
             "allocated_bytes_per_op": self.allocated_bytes.map(|b| b as f64 / self.ops.max(1) as f64),

@@ -39,16 +39,25 @@ pub enum Workload {
     Aging,
     /// Cloning a 4 MiB object and overwriting 4 KiB of the clone, in one transaction.
     Clone,
+    /// What `ceph tell osd.N bench 204800000 4096 4194304 100` does: 100 objects of 4 MiB in one
+    /// collection written whole (untimed), then 50,000 4 KiB writes at random aligned offsets,
+    /// submitted without waiting (at most 64 MiB in flight, BlueStore's throttle), until every
+    /// commit is in (bstore only).
+    OsdBench,
+    /// Durable 4 KiB random overwrites one at a time (queue depth 1): the latency of a commit.
+    WriteLatency,
 }
 
 /// The standard suite, in the order it runs.
-pub const STANDARD_SUITE: [Workload; 10] = [
+pub const STANDARD_SUITE: [Workload; 12] = [
     Workload::SeqWrite,
     Workload::SeqRead,
     Workload::RandWrite,
     Workload::RandWriteUnaligned,
     Workload::RandWrite64k,
     Workload::RandRead,
+    Workload::WriteLatency,
+    Workload::OsdBench,
     Workload::SmallObjects,
     Workload::Omap,
     Workload::Clone,
@@ -69,6 +78,8 @@ impl Workload {
             Workload::Omap => "omap",
             Workload::Clone => "clone",
             Workload::Aging => "aging",
+            Workload::OsdBench => "osd-bench",
+            Workload::WriteLatency => "write-latency",
         }
     }
 
@@ -82,6 +93,7 @@ impl Workload {
                 | Workload::RandWrite64k
                 | Workload::RandRead
                 | Workload::Clone
+                | Workload::WriteLatency
         )
     }
 
@@ -90,10 +102,22 @@ impl Workload {
         match self {
             Workload::SeqWrite => Some(("write", OBJECT_SIZE)),
             Workload::SeqRead => Some(("read", OBJECT_SIZE)),
-            Workload::RandWrite => Some(("randwrite", 4096)),
+            Workload::RandWrite | Workload::OsdBench | Workload::WriteLatency => {
+                Some(("randwrite", 4096))
+            }
             Workload::RandWrite64k => Some(("randwrite", 64 << 10)),
             Workload::RandRead => Some(("randread", 4096)),
             _ => None,
+        }
+    }
+
+    /// fio's queue depth when it differs from the run's (the reference each workload is
+    /// measured against), and whether fio syncs every write.
+    pub fn fio_shape(self) -> (Option<usize>, bool) {
+        match self {
+            Workload::OsdBench => (Some(32), false),
+            Workload::WriteLatency => (Some(1), true),
+            _ => (None, false),
         }
     }
 }
@@ -220,10 +244,23 @@ pub fn run(
                     None => Err(format!("the {} engine has no clone", engine.name())),
                 }
             }
-            Workload::Aging => Err("aging is not a timed workload".into()),
+            Workload::WriteLatency => random_write(engine, rng, objects, 4096, 4096, data),
+            Workload::Aging | Workload::OsdBench => {
+                Err(format!("{} is not a timed workload", workload.name()))
+            }
         }
     };
-    timed(params, workload.name(), op)
+    match workload {
+        Workload::WriteLatency => timed(
+            &Params {
+                queue_depth: 1,
+                ..*params
+            },
+            workload.name(),
+            op,
+        ),
+        _ => timed(params, workload.name(), op),
+    }
 }
 
 fn random_write(
