@@ -37,6 +37,7 @@ pub mod device;
 pub mod error;
 pub mod format;
 pub mod fsck;
+pub mod journal;
 pub mod kv;
 pub mod onode;
 pub mod rng;
@@ -46,8 +47,9 @@ pub mod txn;
 pub use alloc::ScoreVariant;
 pub use error::{Error, Result};
 pub use fsck::FsckReport;
+pub use journal::{JournalReplay, JournalStatus};
 pub use store::{
     Background, BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions,
-    MkfsOptions, ObjectStat, OpenOptions, Statfs, Store, Work,
+    JournalSize, MkfsOptions, ObjectStat, OpenOptions, Statfs, Store, Work,
 };
 pub use txn::Transaction;

@@ -96,7 +96,17 @@ struct Tally {
     grouped_points: u64,
     /// Cuts that also hit the recovery mount's replay.
     replay_cuts: u64,
+    /// Of those, cuts while the journal had records to replay.
+    journal_replay_cuts: u64,
     replayed_records: u64,
+    /// Journal records replayed by recovery mounts.
+    journal_records_replayed: u64,
+    /// Recovery mounts that found the journal's last record torn (cut mid-write).
+    journal_torn_tails: u64,
+    /// Recovery mounts that dropped a whole last record whose data never reached the media.
+    journal_dropped_records: u64,
+    /// Workloads whose uncut run went round the journal's ring at least once.
+    wrapped_workloads: u64,
     in_flight_applied: u64,
     in_flight_absent: u64,
     faults: FaultTally,
@@ -109,7 +119,12 @@ impl Tally {
         self.concurrent_workloads += other.concurrent_workloads;
         self.grouped_points += other.grouped_points;
         self.replay_cuts += other.replay_cuts;
+        self.journal_replay_cuts += other.journal_replay_cuts;
         self.replayed_records += other.replayed_records;
+        self.journal_records_replayed += other.journal_records_replayed;
+        self.journal_torn_tails += other.journal_torn_tails;
+        self.journal_dropped_records += other.journal_dropped_records;
+        self.wrapped_workloads += other.wrapped_workloads;
         self.in_flight_applied += other.in_flight_applied;
         self.in_flight_absent += other.in_flight_absent;
         self.faults.add(&other.faults);
@@ -121,7 +136,9 @@ impl Tally {
             "in groups of 2+: {} points; unflushed writes kept {}, dropped {}, torn {}, lost in \
              flight {}; KV batches kept {} and lost {} (unsynced), {} and {} (cut during their \
              write); in-flight transactions found applied {}, absent {}; deferred records \
-             replayed {}; recovery mounts cut during replay {}",
+             replayed {}; recovery mounts cut during replay {} ({} with journal records \
+             pending); journal records replayed {}, torn tails {}, last records dropped for \
+             missing data {}; workloads that wrapped the journal {} of {}",
             self.grouped_points,
             d.kept,
             d.dropped,
@@ -134,7 +151,13 @@ impl Tally {
             self.in_flight_applied,
             self.in_flight_absent,
             self.replayed_records,
-            self.replay_cuts
+            self.replay_cuts,
+            self.journal_replay_cuts,
+            self.journal_records_replayed,
+            self.journal_torn_tails,
+            self.journal_dropped_records,
+            self.wrapped_workloads,
+            self.workloads
         );
     }
 
@@ -162,10 +185,26 @@ impl Tally {
             ("in-flight transactions found absent", self.in_flight_absent),
             ("deferred records replayed", self.replayed_records),
             ("recovery mounts cut during replay", self.replay_cuts),
+            (
+                "recovery mounts cut while replaying the journal",
+                self.journal_replay_cuts,
+            ),
+            ("journal records replayed", self.journal_records_replayed),
+            ("torn journal tails", self.journal_torn_tails),
+            (
+                "last journal records dropped for missing data",
+                self.journal_dropped_records,
+            ),
         ];
         for (what, count) in counts {
             assert!(count > 0, "{what}: none in the run");
         }
+        assert!(
+            self.wrapped_workloads * 10 >= self.workloads * 9,
+            "the journal wrapped in only {} of {} workloads",
+            self.wrapped_workloads,
+            self.workloads
+        );
     }
 }
 
@@ -194,12 +233,15 @@ fn run_stream(seed: u64, stream: u64, target: u64) -> Tally {
         };
         for cut_at in 1.. {
             match crash_at(&workload, cut_at, workload_seed, Mutation::None) {
-                Ok(Some(point)) => {
+                Ok(Ran::Cut(point)) => {
                     tally.add(&point);
                     let index = cut_at as usize - 1;
                     tally.grouped_points += u64::from(grouped.get(index) == Some(&true));
                 }
-                Ok(None) => break,
+                Ok(Ran::Finished { journal_wrapped }) => {
+                    tally.wrapped_workloads += u64::from(journal_wrapped);
+                    break;
+                }
                 Err(failure) => panic!("{}: {failure}", context(cut_at)),
             }
         }
@@ -239,14 +281,19 @@ impl Workload {
     }
 }
 
-/// Runs the workload with the power cut at I/O event `cut_at`, recovers, and checks. `None`
-/// when the workload finished before that event (no crash point left).
-fn crash_at(
-    workload: &Workload,
-    cut_at: u64,
-    seed: u64,
-    mutation: Mutation,
-) -> Found<Option<Tally>> {
+/// What one run of a workload came to.
+enum Ran {
+    /// The power was cut, and recovery checked: what it saw.
+    Cut(Tally),
+    /// The workload finished before the cut's event (no crash point left).
+    Finished {
+        /// Its commit journal went round the ring at least once.
+        journal_wrapped: bool,
+    },
+}
+
+/// Runs the workload with the power cut at I/O event `cut_at`, recovers, and checks.
+fn crash_at(workload: &Workload, cut_at: u64, seed: u64, mutation: Mutation) -> Found<Ran> {
     // The run up to the cut is the same for every `cut_at` (same completion order, same
     // scheduling); only what the power loss keeps depends on it.
     let mut rng = SplitMix64::new(seed ^ cut_at.wrapping_mul(0xd6e8_feb8_6659_fd93));
@@ -259,7 +306,9 @@ fn crash_at(
         }
     };
     if !world.power.is_off() {
-        return Ok(None);
+        return Ok(Ran::Finished {
+            journal_wrapped: common::crash::journal_wrapped(&world),
+        });
     }
     let mut tally = Tally {
         points: 1,
@@ -267,7 +316,7 @@ fn crash_at(
     };
     let survivor = recover(&world, &mut rng, &mut tally, mutation)?;
     outcome.check(&survivor, &mut tally)?;
-    Ok(Some(tally))
+    Ok(Ran::Cut(tally))
 }
 
 /// What a driven workload acknowledged before the power went, in the form its check needs.
@@ -322,11 +371,13 @@ fn recover(
     mutation: Mutation,
 ) -> Found<Model> {
     let mut survivor = power_loss(world, rng, &mut tally.faults);
-    if has_deferred_records(&survivor) && rng.chance(1, 2) {
+    let journal_pending = journal_records_pending(&survivor, mutation);
+    if (has_deferred_records(&survivor) || journal_pending) && rng.chance(1, 2) {
         arm(&mut survivor, 1 + rng.below(6));
         drop(survivor.open(mutation));
         if survivor.power.is_off() {
             tally.replay_cuts += 1;
+            tally.journal_replay_cuts += u64::from(journal_pending);
         }
         survivor = power_loss(&survivor, rng, &mut tally.faults);
     }
@@ -338,11 +389,22 @@ fn recover(
     .map_err(|e| format!("read-only mount after the crash failed: {e}"))?;
     let inspected = read_everything(&before_replay)
         .map_err(|e| format!("reading read-only after the crash failed: {e}"))?;
+    let inspected_journal = before_replay.journal_replay();
     drop(before_replay);
     let store = survivor
         .open(mutation)
         .map_err(|e| format!("mount after the crash failed: {e}"))?;
     tally.replayed_records += store.counters().deferred_records_replayed;
+    let replay = store.journal_replay().ok_or("a store without a journal")?;
+    if inspected_journal != Some(replay) {
+        return Err(format!(
+            "the read-only mount replayed the journal differently: {inspected_journal:?}, then \
+             {replay:?}"
+        ));
+    }
+    tally.journal_records_replayed += replay.records;
+    tally.journal_torn_tails += u64::from(replay.torn_tail);
+    tally.journal_dropped_records += u64::from(replay.dropped.is_some());
     let seen =
         read_everything(&store).map_err(|e| format!("reading after the crash failed: {e}"))?;
     store.close().map_err(|e| format!("close: {e}"))?;
@@ -360,6 +422,18 @@ fn recover(
         return Err(format!("fsck: {:?}", report.errors));
     }
     Ok(seen)
+}
+
+/// True when a mount would replay records of the commit journal (a read-only look).
+fn journal_records_pending(world: &World, mutation: Mutation) -> bool {
+    Store::open_read_only_on(
+        world.device.clone(),
+        world.kv.clone(),
+        &common::crash::stepped_options(mutation),
+    )
+    .ok()
+    .and_then(|store| store.journal_replay())
+    .is_some_and(|replay| replay.records > 0 || replay.dropped.is_some())
 }
 
 /// An error the model does not predict is acceptable only once the power is off.
@@ -1198,8 +1272,8 @@ fn points_until_caught(
             }));
             points += 1;
             match attempt {
-                Ok(Ok(Some(_))) => {}
-                Ok(Ok(None)) => break,
+                Ok(Ok(Ran::Cut(_))) => {}
+                Ok(Ok(Ran::Finished { .. })) => break,
                 Ok(Err(failure)) => {
                     println!("{mutation:?} caught after {points} points: {failure}");
                     return Some(points);
@@ -1242,6 +1316,16 @@ fn the_harness_catches_a_mount_that_does_not_replay_deferred_writes() {
 }
 
 #[test]
+fn the_harness_catches_a_replay_that_trusts_the_last_record() {
+    let concurrent = |seed| Workload::generate(seed, true);
+    let caught = points_until_caught(Mutation::TrustLastRecord, concurrent, 20_000);
+    assert!(
+        caught.is_some(),
+        "a replay applying a last record whose data is missing went unnoticed"
+    );
+}
+
+#[test]
 fn churn_passes_without_the_mutation() {
     // The workload that catches early reuse is itself correct on a correct store.
     let seed = bstore::rng::test_seed();
@@ -1249,8 +1333,8 @@ fn churn_passes_without_the_mutation() {
     let mut points = 0;
     for cut_at in 1.. {
         match crash_at(&workload, cut_at, seed, Mutation::None) {
-            Ok(Some(_)) => points += 1,
-            Ok(None) => break,
+            Ok(Ran::Cut(_)) => points += 1,
+            Ok(Ran::Finished { .. }) => break,
             Err(failure) => panic!("seed {seed}, cut at {cut_at}: {failure}"),
         }
     }

@@ -12,13 +12,18 @@ use std::path::PathBuf;
 
 use bstore::format::deferred::{DeferredRecord, DeferredWrite};
 use bstore::format::freelist::encode_operand;
+use bstore::format::journal::{
+    DataCheck, JOURNAL_BLOCK, OpKind, OpRef, decode_commit, decode_header, encode_commit,
+    encode_record, payload_of,
+};
 use bstore::format::label::Label;
 use bstore::format::onode::{
     AllocHint, Blob, CsumType, Extent, ExtentMapBody, ExtentMapLayout, OnodeRecord, ShardInfo,
     decode_shard, encode_shard,
 };
 use bstore::format::records::{
-    CollectionRecord, StatfsRecord, Superblock, decode_counter, encode_counter,
+    CollectionRecord, JournalPosition, JournalRegion, StatfsRecord, Superblock, decode_counter,
+    encode_counter,
 };
 use bstore::format::shared::SharedBlobRecord;
 
@@ -290,20 +295,50 @@ fn store_records_bytes_are_stable() {
         csum_chunk_order: 12,
         blob_length_max: 512 << 10,
         freelist_blocks_per_key: 4096,
+        journal: None,
     };
-    let spec = Spec::default()
-        .u32(1)
-        .raw(&[7; 16])
-        .u32(4096)
-        .u64(1 << 30)
-        .u8(1)
-        .u8(12)
-        .u32(512 << 10)
-        .u32(4096)
-        .sealed(1, 1);
+    let spec_head = |format_version: u32| {
+        Spec::default()
+            .u32(format_version)
+            .raw(&[7; 16])
+            .u32(4096)
+            .u64(1 << 30)
+            .u8(1)
+            .u8(12)
+            .u32(512 << 10)
+            .u32(4096)
+    };
+    let spec = spec_head(1).sealed(1, 1);
     assert_spec("superblock", &superblock.encode(), &spec);
     let bytes = golden("superblock-v1", &superblock.encode());
-    assert_eq!(Superblock::decode(&bytes), Ok(superblock));
+    assert_eq!(Superblock::decode(&bytes), Ok(superblock.clone()));
+
+    let with_journal = Superblock {
+        format_version: 2,
+        journal: Some(JournalRegion {
+            device_offset: 8192,
+            length: 32 << 20,
+            salt: 0x0123_4567_89ab_cdef,
+        }),
+        ..superblock
+    };
+    let spec = spec_head(2)
+        .u64(8192)
+        .u64(32 << 20)
+        .u64(0x0123_4567_89ab_cdef)
+        .sealed(2, 2);
+    assert_spec("superblock v2", &with_journal.encode(), &spec);
+    let bytes = golden("superblock-v2", &with_journal.encode());
+    assert_eq!(Superblock::decode(&bytes), Ok(with_journal));
+
+    let position = JournalPosition {
+        sequence: 77,
+        ring_offset: 0x3000,
+    };
+    let spec = Spec::default().u64(77).u64(0x3000).sealed(1, 1);
+    assert_spec("journal position", &position.encode(), &spec);
+    let bytes = golden("journal-position-v1", &position.encode());
+    assert_eq!(JournalPosition::decode(&bytes), Ok(position));
 
     let spec = Spec::default().u64(0xdead_beef).sealed(1, 1);
     assert_spec("counter", &encode_counter(0xdead_beef), &spec);
@@ -391,4 +426,89 @@ fn shared_blob_record_bytes_are_stable() {
         [0, 0, 0x50, 0, 0, 0, 0, 0, 0, 0x40, 0, 0, 4, 0, 0, 0]
     );
     assert_eq!(bytes[22..26], [3, 0, 0, 0]);
+}
+
+#[test]
+fn journal_record_bytes_are_stable() {
+    let checks = [DataCheck {
+        device_offset: 0x20_0000,
+        length: 4096,
+        crc: 0x1234_5678,
+    }];
+    let ops = [
+        OpRef {
+            kind: OpKind::Put,
+            space: 2,
+            key: b"\0\0\0\0\0\0\0\x01obj",
+            value: b"onode bytes",
+        },
+        OpRef {
+            kind: OpKind::Delete,
+            space: 5,
+            key: b"\0\0\0\0\0\0\0\x09",
+            value: b"",
+        },
+        OpRef {
+            kind: OpKind::Merge,
+            space: 6,
+            key: b"\0\0\0\0\0\0\0\0",
+            value: b"\x04\0\0\0\x0f",
+        },
+    ];
+    let payload = encode_commit(&checks, ops.into_iter());
+    let spec_payload = Spec::default()
+        .u32(1)
+        .u64(0x20_0000)
+        .u32(4096)
+        .u32(0x1234_5678)
+        .u32(3)
+        .u8(1)
+        .u8(2)
+        .u32(11)
+        .raw(b"\0\0\0\0\0\0\0\x01obj")
+        .u32(11)
+        .raw(b"onode bytes")
+        .u8(2)
+        .u8(5)
+        .u32(8)
+        .raw(b"\0\0\0\0\0\0\0\x09")
+        .u32(0)
+        .u8(4)
+        .u8(6)
+        .u32(8)
+        .raw(b"\0\0\0\0\0\0\0\0")
+        .u32(5)
+        .raw(b"\x04\0\0\0\x0f")
+        .0;
+    assert_spec("journal payload", &payload, &spec_payload);
+
+    let uuid = [0x5a; 16];
+    let salt = 0x0123_4567_89ab_cdef_u64;
+    let record = encode_record(9, (&uuid, salt), &payload);
+    // FORMAT.md §11.2: the 64-byte header, salted crc last, then the payload, zeros to 4 KiB.
+    let mut spec = Spec::default()
+        .raw(b"bstorejr")
+        .u8(1)
+        .u8(1)
+        .u8(1)
+        .u8(0)
+        .u32(JOURNAL_BLOCK as u32)
+        .u64(9)
+        .raw(&uuid)
+        .u32(payload.len() as u32)
+        .u32(crc32c::crc32c(&payload))
+        .raw(&[0; 12])
+        .0;
+    let header_crc = crc32c::crc32c_append(crc32c::crc32c(&salt.to_le_bytes()), &spec);
+    spec.extend_from_slice(&header_crc.to_le_bytes());
+    spec.extend_from_slice(&payload);
+    spec.resize(JOURNAL_BLOCK as usize, 0);
+    assert_spec("journal record", &record, &spec);
+    let bytes = golden("journal-record-v1", &record);
+    let header = decode_header(&bytes, salt).unwrap();
+    assert_eq!((header.sequence, header.store_uuid), (9, uuid));
+    let decoded = decode_commit(payload_of(&header, &bytes).unwrap(), 9).unwrap();
+    assert_eq!(decoded.checks, checks);
+    assert_eq!(decoded.ops.len(), 3);
+    assert_eq!(decoded.ops[2].value, b"\x04\0\0\0\x0f");
 }

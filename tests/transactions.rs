@@ -378,7 +378,7 @@ fn concurrent_writers(store: &Arc<Store>) -> f64 {
     }
     let after = store.counters();
     let transactions = after.transactions_committed - before.transactions_committed;
-    let syncs = after.kv_syncs - before.kv_syncs;
+    let syncs = after.group_commits - before.group_commits;
     assert_eq!(transactions, THREADS as u64 * TRANSACTIONS);
     transactions as f64 / syncs as f64
 }

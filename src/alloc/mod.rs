@@ -39,8 +39,3 @@ impl DeviceExtent {
         self.offset < other.end() && other.offset < self.end()
     }
 }
-
-/// Bytes at the start of the device that are never allocated: the label and room to grow it.
-pub fn reserved_bytes(min_alloc_size: u64) -> u64 {
-    crate::format::RESERVED_BYTES_MIN.next_multiple_of(min_alloc_size)
-}

@@ -74,6 +74,10 @@ pub const CID_MAX_KEY: &[u8] = b"cid_max";
 pub const SBID_MAX_KEY: &[u8] = b"sbid_max";
 /// Stats key of the store-wide statistics record.
 pub const STATFS_KEY: &[u8] = b"statfs";
+/// Super key of where the commit journal's next record goes (format 2): every journal record
+/// carries it in its own ops, so the KV store's durable state always says which records it
+/// already holds.
+pub const JOURNAL_NEXT_KEY: &[u8] = b"journal_next";
 
 /// Omap key tag of the header.
 pub const OMAP_TAG_HEADER: u8 = 1;

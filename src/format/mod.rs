@@ -16,6 +16,7 @@ pub mod deferred;
 pub mod envelope;
 pub mod freelist;
 pub mod fuzzing;
+pub mod journal;
 pub mod keys;
 pub mod label;
 pub mod onode;
@@ -24,8 +25,10 @@ pub mod shared;
 
 pub use codec::DecodeError;
 
-/// On-disk format version of a whole store: label, key schema and every record.
-pub const FORMAT_VERSION: u32 = 1;
+/// On-disk format version of a whole store: label, key schema and every record. Version 2
+/// adds the commit journal (§11); this build reads stores of version 1 too (they commit
+/// through RocksDB's log).
+pub const FORMAT_VERSION: u32 = 2;
 /// The first format version bstore ever wrote; anything lower is not a store.
 pub const FORMAT_VERSION_FIRST: u32 = 1;
 
@@ -35,6 +38,13 @@ pub const LABEL_LENGTH: usize = 4096;
 pub const LABEL_MAGIC: &[u8; 16] = b"bstore blockdev\n";
 /// The start of the device that is never allocated is this, rounded up to `min_alloc_size`.
 pub const RESERVED_BYTES_MIN: u64 = 8192;
+/// Smallest commit journal ring.
+pub const JOURNAL_LENGTH_MIN: u64 = 64 << 10;
+
+/// The label's reserved start of the device: [`RESERVED_BYTES_MIN`] rounded up to the unit.
+pub fn reserved_start_bytes(min_alloc_size: u64) -> u64 {
+    RESERVED_BYTES_MIN.next_multiple_of(min_alloc_size.max(1))
+}
 
 /// Largest object, in bytes (offset + length of any write must not pass it).
 pub const OBJECT_SIZE_MAX: u64 = 1 << 32;

@@ -8,7 +8,8 @@ use super::{
     FORMAT_VERSION_FIRST, FREELIST_BLOCKS_PER_KEY_MAX,
 };
 
-const SUPERBLOCK_VERSION: u8 = 1;
+/// Superblock layout this build reads: 1 (no journal), 2 (with the commit journal's region).
+const SUPERBLOCK_VERSION: u8 = 2;
 const COUNTER_VERSION: u8 = 1;
 const COLLECTION_VERSION: u8 = 1;
 const STATFS_VERSION: u8 = 1;
@@ -32,10 +33,26 @@ pub struct Superblock {
     pub blob_length_max: u32,
     /// Allocation units per freelist key.
     pub freelist_blocks_per_key: u32,
+    /// The commit journal's ring on the data device (format 2); `None` for a format-1 store,
+    /// which commits through RocksDB's own log.
+    pub journal: Option<JournalRegion>,
+}
+
+/// Where the commit journal's ring lies on the data device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalRegion {
+    /// First byte of the ring (allocation-unit aligned, after the label's reserved start).
+    pub device_offset: u64,
+    /// Bytes of the ring (a multiple of the allocation unit).
+    pub length: u64,
+    /// Random at mkfs: seeds every record header's checksum, so bytes a client wrote can
+    /// never pass for a record.
+    pub salt: u64,
 }
 
 impl Superblock {
-    /// Encodes the enveloped superblock.
+    /// Encodes the enveloped superblock: layout 1 without a journal, layout 2 (which a build
+    /// that knows only layout 1 refuses) with one.
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
         e.u32(self.format_version);
@@ -46,7 +63,24 @@ impl Superblock {
         e.u8(self.csum_chunk_order);
         e.u32(self.blob_length_max);
         e.u32(self.freelist_blocks_per_key);
-        envelope::seal(SUPERBLOCK_VERSION, SUPERBLOCK_VERSION, &e.finish())
+        match self.journal {
+            None => envelope::seal(1, 1, &e.finish()),
+            Some(journal) => {
+                e.u64(journal.device_offset);
+                e.u64(journal.length);
+                e.u64(journal.salt);
+                envelope::seal(2, 2, &e.finish())
+            }
+        }
+    }
+
+    /// First byte after the space that is never allocated: the label's reserved start and the
+    /// journal's ring.
+    pub fn reserved_end(&self) -> u64 {
+        match self.journal {
+            Some(journal) => journal.device_offset + journal.length,
+            None => super::reserved_start_bytes(u64::from(self.min_alloc_size)),
+        }
     }
 
     /// Decodes and validates an enveloped superblock.
@@ -77,7 +111,15 @@ impl Superblock {
         let csum_chunk_order = d.u8("csum_chunk_order")?;
         let blob_length_max = d.u32("blob_length_max")?;
         let freelist_blocks_per_key = d.u32("freelist_blocks_per_key")?;
-        if payload.struct_version == SUPERBLOCK_VERSION {
+        let journal = match payload.struct_version {
+            1 => None,
+            _ => Some(JournalRegion {
+                device_offset: d.u64("journal_offset")?,
+                length: d.u64("journal_length")?,
+                salt: d.u64("journal_salt")?,
+            }),
+        };
+        if payload.struct_version <= SUPERBLOCK_VERSION {
             d.finish()?;
         }
         let superblock = Superblock {
@@ -89,6 +131,7 @@ impl Superblock {
             csum_chunk_order,
             blob_length_max,
             freelist_blocks_per_key,
+            journal,
         };
         superblock.validate().map_err(|detail| d.error(detail))?;
         Ok(superblock)
@@ -128,7 +171,73 @@ impl Superblock {
                 self.device_size
             ));
         }
+        if (self.format_version >= 2) != self.journal.is_some() {
+            return Err(format!(
+                "format {} with{} a journal region",
+                self.format_version,
+                if self.journal.is_some() { "" } else { "out" }
+            ));
+        }
+        if let Some(journal) = self.journal {
+            self.validate_journal(journal)?;
+        }
         Ok(())
+    }
+
+    fn validate_journal(&self, journal: JournalRegion) -> Result<(), String> {
+        let unit = u64::from(self.min_alloc_size);
+        let start = super::reserved_start_bytes(unit);
+        let end = journal.device_offset.checked_add(journal.length);
+        let placed = journal.device_offset == start
+            && journal.length.is_multiple_of(unit)
+            && journal.length >= super::JOURNAL_LENGTH_MIN
+            && end.is_some_and(|end| end < self.device_size);
+        if !placed {
+            return Err(format!(
+                "journal [{:#x}, +{:#x}) does not fit after the label on a {}-byte device",
+                journal.device_offset, journal.length, self.device_size
+            ));
+        }
+        Ok(())
+    }
+}
+
+const JOURNAL_POSITION_VERSION: u8 = 1;
+
+/// Where the commit journal's next record goes: its sequence and its offset in the ring.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalPosition {
+    /// Sequence of the next record.
+    pub sequence: u64,
+    /// Its offset within the ring.
+    pub ring_offset: u64,
+}
+
+impl JournalPosition {
+    /// Encodes the enveloped position.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u64(self.sequence);
+        e.u64(self.ring_offset);
+        envelope::seal(
+            JOURNAL_POSITION_VERSION,
+            JOURNAL_POSITION_VERSION,
+            &e.finish(),
+        )
+    }
+
+    /// Decodes an enveloped position.
+    pub fn decode(bytes: &[u8]) -> Result<JournalPosition, DecodeError> {
+        let payload = envelope::open("journal position", JOURNAL_POSITION_VERSION, bytes)?;
+        let mut d = Decoder::new("journal position", payload.bytes);
+        let position = JournalPosition {
+            sequence: d.u64("sequence")?,
+            ring_offset: d.u64("ring_offset")?,
+        };
+        if payload.struct_version == JOURNAL_POSITION_VERSION {
+            d.finish()?;
+        }
+        Ok(position)
     }
 }
 
@@ -228,6 +337,11 @@ pub(crate) mod tests {
             csum_chunk_order: 12,
             blob_length_max: 512 << 10,
             freelist_blocks_per_key: 4096,
+            journal: Some(JournalRegion {
+                device_offset: super::super::reserved_start_bytes(4096),
+                length: 32 << 20,
+                salt: 0x5a17,
+            }),
         }
     }
 
@@ -235,6 +349,20 @@ pub(crate) mod tests {
     fn records_round_trip() {
         let sb = sample_superblock();
         assert_eq!(Superblock::decode(&sb.encode()).unwrap(), sb);
+        let format_1 = Superblock {
+            format_version: 1,
+            journal: None,
+            ..sample_superblock()
+        };
+        assert_eq!(Superblock::decode(&format_1.encode()).unwrap(), format_1);
+        let position = JournalPosition {
+            sequence: 7,
+            ring_offset: 8192,
+        };
+        assert_eq!(
+            JournalPosition::decode(&position.encode()).unwrap(),
+            position
+        );
         assert_eq!(decode_counter(&encode_counter(99)).unwrap(), 99);
         let coll = CollectionRecord { collection_id: 5 };
         assert_eq!(CollectionRecord::decode(&coll.encode()).unwrap(), coll);
@@ -253,5 +381,19 @@ pub(crate) mod tests {
             ..sample_superblock()
         };
         assert!(Superblock::decode(&sb.encode()).is_err());
+        let misplaced = Superblock {
+            journal: Some(JournalRegion {
+                device_offset: 4096 * 1000,
+                length: 32 << 20,
+                salt: 1,
+            }),
+            ..sample_superblock()
+        };
+        assert!(Superblock::decode(&misplaced.encode()).is_err());
+        let journal_on_format_1 = Superblock {
+            format_version: 1,
+            ..sample_superblock()
+        };
+        assert!(Superblock::decode(&journal_on_format_1.encode()).is_err());
     }
 }

@@ -7,7 +7,6 @@ use bitvec::prelude::*;
 
 use super::{FsckReport, Inventory, space, unit_bytes};
 use crate::alloc::DeviceExtent;
-use crate::alloc::reserved_bytes;
 use crate::error::Result;
 use crate::format::deferred::DeferredRecord;
 use crate::format::keys::{self, KeySpace, OMAP_TAG_HEADER, OMAP_TAG_VALUE};
@@ -76,7 +75,7 @@ pub fn check_onodes(
 ) -> Result<Inventory> {
     let unit = unit_bytes(superblock);
     let mut used = bitvec![u64, Lsb0; 0; (superblock.device_size / unit) as usize];
-    space::mark_reserved(&mut used, unit);
+    space::mark_reserved(&mut used, unit, superblock.reserved_end());
     let mut inventory = Inventory::default();
     kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
         report.objects += 1;
@@ -282,7 +281,7 @@ pub fn check_deferred(
     report: &mut FsckReport,
 ) -> Result<(u64, u64)> {
     let (mut count, mut bytes) = (0, 0);
-    let first = reserved_bytes(u64::from(superblock.min_alloc_size));
+    let first = superblock.reserved_end();
     kv.scan(KeySpace::Deferred, &[], None, &mut |key, value| {
         count += 1;
         let record = match DeferredRecord::decode(value) {

@@ -4,7 +4,7 @@
 use bitvec::prelude::*;
 
 use super::{FsckReport, unit_bytes};
-use crate::alloc::{DeviceExtent, FreelistGeometry, load_freelist, reserved_bytes};
+use crate::alloc::{DeviceExtent, FreelistGeometry, load_freelist};
 use crate::error::Result;
 use crate::format::records::Superblock;
 use crate::kv::Kv;
@@ -12,9 +12,9 @@ use crate::kv::Kv;
 /// Most individual ranges listed per kind of space error; the rest are counted.
 const RANGES_REPORTED_MAX: usize = 32;
 
-/// Marks the never-allocated start of the device as used.
-pub fn mark_reserved(used: &mut BitSlice<u64, Lsb0>, unit: u64) {
-    let units = ((reserved_bytes(unit) / unit) as usize).min(used.len());
+/// Marks the never-allocated start of the device (label, journal) as used.
+pub fn mark_reserved(used: &mut BitSlice<u64, Lsb0>, unit: u64, reserved_end: u64) {
+    let units = (reserved_end.div_ceil(unit) as usize).min(used.len());
     used[..units].fill(true);
 }
 

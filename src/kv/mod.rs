@@ -9,12 +9,14 @@
 //!   discards the unsynced ones, as a power cut discards RocksDB's unsynced WAL tail.
 
 pub mod mem;
+pub mod overlay;
 pub mod records;
 #[cfg(feature = "rocksdb")]
 pub mod rocks;
 
 pub use crate::format::keys::KeySpace;
 pub use mem::{MemCrashCounts, MemKv, MemKvFaults};
+pub use overlay::OverlayKv;
 #[cfg(feature = "rocksdb")]
 pub use rocks::{KvOpenMode, RocksKv};
 
@@ -27,6 +29,10 @@ pub enum Durability {
     Sync,
     /// Visible at once, durable with the next synced write (or never, after a crash).
     NoSync,
+    /// Already durable in the commit journal: not logged by the KV store at all (RocksDB's
+    /// log is skipped), made durable by the KV store's next flush; a crash may lose it, and
+    /// journal replay brings it back.
+    Journaled,
 }
 
 /// One change in a batch.

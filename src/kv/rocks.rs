@@ -69,6 +69,14 @@ impl RocksKv {
         options.create_missing_column_families(mode == KvOpenMode::Create);
         options.set_error_if_exists(mode == KvOpenMode::Create);
         options.set_compression_type(DBCompressionType::None);
+        // Writes that skip the log (journaled ones) are durable only by a flush: every column
+        // family must flush together, or a crash could leave one's changes without another's.
+        options.set_atomic_flush(true);
+        // The log that remains (format-1 stores, mkfs) must never lose a record in the middle
+        // quietly: a torn tail is dropped, any other damage refuses the open, and a missing
+        // log file is caught by the manifest's record of live logs.
+        options.set_wal_recovery_mode(rocksdb::DBRecoveryMode::TolerateCorruptedTailRecords);
+        options.set_track_and_verify_wals_in_manifest(true);
         options.set_max_background_jobs(2);
         options.set_keep_log_file_num(4);
         options.enable_statistics();
@@ -198,6 +206,7 @@ impl Kv for RocksKv {
         let write_batch = self.to_write_batch(&batch)?;
         let mut options = WriteOptions::default();
         options.set_sync(durability == Durability::Sync);
+        options.disable_wal(durability == Durability::Journaled);
         self.db
             .write_opt(write_batch, &options)
             .map_err(|e| self.error("writing a batch", e))?;

@@ -8,16 +8,18 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 
-use super::options::FormatOptions;
-use crate::alloc::{DeviceExtent, FreelistDelta, FreelistGeometry, reserved_bytes};
+use super::options::{FormatOptions, JournalSize};
+use crate::alloc::{DeviceExtent, FreelistDelta, FreelistGeometry};
 use crate::device::{AlignedBuf, BlockDevice};
 use crate::error::{Error, Result};
-use crate::format::FORMAT_VERSION;
+use crate::format::journal::JOURNAL_BLOCK;
 use crate::format::keys::{
-    CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY, SUPERBLOCK_KEY,
+    CID_MAX_KEY, JOURNAL_NEXT_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY, SUPERBLOCK_KEY,
 };
 use crate::format::label::Label;
+use crate::format::records::{JournalPosition, JournalRegion};
 use crate::format::records::{StatfsRecord, Superblock, encode_counter};
+use crate::format::{FORMAT_VERSION, JOURNAL_LENGTH_MIN, reserved_start_bytes};
 use crate::kv::{Batch, Durability, Kv};
 
 #[cfg(feature = "rocksdb")]
@@ -30,7 +32,7 @@ const DEVICE_UNITS_MIN: u64 = 16;
 pub fn mkfs_on(device: &dyn BlockDevice, kv: &dyn Kv, options: &FormatOptions) -> Result<()> {
     let superblock = plan_superblock(device, options)?;
     let label = Label {
-        format_version: FORMAT_VERSION,
+        format_version: superblock.format_version,
         store_uuid: superblock.store_uuid,
         device_size: superblock.device_size,
         min_alloc_size: superblock.min_alloc_size,
@@ -45,6 +47,11 @@ pub fn mkfs_on(device: &dyn BlockDevice, kv: &dyn Kv, options: &FormatOptions) -
         ]),
     };
     kv.write(initial_batch(&superblock), Durability::Sync)?;
+    if let Some(journal) = superblock.journal {
+        // No stale record may sit where the first one goes (a reused device may hold one).
+        let block = JOURNAL_BLOCK as usize;
+        device.write_at(journal.device_offset, AlignedBuf::zeroed(block))?;
+    }
     device.write_at(0, AlignedBuf::copy_from(&label.encode()))?;
     // Durability point: the label is what makes the device a store. Everything it refers to
     // (the KV records above) is already synced; a crash before this flush leaves no label, and
@@ -76,7 +83,8 @@ pub fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Res
     }
     let unit = u64::from(options.min_alloc_size);
     let device_size = info.size_bytes / unit * unit;
-    let reserved = reserved_bytes(unit);
+    let journal = plan_journal(options, device_size)?;
+    let reserved = journal.map_or(reserved_start_bytes(unit), |j| j.device_offset + j.length);
     if device_size < reserved + DEVICE_UNITS_MIN * unit {
         return Err(Error::invalid(format!(
             "device of {} bytes is too small: at least {} bytes are needed",
@@ -85,7 +93,7 @@ pub fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Res
         )));
     }
     let superblock = Superblock {
-        format_version: FORMAT_VERSION,
+        format_version: if journal.is_some() { FORMAT_VERSION } else { 1 },
         store_uuid: options.store_uuid.map_or_else(random_uuid, Ok)?,
         min_alloc_size: options.min_alloc_size,
         device_size,
@@ -93,15 +101,56 @@ pub fn plan_superblock(device: &dyn BlockDevice, options: &FormatOptions) -> Res
         csum_chunk_order: options.csum_chunk.trailing_zeros() as u8,
         blob_length_max: options.blob_length_max,
         freelist_blocks_per_key: options.freelist_blocks_per_key,
+        journal,
     };
     superblock.validate().map_err(Error::invalid)?;
     Ok(superblock)
 }
 
-/// Superblock, zeroed counters and statistics, and the reserved start marked allocated.
+/// Default journal ring: a 32nd of the device, between 1 MiB and 1 GiB.
+const JOURNAL_SHARE: u64 = 32;
+const JOURNAL_LENGTH_DEFAULT_MAX: u64 = 1 << 30;
+/// The smallest journal mkfs picks by itself (a smaller one is allowed when asked for).
+const JOURNAL_LENGTH_AUTO_MIN: u64 = 1 << 20;
+
+/// Where the journal goes: right after the label's reserved start, sized as asked.
+fn plan_journal(options: &FormatOptions, device_size: u64) -> Result<Option<JournalRegion>> {
+    let unit = u64::from(options.min_alloc_size);
+    let length = match options.journal {
+        JournalSize::Disabled => return Ok(None),
+        JournalSize::Auto => (device_size / JOURNAL_SHARE)
+            .clamp(JOURNAL_LENGTH_AUTO_MIN, JOURNAL_LENGTH_DEFAULT_MAX)
+            .next_multiple_of(unit),
+        JournalSize::Bytes(bytes) => {
+            if bytes < JOURNAL_LENGTH_MIN || !bytes.is_multiple_of(unit) {
+                return Err(Error::invalid(format!(
+                    "journal of {bytes} bytes: at least {JOURNAL_LENGTH_MIN} and a multiple of \
+                     min_alloc_size {unit}"
+                )));
+            }
+            bytes
+        }
+    };
+    let salt = u64::from_le_bytes(random_uuid()?[..8].try_into().expect("16 bytes"));
+    Ok(Some(JournalRegion {
+        device_offset: reserved_start_bytes(unit),
+        length,
+        salt,
+    }))
+}
+
+/// Superblock, zeroed counters and statistics, the journal's start, and the reserved start
+/// (with the journal's ring) marked allocated.
 fn initial_batch(superblock: &Superblock) -> Batch {
     let mut batch = Batch::new();
     batch.put(KeySpace::Super, SUPERBLOCK_KEY, superblock.encode());
+    if superblock.journal.is_some() {
+        let start = JournalPosition {
+            sequence: 1,
+            ring_offset: 0,
+        };
+        batch.put(KeySpace::Super, JOURNAL_NEXT_KEY, start.encode());
+    }
     for key in [NID_MAX_KEY, CID_MAX_KEY, SBID_MAX_KEY] {
         batch.put(KeySpace::Super, key, encode_counter(0));
     }
@@ -116,10 +165,7 @@ fn initial_batch(superblock: &Superblock) -> Batch {
         device_size: superblock.device_size,
     };
     let mut delta = FreelistDelta::new();
-    delta.flip(
-        &geometry,
-        DeviceExtent::new(0, reserved_bytes(geometry.unit_bytes)),
-    );
+    delta.flip(&geometry, DeviceExtent::new(0, superblock.reserved_end()));
     delta.write_to(&mut batch);
     batch
 }

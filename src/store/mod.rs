@@ -18,7 +18,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 pub use options::{
-    Background, BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions, Work,
+    Background, BlockSource, DeferredPolicy, FormatOptions, JournalSize, MkfsOptions, OpenOptions,
+    Work,
 };
 pub use read::OmapIter;
 
@@ -28,6 +29,7 @@ use crate::device::{Access, BlockDevice, DeviceInfo, IoBackend};
 use crate::error::{Error, Result};
 use crate::format::label::Label;
 use crate::fsck::{FsckReport, fsck};
+use crate::journal::{JournalReplay, JournalStatus};
 use crate::kv::{Kv, KvIoStats};
 #[cfg(feature = "rocksdb")]
 use crate::kv::{KvOpenMode, RocksKv};
@@ -54,7 +56,7 @@ pub struct Statfs {
     pub allocated_bytes: u64,
     /// Logical bytes of object data (holes excluded).
     pub stored_bytes: u64,
-    /// Bytes at the start of the device never allocated (label).
+    /// Bytes at the start of the device never allocated (label and commit journal).
     pub reserved_bytes: u64,
     /// Number of objects.
     pub object_count: u64,
@@ -92,8 +94,19 @@ pub struct ExtentInfo {
 pub struct CountersSnapshot {
     /// Transactions made durable.
     pub transactions_committed: u64,
-    /// Synced KV writes (one per group commit).
+    /// Group commits: each made a group of transactions durable with one journal record (or,
+    /// without a journal, one synced KV write).
+    pub group_commits: u64,
+    /// Synced KV writes (one per group commit without a journal; with one, only commits too
+    /// large for a record).
     pub kv_syncs: u64,
+    /// Journal records written (group commits, deferred-apply deletions, seals).
+    pub journal_records: u64,
+    /// Bytes of journal records written.
+    pub journal_bytes: u64,
+    /// Commits too large for a journal record, made durable by a checkpoint and a synced KV
+    /// write.
+    pub journal_bypasses: u64,
     /// Device flushes.
     pub device_flushes: u64,
     /// Bytes of object data written to the device.
@@ -131,11 +144,11 @@ pub struct CountersSnapshot {
 
 impl CountersSnapshot {
     /// Average transactions per group commit.
-    pub fn transactions_per_kv_sync(&self) -> f64 {
-        if self.kv_syncs == 0 {
+    pub fn transactions_per_group(&self) -> f64 {
+        if self.group_commits == 0 {
             return 0.0;
         }
-        self.transactions_committed as f64 / self.kv_syncs as f64
+        self.transactions_committed as f64 / self.group_commits as f64
     }
 }
 
@@ -219,6 +232,18 @@ impl Store {
         let device = open::open_device(&dir.block(), IoBackend::Sync, Access::ReadOnly)?;
         let kv = open_kv(&dir, KvOpenMode::ReadOnly)?;
         fsck(device.device.as_ref(), kv.as_ref())
+    }
+
+    /// The commit journal of the store in directory `path` (`None` for a format-1 store), as a
+    /// mount would find it: its records are replayed into memory only, so nothing is written,
+    /// and a daemon may have the store open (the result is then a moment's view).
+    #[cfg(feature = "rocksdb")]
+    pub fn inspect_journal(path: impl AsRef<Path>) -> Result<Option<JournalStatus>> {
+        let dir = StoreDir::unlocked(path.as_ref())?;
+        dir.require_store()?;
+        let device = open::open_device(&dir.block(), IoBackend::Sync, Access::ReadOnly)?;
+        let kv = open_kv(&dir, KvOpenMode::ReadOnly)?;
+        crate::journal::inspect(device.device.as_ref(), kv.as_ref())
     }
 
     /// Checks a store on an opened device and KV store that no one has mounted.
@@ -455,13 +480,32 @@ impl Store {
         self.engine.config.prefer_deferred_size
     }
 
+    /// The commit journal now (`None` for a format-1 store): a read-write store reports its
+    /// live head and tail; a read-only one what its mount replayed into memory.
+    pub fn journal_status(&self) -> Option<JournalStatus> {
+        match &self.engine.journal {
+            Some(journal) => Some(journal.status()),
+            None => self.engine.journal_at_mount.map(|found| found.status()),
+        }
+    }
+
+    /// What mount found in the commit journal and replayed (`None` for a format-1 store).
+    pub fn journal_replay(&self) -> Option<JournalReplay> {
+        self.engine.journal_at_mount.map(|found| found.replay)
+    }
+
     /// What the store has done since it was opened.
     pub fn counters(&self) -> CountersSnapshot {
         let c = &self.engine.counters;
         let deferred = self.engine.deferred.gauges();
+        let journal = self.engine.journal.as_ref().map(|j| j.status());
         CountersSnapshot {
             transactions_committed: c.transactions_committed.load(Ordering::Relaxed),
+            group_commits: c.group_commits.load(Ordering::Relaxed),
             kv_syncs: c.kv_syncs.load(Ordering::Relaxed),
+            journal_records: journal.map_or(0, |j| j.records_written),
+            journal_bytes: journal.map_or(0, |j| j.bytes_written),
+            journal_bypasses: c.journal_bypasses.load(Ordering::Relaxed),
             device_flushes: c.device_flushes.load(Ordering::Relaxed),
             data_bytes_written: c.data_bytes_written.load(Ordering::Relaxed),
             data_bytes_read: c.data_bytes_read.load(Ordering::Relaxed),

@@ -1,4 +1,5 @@
-//! Mounting: label -> KV superblock -> counters, statistics, collections -> freelist ->
+//! Mounting: label -> KV superblock -> commit journal (replayed into the KV store, or into an
+//! in-memory overlay of it when read-only) -> counters, statistics, collections -> freelist ->
 //! deferred records (replayed, or overlaid when read-only) -> engine.
 //!
 //! Every step checks what it reads: the label must be ours and not newer than this build, the
@@ -12,13 +13,15 @@ use super::options::{OpenOptions, PREFER_DEFERRED_SIZE_ROTATIONAL};
 pub use crate::device::label::read_label;
 pub use crate::kv::records::{read_counter, read_superblock};
 
-use crate::alloc::{load_freelist, reserved_bytes};
+use crate::alloc::load_freelist;
 use crate::device::{Access, BlockDevice};
 use crate::error::{Error, Result};
 use crate::format::COLLECTION_NAME_LENGTH_MAX;
 use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
+use crate::format::label::Label;
 use crate::format::records::{CollectionRecord, StatfsRecord, Superblock};
-use crate::kv::Kv;
+use crate::journal::{self, Journal, JournalReplay, JournalSummary};
+use crate::kv::{Kv, OverlayKv};
 use crate::txn::deferred::{self, ReplaySummary};
 use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters, Mutation};
 
@@ -43,6 +46,9 @@ pub fn mount(
         )));
     }
     let config = engine_config(&superblock, device.as_ref(), options);
+    let store_uuid = label.store_uuid;
+    let (kv, journal_mount) =
+        replay_journal(device.as_ref(), kv, &label, &superblock, access, &config)?;
     let allocator = load_freelist(kv.as_ref(), &config.freelist_geometry(&superblock))?;
     let collections = load_collections(kv.as_ref(), config.onode_cache_bytes)?;
     let ids = IdCounters {
@@ -73,6 +79,10 @@ pub fn mount(
         ids,
         stats,
         next_deferred_sequence: replayed.next_sequence,
+        journal: journal_mount
+            .filter(|_| access == Access::ReadWrite)
+            .map(|mounted| Journal::new(mounted.region, store_uuid, mounted.replay.next)),
+        journal_at_mount: journal_mount,
     });
     engine
         .counters
@@ -82,6 +92,61 @@ pub fn mount(
         deferred::overlay_pending(&engine.deferred, engine.kv.as_ref(), &engine.config)?;
     }
     Ok(engine)
+}
+
+/// Replays the commit journal of a format-2 store: read-write into the KV store itself (then
+/// a checkpoint makes the records durable there, and a record replay dropped is invalidated);
+/// read-only into an overlay in memory, which the returned KV store reads through.
+fn replay_journal(
+    device: &dyn BlockDevice,
+    kv: Arc<dyn Kv>,
+    label: &Label,
+    superblock: &Superblock,
+    access: Access,
+    config: &EngineConfig,
+) -> Result<(Arc<dyn Kv>, Option<JournalSummary>)> {
+    let Some(region) = superblock.journal else {
+        return Ok((kv, None));
+    };
+    let tail = journal::durable_position(kv.as_ref(), region)?;
+    let target: Arc<dyn Kv> = match access {
+        Access::ReadWrite => kv,
+        Access::ReadOnly => Arc::new(OverlayKv::new(kv)),
+    };
+    let replay = if config.mutated(Mutation::SkipReplay) {
+        JournalReplay {
+            next: tail,
+            ..JournalReplay::default()
+        }
+    } else {
+        let verify_last = !config.mutated(Mutation::TrustLastRecord);
+        journal::replay(
+            device,
+            target.as_ref(),
+            region,
+            &label.store_uuid,
+            tail,
+            verify_last,
+        )?
+    };
+    if access == Access::ReadWrite {
+        if let Some(dropped) = replay.dropped {
+            journal::invalidate(device, region, dropped)?;
+        }
+        if replay.records > 0 {
+            // Durability point: the replayed records are durable in the KV store, so the
+            // ring behind them is free and deferred replay may write in place.
+            target.flush()?;
+        }
+    }
+    Ok((
+        target,
+        Some(JournalSummary {
+            region,
+            tail,
+            replay,
+        }),
+    ))
 }
 
 fn engine_config(
@@ -100,7 +165,7 @@ fn engine_config(
         csum_chunk_order: superblock.csum_chunk_order,
         blob_length_max: superblock.blob_length_max,
         device_size: superblock.device_size,
-        reserved_bytes: reserved_bytes(u64::from(superblock.min_alloc_size)),
+        reserved_bytes: superblock.reserved_end(),
         prefer_deferred_size: options.prefer_deferred_size.unwrap_or(rotational_default),
         onode_cache_bytes: options.onode_cache_bytes,
         queue_depth_max: options.queue_depth_max.max(1),

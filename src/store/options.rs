@@ -33,6 +33,8 @@ pub struct FormatOptions {
     pub blob_length_max: u32,
     /// Allocation units per freelist key.
     pub freelist_blocks_per_key: u32,
+    /// The commit journal's ring on the data device.
+    pub journal: JournalSize,
     /// Store identity; random when `None`.
     pub store_uuid: Option<[u8; 16]>,
     /// Creation time (seconds, nanoseconds); now when `None`.
@@ -47,10 +49,24 @@ impl Default for FormatOptions {
             csum_chunk: CSUM_CHUNK_DEFAULT,
             blob_length_max: BLOB_LENGTH_MAX_DEFAULT,
             freelist_blocks_per_key: FREELIST_BLOCKS_PER_KEY_DEFAULT,
+            journal: JournalSize::Auto,
             store_uuid: None,
             created: None,
         }
     }
+}
+
+/// How large a commit journal mkfs makes (it lives on the data device, after the label).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JournalSize {
+    /// A 32nd of the device, between 1 MiB and 1 GiB.
+    #[default]
+    Auto,
+    /// This many bytes (at least 64 KiB, a multiple of the allocation unit).
+    Bytes(u64),
+    /// No journal: a format-1 store, committing through RocksDB's own log (slower durable
+    /// small writes; for comparison and for builds that read only format 1).
+    Disabled,
 }
 
 /// Where the data device comes from.

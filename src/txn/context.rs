@@ -588,6 +588,7 @@ impl<'e> TxnContext<'e> {
             on_commit: None,
             inflight_offsets,
             deferred,
+            data_checks: Vec::new(),
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct StagedRecord {
     pub sequence: u64,
     /// (device offset, bytes) in transaction order.
     pub writes: Vec<(u64, Arc<AlignedBuf>)>,
+    /// The journal record that committed it, once committed through the journal: its bytes
+    /// go in place only after that record is sealed.
+    pub journal_sequence: Option<u64>,
 }
 
 impl StagedRecord {
@@ -151,7 +154,11 @@ impl Deferred {
         for (offset, buf) in &writes {
             overlay.insert(*offset, Arc::clone(buf), sequence);
         }
-        StagedRecord { sequence, writes }
+        StagedRecord {
+            sequence,
+            writes,
+            journal_sequence: None,
+        }
     }
 
     /// Forgets a staged record whose transaction failed to commit.
@@ -346,6 +353,11 @@ impl Deferred {
     /// Writes a batch to the device, drops it from the overlay, flushes, deletes the records.
     fn apply(&self, engine: &Engine, records: &[StagedRecord]) -> Result<()> {
         engine.check_poison()?;
+        let journal = engine.journal.as_ref();
+        let committed_in = records.iter().filter_map(|r| r.journal_sequence).max();
+        if let (Some(journal), Some(sequence)) = (journal, committed_in) {
+            journal.seal(engine.device.as_ref(), engine.kv.as_ref(), sequence)?;
+        }
         let mut coalesced = SegmentMap::default();
         for record in records {
             for (offset, buf) in &record.writes {
@@ -367,7 +379,12 @@ impl Deferred {
         for record in records {
             batch.delete(KeySpace::Deferred, keys::deferred_key(record.sequence));
         }
-        engine.kv.write(batch, Durability::Sync)?;
+        match journal {
+            Some(journal) => {
+                journal.commit(engine.device.as_ref(), engine.kv.as_ref(), batch, &[], true)?;
+            }
+            None => engine.kv.write(batch, Durability::Sync)?,
+        }
         Counters::add(&engine.counters.deferred_batches, 1);
         Counters::add(
             &engine.counters.deferred_records_applied,

@@ -23,6 +23,7 @@ use crate::format::label::Label;
 use crate::format::onode::CsumType;
 use crate::format::records::{StatfsRecord, Superblock};
 use crate::format::shared::SharedBlobRecord;
+use crate::journal::{Journal, JournalSummary};
 use crate::kv::Kv;
 use crate::onode::OnodeCache;
 use crate::onode::read::PendingBytes;
@@ -71,8 +72,10 @@ pub enum Mutation {
     /// Give space a transaction frees back to the allocator at once, before its commit is
     /// durable.
     ReuseSpaceBeforeCommit,
-    /// Mount without replaying deferred records.
+    /// Mount without replaying deferred records or the commit journal.
     SkipReplay,
+    /// Replay the journal's last record without checking that its data reached the media.
+    TrustLastRecord,
 }
 
 impl EngineConfig {
@@ -187,7 +190,9 @@ pub struct IdCounters {
 pub struct Counters {
     /// Transactions committed.
     pub transactions_committed: AtomicU64,
-    /// Synced KV writes (one per group commit).
+    /// Group commits (each makes a group of transactions durable at once).
+    pub group_commits: AtomicU64,
+    /// Synced KV writes (one per group commit without a journal).
     pub kv_syncs: AtomicU64,
     /// Device flushes issued by the commit pipeline.
     pub device_flushes: AtomicU64,
@@ -211,6 +216,8 @@ pub struct Counters {
     pub deferred_batches: AtomicU64,
     /// Deferred records replayed at mount.
     pub deferred_records_replayed: AtomicU64,
+    /// Commits too large for one record, made durable by a checkpoint and a synced KV write.
+    pub journal_bypasses: AtomicU64,
 }
 
 impl Counters {
@@ -248,11 +255,16 @@ pub struct Engine {
     pub inflight: InflightData,
     /// Deferred writes staged, queued and being applied.
     pub deferred: Deferred,
+    /// The commit journal (format-2 stores); `None` for a read-only mount or a format-1 store,
+    /// whose commits are synced KV writes.
+    pub journal: Option<Journal>,
     /// Newest versions of the shared-blob records transactions changed since mount (the KV
     /// store holds the rest; an entry goes when its record is deleted).
     pub shared_blobs: Mutex<HashMap<u64, Arc<SharedBlobRecord>>>,
     /// The pipeline's steps, when the background work is stepped.
     pub stepper: Stepper,
+    /// What mount found in the commit journal (format-2 stores).
+    pub journal_at_mount: Option<JournalSummary>,
     poison: Mutex<Option<String>>,
 }
 
@@ -287,6 +299,10 @@ pub struct EngineParts {
     pub stats: StatfsRecord,
     /// Sequence of the next deferred record.
     pub next_deferred_sequence: u64,
+    /// The commit journal, when commits go through one.
+    pub journal: Option<Journal>,
+    /// What mount found in the journal.
+    pub journal_at_mount: Option<JournalSummary>,
 }
 
 impl Engine {
@@ -307,8 +323,10 @@ impl Engine {
             reclaimer: Reclaimer::default(),
             inflight: InflightData::default(),
             deferred,
+            journal: parts.journal,
             shared_blobs: Mutex::new(HashMap::new()),
             stepper: Stepper::default(),
+            journal_at_mount: parts.journal_at_mount,
             poison: Mutex::new(None),
         }
     }

@@ -2,11 +2,17 @@
 //!
 //! A prepared transaction is queued with a sequence number, its data writes go to the device,
 //! and when they complete it becomes eligible. The flush thread takes every eligible transaction
-//! whose earlier same-collection transactions are committed or in an earlier group, flushes the
-//! device once (if any data was written since the last flush), and hands the group on. The
-//! KV-sync thread writes all of a group's metadata, freelist and statistics changes in one synced
-//! KV batch, releases the space it freed, marks its objects settled and runs its callbacks.
-//! Groups commit in order; the flush of one group overlaps the KV sync of the one before.
+//! whose earlier same-collection transactions are committed or in an earlier group and makes
+//! the group durable:
+//! - with the commit journal (format 2), by writing the group's metadata, freelist and
+//!   statistics changes (and deferred data) as one journal record and flushing the device once,
+//!   which covers the group's new data too; the batch is then applied to the KV store unlogged;
+//! - without it (format 1), by flushing the device (if any data was written since the last
+//!   flush); the KV-sync thread then writes the group's changes in one synced KV batch.
+//!
+//! The KV-sync thread finishes each group: releases the space it freed, queues its deferred
+//! writes, marks its objects settled and runs its callbacks. Groups commit in order; making
+//! one group durable overlaps finishing (or KV-syncing) the one before.
 //!
 //! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
 //! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
@@ -24,8 +30,10 @@ use super::state::{TxnEvent, TxnState, next};
 use crate::alloc::DeviceExtent;
 use crate::device::{IoKind, IoRequest};
 use crate::error::{Error, Result};
+use crate::format::journal::DataCheck;
 use crate::format::keys::{CID_MAX_KEY, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
 use crate::format::records::{StatfsRecord, encode_counter};
+use crate::journal::{self, Journal};
 use crate::kv::{Batch, Durability, KeySpace};
 use crate::onode::OnodeSlot;
 
@@ -81,6 +89,10 @@ pub struct Prepared {
     pub inflight_offsets: Vec<u64>,
     /// Its in-place overwrites, applied after the commit.
     pub deferred: Option<StagedRecord>,
+    /// What its new data must read back as, for journal replay to tell whether the data of a
+    /// last record reached the media (filled in by [`Pipeline::enqueue`] when there is a
+    /// journal).
+    pub data_checks: Vec<DataCheck>,
 }
 
 struct Entry {
@@ -176,6 +188,10 @@ impl Pipeline {
         let has_writes = data_writes.iter().any(|r| r.kind == IoKind::Write);
         let data_bytes: u64 = data_writes.iter().map(|r| r.buf.len() as u64).sum();
         let engine = &self.shared.engine;
+        if engine.journal.is_some() {
+            let unit = u64::from(engine.config.min_alloc_size);
+            prepared.data_checks = data_checks(&data_writes, unit);
+        }
         if engine.config.mutated(Mutation::ReuseSpaceBeforeCommit) {
             let released = std::mem::take(&mut prepared.released);
             engine.reclaimer.release(&engine.allocator, released);
@@ -264,6 +280,9 @@ struct CommittedState {
 struct Group {
     members: Vec<(u64, Prepared)>,
     flush_device: bool,
+    /// Set once the journal made the group durable: the record whose seal its deferred writes
+    /// wait for ([`Journal::seal`]).
+    journaled: Option<u64>,
 }
 
 impl Shared {
@@ -295,10 +314,23 @@ impl Shared {
         }
     }
 
-    /// Flushes the device for a group whose data needs it; the group, or `None` when the flush
-    /// failed (and the group with it).
-    fn flush_group(&self, group: Group) -> Option<Group> {
+    /// Makes a group durable through the journal, or (without one) flushes the device for a
+    /// group whose data needs it; the group, or `None` when that failed (and the group with
+    /// it).
+    fn flush_group(&self, mut group: Group) -> Option<Group> {
         let engine = &self.engine;
+        if let Some(journal) = &engine.journal {
+            return match self.journal_group(journal, &mut group) {
+                Ok(sequence) => {
+                    group.journaled = Some(sequence);
+                    Some(group)
+                }
+                Err(error) => {
+                    self.fail_group(group, &error);
+                    None
+                }
+            };
+        }
         if group.flush_device && !engine.config.mutated(Mutation::SkipFlushBeforeCommit) {
             // Durability point: every data write of the group is on stable media before any
             // metadata referencing it can be. A crash before this flush leaves the group's
@@ -310,6 +342,35 @@ impl Shared {
             Counters::add(&engine.counters.device_flushes, 1);
         }
         Some(group)
+    }
+
+    /// Writes the group's batch as one journal record (one device write, one flush); a batch
+    /// too large for a record goes through a checkpoint and a synced KV write instead. Returns
+    /// the sequence the group's deferred writes must see sealed.
+    fn journal_group(&self, journal: &Journal, group: &mut Group) -> Result<u64> {
+        let engine = &self.engine;
+        let batch = self.group_batch(&mut group.members, &mut self.committed.lock());
+        let checks = group_checks(&group.members);
+        let flush = !engine.config.mutated(Mutation::SkipFlushBeforeCommit);
+        if journal::payload_estimate(&batch, checks.len()) > journal.payload_bytes_max() {
+            if group.flush_device && flush {
+                engine.device.flush()?;
+                Counters::add(&engine.counters.device_flushes, 1);
+            }
+            let sequence = journal.commit_outside(engine.kv.as_ref(), batch)?;
+            Counters::add(&engine.counters.journal_bypasses, 1);
+            Counters::add(&engine.counters.kv_syncs, 1);
+            return Ok(sequence);
+        }
+        let sequence = journal.commit(
+            engine.device.as_ref(),
+            engine.kv.as_ref(),
+            batch,
+            &checks,
+            flush,
+        )?;
+        Counters::add(&engine.counters.device_flushes, 1);
+        Ok(sequence)
     }
 
     /// Waits for the next group; `None` at shutdown once every transaction has finished.
@@ -340,7 +401,10 @@ impl Shared {
             MutexGuard::unlocked(queue, || self.finish_failed(failed));
             return Taken::Failed;
         }
-        match select_group(queue) {
+        let budget = self.engine.journal.as_ref().map_or(usize::MAX, |journal| {
+            journal.payload_bytes_max().saturating_sub(GROUP_OPS_BYTES)
+        });
+        match select_group(queue, budget) {
             Some(group) => Taken::Group(group),
             None => Taken::Nothing,
         }
@@ -381,36 +445,41 @@ impl Shared {
     }
 
     fn commit_or_fail(&self, group: Group) {
+        // A group the journal made durable is finished as committed whatever failed since.
         match self.engine.check_poison() {
-            Err(error) => self.fail_group(group, &error),
-            Ok(()) => self.commit_group(group),
+            Err(error) if group.journaled.is_none() => self.fail_group(group, &error),
+            _ => self.commit_group(group),
         }
     }
 
     fn commit_group(&self, group: Group) {
         let engine = &self.engine;
         let mut members = group.members;
-        let batch = self.group_batch(&mut members, &mut self.committed.lock());
-        // Durability point: one synced write makes the whole group's metadata, freelist and
-        // statistics durable at once. A crash before it returns leaves either all of the group
-        // (if RocksDB's WAL reached disk) or none of it; callbacks have not run, so nothing
-        // unacknowledged was promised.
-        if let Err(error) = engine.kv.write(batch, Durability::Sync) {
-            return self.fail_group(
-                Group {
-                    members,
-                    flush_device: false,
-                },
-                &error,
-            );
+        if group.journaled.is_none() {
+            let batch = self.group_batch(&mut members, &mut self.committed.lock());
+            // Durability point: one synced write makes the whole group's metadata, freelist
+            // and statistics durable at once. A crash before it returns leaves either all of
+            // the group (if RocksDB's WAL reached disk) or none of it; callbacks have not run,
+            // so nothing unacknowledged was promised.
+            if let Err(error) = engine.kv.write(batch, Durability::Sync) {
+                return self.fail_group(
+                    Group {
+                        members,
+                        flush_device: false,
+                        journaled: None,
+                    },
+                    &error,
+                );
+            }
+            Counters::add(&engine.counters.kv_syncs, 1);
         }
-        Counters::add(&engine.counters.kv_syncs, 1);
+        Counters::add(&engine.counters.group_commits, 1);
         Counters::add(
             &engine.counters.transactions_committed,
             members.len() as u64,
         );
         self.remove_entries(&members);
-        self.finish_committed(members);
+        self.finish_committed(members, group.journaled);
     }
 
     /// Drops finished transactions from the queue and wakes submitters and the flusher.
@@ -453,7 +522,7 @@ impl Shared {
         batch
     }
 
-    fn finish_committed(&self, mut members: Vec<(u64, Prepared)>) {
+    fn finish_committed(&self, mut members: Vec<(u64, Prepared)>, journaled: Option<u64>) {
         let released: Vec<DeviceExtent> = members
             .iter()
             .flat_map(|(_, p)| p.released.iter().copied())
@@ -461,6 +530,10 @@ impl Shared {
         let records: Vec<StagedRecord> = members
             .iter_mut()
             .filter_map(|(_, p)| p.deferred.take())
+            .map(|record| StagedRecord {
+                journal_sequence: journaled,
+                ..record
+            })
             .collect();
         // Queued before the space is released, so the release waits for this group's own
         // records too (a transaction may overwrite in place, then free the same blob).
@@ -525,19 +598,34 @@ impl Steps for Shared {
     }
 }
 
+/// Journal payload bytes a group adds to its members' own (statistics and id counters).
+const GROUP_OPS_BYTES: usize = 512;
+
 /// Picks every transaction whose data is done and whose collections have no earlier
-/// transaction left behind; marks them `Committing`.
-fn select_group(queue: &mut QueueState) -> Option<Group> {
+/// transaction left behind, up to `budget` journal payload bytes (the first always fits: one
+/// too large for the journal commits alone); marks them `Committing`.
+fn select_group(queue: &mut QueueState, budget: usize) -> Option<Group> {
     let mut blocked: HashSet<u64> = HashSet::new();
     let mut members = Vec::new();
+    let mut bytes = 0;
     for (sequence, entry) in &mut queue.entries {
         let free = !entry.collection_ids.iter().any(|id| blocked.contains(id));
-        if entry.state == TxnState::DataDone && free && members.len() < GROUP_TRANSACTIONS_MAX {
+        let fits = |prepared: &Prepared| {
+            let estimate = journal::payload_estimate(&prepared.batch, prepared.data_checks.len());
+            (members.is_empty() || bytes + estimate <= budget).then_some(estimate)
+        };
+        let estimate = entry.prepared.as_ref().and_then(fits);
+        if entry.state == TxnState::DataDone
+            && free
+            && members.len() < GROUP_TRANSACTIONS_MAX
+            && let Some(estimate) = estimate
+        {
             entry.state = next(entry.state, TxnEvent::GroupSelected);
             let prepared = entry
                 .prepared
                 .take()
                 .expect("queued entries carry their transaction");
+            bytes += estimate;
             members.push((*sequence, prepared));
         } else if entry.state != TxnState::Committing {
             blocked.extend(entry.collection_ids.iter().copied());
@@ -550,7 +638,54 @@ fn select_group(queue: &mut QueueState) -> Option<Group> {
     Some(Group {
         members,
         flush_device,
+        journaled: None,
     })
+}
+
+/// Data checks of the new data writes, one per allocation unit each write touches (space is
+/// freed in whole units, so a check never straddles freed and still-referenced space).
+fn data_checks(writes: &[IoRequest], unit: u64) -> Vec<DataCheck> {
+    let mut checks = Vec::new();
+    for request in writes.iter().filter(|r| r.kind == IoKind::Write) {
+        let mut at = request.device_offset;
+        let end = at + request.buf.len() as u64;
+        while at < end {
+            let piece_end = (at + 1).next_multiple_of(unit).min(end);
+            let bytes =
+                &request.buf[(at - request.device_offset) as usize..][..(piece_end - at) as usize];
+            checks.push(DataCheck {
+                device_offset: at,
+                length: (piece_end - at) as u32,
+                crc: crc32c::crc32c(bytes),
+            });
+            at = piece_end;
+        }
+    }
+    checks
+}
+
+/// The data checks of a group's record: its members' checks, less those of units a member of
+/// the same group frees again (no metadata of the record points at them, and their space may
+/// be reused, and rewritten, as soon as the group commits).
+fn group_checks(members: &[(u64, Prepared)]) -> Vec<DataCheck> {
+    let mut released: Vec<DeviceExtent> = members
+        .iter()
+        .flat_map(|(_, p)| p.released.iter().copied())
+        .collect();
+    released.sort_unstable_by_key(|extent| extent.offset);
+    let freed = |check: &DataCheck| {
+        let end = check.device_offset + u64::from(check.length);
+        // Space is freed once, so a group's extents never overlap: sorted by start they are
+        // sorted by end too, and the last one starting before the check's end reaches
+        // furthest.
+        let before_end = released.partition_point(|extent| extent.offset < end);
+        before_end > 0 && released[before_end - 1].end() > check.device_offset
+    };
+    members
+        .iter()
+        .flat_map(|(_, p)| p.data_checks.iter().copied())
+        .filter(|check| !freed(check))
+        .collect()
 }
 
 /// Removes every entry not already being committed, for failing them all.

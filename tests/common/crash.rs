@@ -14,17 +14,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bstore::device::{BlockDevice, CrashMode, PowerCut, SimCrashCounts, SimDevice, SimIo};
+use bstore::format::keys::JOURNAL_NEXT_KEY;
+use bstore::format::records::JournalPosition;
 use bstore::kv::{KeySpace, MemCrashCounts, MemKv};
 use bstore::rng::SplitMix64;
 use bstore::store::options::Mutation;
 use bstore::txn::Op;
-use bstore::{Background, FormatOptions, OpenOptions, Store, Transaction, Work};
+use bstore::{Background, FormatOptions, JournalSize, OpenOptions, Store, Transaction, Work};
 
 use super::model::{Model, ModelObject};
 use super::sim_options;
 
 pub const DEVICE_BYTES: u64 = 64 << 20;
 pub const SECTOR: u32 = 512;
+/// The smallest journal there is, so that workloads go round its ring (and commits too large
+/// for its records take the checkpoint road).
+pub const JOURNAL_BYTES: u64 = 64 << 10;
 
 /// Options of every store in the simulation: the simulated pair's (deferred writes under
 /// 64 KiB, small apply batches), stepped background work, and the mutation under test.
@@ -49,6 +54,8 @@ pub struct World {
     pub device: Arc<SimDevice>,
     pub kv: Arc<MemKv>,
     pub power: Arc<PowerCut>,
+    /// Where the journal's head was when the workload began.
+    pub journal_start: Option<JournalPosition>,
 }
 
 impl World {
@@ -61,7 +68,16 @@ impl World {
     pub fn with_device(cut_at: u64, io_seed: u64, device_bytes: u64) -> World {
         let device = Arc::new(SimDevice::new(device_bytes, SECTOR, false));
         let kv = Arc::new(MemKv::new());
-        Store::mkfs_on(device.as_ref(), kv.as_ref(), &FormatOptions::default()).unwrap();
+        let format = FormatOptions {
+            journal: JournalSize::Bytes(JOURNAL_BYTES),
+            ..FormatOptions::default()
+        };
+        Store::mkfs_on(device.as_ref(), kv.as_ref(), &format).unwrap();
+        // A lap and all but one block: the head starts in the ring's last block, so every
+        // workload of two records or more goes past its end.
+        let ring_blocks = JOURNAL_BYTES / bstore::format::journal::JOURNAL_BLOCK;
+        age_journal(&device, &kv, 2 * ring_blocks - 1);
+        let journal_start = journal_position(&kv);
         device.set_io(SimIo::Reordered { seed: io_seed });
         let power = if cut_at == 0 {
             PowerCut::never()
@@ -70,7 +86,12 @@ impl World {
         };
         device.set_power(Arc::clone(&power));
         kv.set_power(Arc::clone(&power));
-        World { device, kv, power }
+        World {
+            device,
+            kv,
+            power,
+            journal_start,
+        }
     }
 
     /// Mounts the pair.
@@ -125,6 +146,7 @@ pub fn power_loss(world: &World, rng: &mut SplitMix64, tally: &mut FaultTally) -
         device,
         kv,
         power: PowerCut::never(),
+        journal_start: world.journal_start,
     }
 }
 
@@ -133,6 +155,35 @@ pub fn arm(world: &mut World, cut_at: u64) {
     world.power = PowerCut::at(cut_at);
     world.device.set_power(Arc::clone(&world.power));
     world.kv.set_power(Arc::clone(&world.power));
+}
+
+/// Goes round the journal's ring before a workload begins, with `records` empty commits (more
+/// than a ring's worth): the workload then finds stale records of an earlier lap everywhere
+/// behind its head.
+fn age_journal(device: &Arc<SimDevice>, kv: &Arc<MemKv>, records: u64) {
+    let store =
+        Store::open_on(device.clone(), kv.clone(), &stepped_options(Mutation::None)).unwrap();
+    for _ in 0..records {
+        store.apply(&Transaction::new()).unwrap();
+    }
+    store.close().unwrap();
+}
+
+/// The journal position the KV store holds.
+fn journal_position(kv: &MemKv) -> Option<JournalPosition> {
+    use bstore::kv::Kv;
+    let value = kv.get(KeySpace::Super, JOURNAL_NEXT_KEY).ok()??;
+    JournalPosition::decode(&value).ok()
+}
+
+/// True when the workload's journal records went past the ring's end (its head is behind where
+/// it started, or it wrote a whole ring's worth of records).
+pub fn journal_wrapped(world: &World) -> bool {
+    let (Some(start), Some(end)) = (world.journal_start, journal_position(&world.kv)) else {
+        return false;
+    };
+    let block = bstore::format::journal::JOURNAL_BLOCK;
+    end.ring_offset < start.ring_offset || (end.sequence - start.sequence) * block >= JOURNAL_BYTES
 }
 
 /// True when the pair holds deferred records a mount would replay.

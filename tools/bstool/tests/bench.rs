@@ -55,7 +55,7 @@ fn every_workload_on_every_engine_reports_sane_figures() {
         .unwrap();
     assert_eq!(osd["ops"], 50_000, "Ceph's osd bench: 50,000 writes");
     assert!(
-        number(osd, "transactions_per_kv_sync") > 1.0,
+        number(osd, "transactions_per_group") > 1.0,
         "submitted without waiting, they commit in groups: {osd}"
     );
     for row in rows {

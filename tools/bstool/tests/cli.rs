@@ -86,7 +86,7 @@ fn show_label_and_statfs_print_json() {
     let s = Scratch::new();
     ok(s.bstool(&["mkfs", "--size", "128M", "--min-alloc-size", "8K"]));
     let label = json(&ok(s.bstool(&["show-label"])));
-    assert_eq!(label["format_version"], 1);
+    assert_eq!(label["format_version"], 2);
     assert_eq!(label["device_size"], 128u64 << 20);
     assert_eq!(label["min_alloc_size"], 8192);
     assert_eq!(label["store_uuid"].as_str().unwrap().len(), 36);
@@ -101,6 +101,37 @@ fn show_label_and_statfs_print_json() {
     assert_eq!(statfs["allocated_bytes"], 24_576);
     let text = ok(s.bstool(&["statfs", "--format", "text"]));
     assert!(text.contains("object_count: 1\n"), "{text}");
+    // The journal: a 32nd of the device by default, after the label; a clean close leaves
+    // nothing to replay.
+    let label = json(&ok(s.bstool(&["show-label"])));
+    let journal = &label["journal"];
+    assert_eq!(journal["size"], 4u64 << 20, "{label}");
+    assert_eq!(journal["device_offset"], 8192);
+    assert_eq!(journal["pending_records"], 0);
+    assert_eq!(journal["head"], journal["tail"]);
+    let fsck = json(&ok(s.bstool(&["fsck"])));
+    assert_eq!(fsck["journal"]["size"], 4u64 << 20);
+    assert_eq!(statfs["reserved_bytes"], 8192 + (4u64 << 20));
+}
+
+#[test]
+fn mkfs_takes_a_journal_size_or_none() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "128M", "--journal-size", "256K"]));
+    let label = json(&ok(s.bstool(&["show-label"])));
+    assert_eq!(label["journal"]["size"], 256 << 10);
+    let t = Scratch::new();
+    ok(t.bstool(&["mkfs", "--size", "128M", "--journal-size", "none"]));
+    let label = json(&ok(t.bstool(&["show-label"])));
+    assert_eq!(label["format_version"], 1, "no journal: format 1");
+    assert!(label["journal"].is_null());
+    let bad = Scratch::new();
+    let refused = bad.bstool(&["mkfs", "--size", "128M", "--journal-size", "10K"]);
+    assert_ne!(
+        refused.status.code(),
+        Some(0),
+        "too small a journal is refused"
+    );
 }
 
 #[test]

@@ -533,9 +533,15 @@ fn run_child_if_asked() {
 /// Every inspection command, with what its output must show of the child's store.
 fn check_inspection_commands(store: &Path, out_file: &Path) {
     let expected = expected_object();
-    let label: serde_json::Value =
+    let mut label: serde_json::Value =
         serde_json::from_slice(&ok(bstool(store, &["show-label"]))).unwrap();
-    assert_eq!(label["format_version"], 1);
+    assert_eq!(label["format_version"], 2);
+    // The journal holds what the daemon (or the crash) left unflushed in RocksDB.
+    let journal = label.as_object_mut().unwrap().remove("journal").unwrap();
+    assert!(
+        journal["pending_records"].as_u64().unwrap() >= 1,
+        "{journal}"
+    );
     let by_dev: serde_json::Value = serde_json::from_slice(&ok(bstool(
         store,
         &["show-label", "--dev", store.join("block").to_str().unwrap()],

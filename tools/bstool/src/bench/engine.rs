@@ -24,12 +24,12 @@ use super::workload::Measured;
 pub struct EngineBytes {
     /// Object data written to its device (or blob files, or object files).
     pub data: u64,
-    /// Metadata written (KV log, tables, compactions).
+    /// Metadata written (commit journal, KV log, tables, compactions).
     pub metadata: u64,
     /// Transactions committed (bstore only).
     pub transactions: u64,
-    /// Synced KV writes (bstore only).
-    pub kv_syncs: u64,
+    /// Group commits (bstore only).
+    pub group_commits: u64,
 }
 
 /// What a workload can ask of an engine. Objects are numbered; every call is durable on return.
@@ -203,9 +203,9 @@ impl BenchEngine for BstoreEngine {
         let counters = self.store.counters();
         EngineBytes {
             data: counters.data_bytes_written,
-            metadata: counters.kv_io.total(),
+            metadata: counters.kv_io.total() + counters.journal_bytes,
             transactions: counters.transactions_committed,
-            kv_syncs: counters.kv_syncs,
+            group_commits: counters.group_commits,
         }
     }
 
@@ -362,7 +362,7 @@ impl BenchEngine for RocksEngine {
                 + ticker(Ticker::FlushWriteBytes)
                 + ticker(Ticker::CompactWriteBytes),
             transactions: 0,
-            kv_syncs: 0,
+            group_commits: 0,
         }
     }
 }

@@ -323,7 +323,7 @@ impl Suite<'_> {
                 row.latency = metrics::Latency::of(&measured.histogram);
                 row.cpu_us_per_op = cpu * 1e6 / measured.ops.max(1) as f64;
                 row.rounds = measured.rounds;
-                let syncs = bytes_after.kv_syncs - bytes_before.kv_syncs;
+                let syncs = bytes_after.group_commits - bytes_before.group_commits;
                 let transactions = bytes_after.transactions - bytes_before.transactions;
                 row.transactions_per_sync = (syncs > 0).then(|| transactions as f64 / syncs as f64);
             }

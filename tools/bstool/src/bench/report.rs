@@ -99,7 +99,7 @@ impl Row {
             "metadata_bytes_written": self.metadata_bytes,
             "data_write_amplification": self.data_amplification(),
             "metadata_write_amplification": self.metadata_amplification(),
-            "transactions_per_kv_sync": self.transactions_per_sync,
+            "transactions_per_group": self.transactions_per_sync,
             "peak_rss_mib": self.peak_rss_mib,
             "free_score": self.free_score,
             "fio": self.fio.map(|f| json!({"iops": f.iops, "bytes_per_sec": f.bytes_per_sec, "p50_us": f.p50_us})),
@@ -126,7 +126,7 @@ const HEADER: [&str; 13] = [
     "CPU us/op",
     "data WA",
     "meta WA",
-    "txn/sync",
+    "txn/group",
     "vs fio",
 ];
 

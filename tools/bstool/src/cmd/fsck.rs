@@ -32,6 +32,7 @@ pub fn run(cli: &Cli) -> CmdResult {
         "free_bytes": report.free_bytes,
         "deferred_records": report.deferred_records,
         "deferred_bytes": report.deferred_bytes,
+        "journal": report.journal.map(|found| crate::cmd::info::journal_json(&found.status())),
         "errors": errors,
     });
     let mut out = Out::new();

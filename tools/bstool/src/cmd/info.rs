@@ -27,7 +27,16 @@ pub fn show_label(cli: &Cli, args: &ShowLabelArgs) -> CmdResult {
             Store::read_label(cli.store_path()?).map_err(|e| format!("reading the label: {e}"))?
         }
     };
-    let value = json!({
+    // The journal lives in the store, not the label: shown when there is a store to look in
+    // (a damaged one is reported, and the label still printed).
+    let journal = match &args.dev {
+        Some(_) => None,
+        None => Some(match Store::inspect_journal(cli.store_path()?) {
+            Ok(status) => status.map_or(serde_json::Value::Null, |s| journal_json(&s)),
+            Err(error) => json!({ "error": error.to_string() }),
+        }),
+    };
+    let mut value = json!({
         "format_version": label.format_version,
         "store_uuid": bstore::store::mkfs::format_uuid(&label.store_uuid),
         "device_size": label.device_size,
@@ -36,11 +45,27 @@ pub fn show_label(cli: &Cli, args: &ShowLabelArgs) -> CmdResult {
         "created_secs": label.created_secs,
         "meta": label.meta,
     });
+    if let Some(journal) = journal {
+        value["journal"] = journal;
+    }
     // The label is JSON, as ceph-bluestore-tool prints it, unless text is asked for.
     let mut out = Out::new();
     out.value(cli.format_or(Format::Json), &value)?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The journal as scripts read it: where the ring is, where its head and tail are, and what
+/// a mount would replay.
+pub fn journal_json(status: &bstore::JournalStatus) -> serde_json::Value {
+    json!({
+        "device_offset": status.region.device_offset,
+        "size": status.region.length,
+        "head": {"sequence": status.head.sequence, "ring_offset": status.head.ring_offset},
+        "tail": {"sequence": status.tail.sequence, "ring_offset": status.tail.ring_offset},
+        "pending_records": status.pending_records,
+        "pending_bytes": status.pending_bytes,
+    })
 }
 
 /// Prints space accounting.

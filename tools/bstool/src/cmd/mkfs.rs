@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bstore::{BlockSource, MkfsOptions, Store};
+use bstore::{BlockSource, JournalSize, MkfsOptions, Store};
 use serde_json::json;
 
 use crate::output::{Format, Out};
@@ -28,6 +28,11 @@ pub struct Args {
     /// Allocation unit: a power of two, at least the device's block size.
     #[arg(long, value_parser = parse_size, default_value = "4K")]
     min_alloc_size: u64,
+    /// The commit journal's ring, on the data device after the label: `auto` (a 32nd of the
+    /// device, 1 MiB to 1 GiB), a size (at least 64K, a multiple of --min-alloc-size), or
+    /// `none` (a format-1 store committing through RocksDB's log: slower durable writes).
+    #[arg(long, value_parser = parse_journal_size, default_value = "auto")]
+    journal_size: JournalSize,
     /// Put RocksDB here (STORE_DIR/db becomes a symlink); must be new or empty.
     #[arg(long)]
     db_dir: Option<PathBuf>,
@@ -66,8 +71,17 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     options.io_backend = cli.io_backend();
     options.format.min_alloc_size = u32::try_from(args.min_alloc_size)
         .map_err(|_| format!("--min-alloc-size {} is too large", args.min_alloc_size))?;
+    options.format.journal = args.journal_size;
     Store::mkfs(&options).map_err(|e| format!("mkfs {}: {e}", path.display()))?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_journal_size(text: &str) -> Result<JournalSize, String> {
+    match text {
+        "auto" => Ok(JournalSize::Auto),
+        "none" => Ok(JournalSize::Disabled),
+        size => parse_size(size).map(JournalSize::Bytes),
+    }
 }
 
 /// Runs `zap`: wipes the store at `--path` (label and files), or the label of `--dev`.

@@ -1,0 +1,422 @@
+//! Goal: the commit journal carries every acknowledged commit the KV store has not made durable
+//! itself, and its damage is never silent. Replay brings back commits whose KV batches were
+//! lost; a torn last record (a power cut while it was written) is dropped and the store
+//! mounts; a record that does not read whole with a later valid record behind it (a flipped
+//! byte, a cut inside the record, a wiped header) refuses the mount, read-write and read-only,
+//! and fsck reports it; the ring wraps and is reused behind checkpoints; a commit too large for
+//! a record still commits; a store without a journal (format 1) still works. The damage tests
+//! run on the simulated pair and on the real one (a child killed with SIGKILL, its journal then
+//! damaged in the block file).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use bstore::device::{BlockDevice, CrashMode, PowerCut, SimDevice};
+use bstore::format::journal::{JOURNAL_BLOCK, decode_header};
+use bstore::format::keys::{JOURNAL_NEXT_KEY, SUPERBLOCK_KEY};
+use bstore::format::records::{JournalPosition, JournalRegion, Superblock};
+use bstore::kv::{KeySpace, Kv};
+use bstore::{Error, FormatOptions, JournalSize, OpenOptions, Store, Transaction};
+use common::{SimPair, manual_options, pattern};
+
+const DEVICE: u64 = 64 << 20;
+const OBJECT: usize = 16 << 10;
+
+fn open(pair: &SimPair) -> bstore::Result<Store> {
+    Store::open_on(
+        pair.device.clone(),
+        pair.kv.clone(),
+        &manual_options(64 << 10),
+    )
+}
+
+fn open_read_only(pair: &SimPair) -> bstore::Result<Store> {
+    Store::open_read_only_on(
+        pair.device.clone(),
+        pair.kv.clone(),
+        &manual_options(64 << 10),
+    )
+}
+
+/// The pair after a power cut that loses every unflushed device write and every KV batch
+/// RocksDB held only in its memtables: what acknowledged commits did lives in the journal only.
+fn power_cut(pair: &SimPair) -> SimPair {
+    let image = pair.device.crash(CrashMode::DropUnflushed);
+    SimPair {
+        device: Arc::new(SimDevice::from_image(image, DEVICE, 512, false)),
+        kv: Arc::new(pair.kv.crash(CrashMode::DropUnflushed)),
+        options: pair.options.clone(),
+    }
+}
+
+/// A pair with `objects` acknowledged objects `c/o<i>` (one commit each), after a power cut.
+fn journal_only(objects: usize) -> SimPair {
+    let pair = SimPair::new(DEVICE);
+    let store = open(&pair).unwrap();
+    store.create_collection("c").unwrap();
+    for i in 0..objects {
+        store
+            .put("c", format!("o{i}"), &pattern(i as u64, OBJECT))
+            .unwrap();
+    }
+    let survivor = power_cut(&pair);
+    drop(store);
+    survivor
+}
+
+fn assert_objects(store: &Store, objects: usize) {
+    for i in 0..objects {
+        let name = format!("o{i}");
+        let seen = store.get("c", &name).unwrap();
+        assert!(seen == pattern(i as u64, OBJECT), "{name} differs");
+    }
+}
+
+fn region(kv: &dyn Kv) -> JournalRegion {
+    let superblock = kv.get(KeySpace::Super, SUPERBLOCK_KEY).unwrap().unwrap();
+    Superblock::decode(&superblock).unwrap().journal.unwrap()
+}
+
+/// The records a mount would replay: (device offset, bytes) of each, in order.
+fn pending_records(device: &dyn BlockDevice, kv: &dyn Kv) -> Vec<(u64, u64)> {
+    let region = region(kv);
+    let value = kv.get(KeySpace::Super, JOURNAL_NEXT_KEY).unwrap().unwrap();
+    let mut at = JournalPosition::decode(&value).unwrap();
+    let mut records = Vec::new();
+    loop {
+        let offset = region.device_offset + at.ring_offset;
+        let block = device.read_at(offset, JOURNAL_BLOCK as usize).unwrap();
+        match decode_header(&block, region.salt) {
+            Ok(header) if header.sequence == at.sequence => {
+                let length = u64::from(header.padded_length);
+                records.push((offset, length));
+                at = JournalPosition {
+                    sequence: at.sequence + 1,
+                    ring_offset: (at.ring_offset + length) % region.length,
+                };
+            }
+            _ => return records,
+        }
+    }
+}
+
+fn refused(result: bstore::Result<Store>) -> String {
+    match result {
+        Err(Error::Corruption(message)) => message,
+        Err(other) => panic!("refused with the wrong error: {other}"),
+        Ok(_) => panic!("a damaged journal mounted"),
+    }
+}
+
+/// Damages the pair's journal with `damage`, then checks that neither mount accepts it, that
+/// fsck reports it, and that the refusal wrote nothing.
+fn assert_damage_refused(damage: impl FnOnce(&SimPair, &[(u64, u64)])) {
+    let pair = journal_only(5);
+    let records = pending_records(pair.device.as_ref(), pair.kv.as_ref());
+    assert!(records.len() >= 6, "{} records pending", records.len());
+    damage(&pair, &records);
+    let writes = pair.device.counters().writes;
+    let message = refused(open(&pair));
+    assert!(
+        message.contains("damaged") && message.contains("acknowledged"),
+        "{message}"
+    );
+    refused(open_read_only(&pair));
+    let report = Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(
+        report.errors.iter().any(|e| e.check == "journal"),
+        "{:?}",
+        report.errors
+    );
+    assert_eq!(
+        pair.device.counters().writes,
+        writes,
+        "a refusal writes nothing"
+    );
+}
+
+#[test]
+fn replay_brings_back_every_acknowledged_commit_the_kv_store_lost() {
+    let survivor = journal_only(5);
+    let records = pending_records(survivor.device.as_ref(), survivor.kv.as_ref());
+    assert!(records.len() >= 6, "a record per commit: {}", records.len());
+    let read_only = open_read_only(&survivor).unwrap();
+    assert_objects(&read_only, 5);
+    drop(read_only);
+    assert!(
+        pending_records(survivor.device.as_ref(), survivor.kv.as_ref()).len() == records.len(),
+        "a read-only mount replays into memory only"
+    );
+    let store = open(&survivor).unwrap();
+    let replay = store.journal_replay().unwrap();
+    assert_eq!(replay.records, records.len() as u64);
+    assert!(!replay.torn_tail && replay.dropped.is_none());
+    assert_objects(&store, 5);
+    store.close().unwrap();
+    let report = Store::fsck_on(survivor.device.as_ref(), survivor.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+    let store = open(&survivor).unwrap();
+    assert_eq!(
+        store.journal_replay().unwrap().records,
+        0,
+        "a checkpoint after replay: nothing is replayed twice"
+    );
+    store.close().unwrap();
+}
+
+#[test]
+fn a_flipped_byte_behind_a_later_valid_record_refuses_mount() {
+    assert_damage_refused(|pair, records| {
+        let (offset, _) = records[2];
+        pair.device.corrupt_bit(offset + 100, 3);
+    });
+}
+
+#[test]
+fn a_record_cut_inside_followed_by_others_refuses_mount() {
+    assert_damage_refused(|pair, records| {
+        // Everything after the header and the first bytes of the payload is gone (the record
+        // is small: its payload fits in its first sector).
+        let (offset, length) = records[3];
+        let device: &dyn BlockDevice = pair.device.as_ref();
+        let mut record = device.read_at(offset, length as usize).unwrap().to_vec();
+        record[80..].fill(0);
+        device
+            .write_at(offset, bstore::device::AlignedBuf::copy_from(&record))
+            .unwrap();
+        // The cut left the record's header: the payload's checksum must catch it.
+        let header = device.read_at(offset, JOURNAL_BLOCK as usize).unwrap();
+        assert!(decode_header(&header, region(pair.kv.as_ref()).salt).is_ok());
+        device.flush().unwrap();
+    });
+}
+
+#[test]
+fn a_wiped_record_followed_by_others_refuses_mount() {
+    assert_damage_refused(|pair, records| {
+        let (offset, length) = records[1];
+        let zeros = bstore::device::AlignedBuf::zeroed(length as usize);
+        let device: &dyn BlockDevice = pair.device.as_ref();
+        device.write_at(offset, zeros).unwrap();
+        device.flush().unwrap();
+    });
+}
+
+#[test]
+fn a_torn_final_record_is_dropped_and_the_store_mounts() {
+    // The last commit is a deferred overwrite, so its data travels in its record (several
+    // sectors). The power fails at the flush after the record's write: the record is on the
+    // device in any state a power cut can leave, and the commit was never acknowledged.
+    let pair = SimPair::new(DEVICE);
+    let store = open(&pair).unwrap();
+    store.create_collection("c").unwrap();
+    let before = pattern(1, OBJECT);
+    store.put("c", "o", &before).unwrap();
+    pair.device.set_power(PowerCut::at(2));
+    let overwrite = Transaction::new()
+        .write("c", "o", 100, pattern(2, 4000))
+        .clone();
+    assert!(store.apply(&overwrite).is_err(), "the power failed");
+    drop(store);
+    let mut torn = 0;
+    for seed in 0..64 {
+        let image = pair.device.survivor(CrashMode::Random(seed));
+        let survivor = SimPair {
+            device: Arc::new(SimDevice::from_image(image, DEVICE, 512, false)),
+            kv: Arc::new(pair.kv.survivor(CrashMode::DropUnflushed)),
+            options: pair.options.clone(),
+        };
+        let store = open(&survivor).unwrap();
+        let replay = store.journal_replay().unwrap();
+        let seen = store.get("c", "o").unwrap();
+        if replay.torn_tail {
+            torn += 1;
+            assert!(seen == before, "a torn record is not applied");
+        } else {
+            let mut after = before.clone();
+            after[100..4100].copy_from_slice(&pattern(2, 4000));
+            assert!(seen == before || seen == after, "all of the commit or none");
+        }
+        store.close().unwrap();
+        let report = Store::fsck_on(survivor.device.as_ref(), survivor.kv.as_ref()).unwrap();
+        assert!(report.is_clean(), "{:?}", report.errors);
+    }
+    assert!(torn > 0, "no power cut tore the record");
+    println!("{torn} of 64 power cuts tore the last record");
+}
+
+#[test]
+fn the_ring_wraps_behind_checkpoints() {
+    let pair = SimPair::with_format(
+        DEVICE,
+        &FormatOptions {
+            journal: JournalSize::Bytes(64 << 10),
+            ..FormatOptions::default()
+        },
+    );
+    let store = open(&pair).unwrap();
+    store.create_collection("c").unwrap();
+    for i in 0..100 {
+        store
+            .put("c", format!("o{i}"), &pattern(i as u64, OBJECT))
+            .unwrap();
+    }
+    let status = store.journal_status().unwrap();
+    assert!(status.checkpoints >= 3, "{status:?}");
+    assert!(status.bytes_written > 3 * (64 << 10), "{status:?}");
+    assert!(status.pending_bytes <= 32 << 10, "{status:?}");
+    let survivor = power_cut(&pair);
+    drop(store);
+    let store = open(&survivor).unwrap();
+    assert_objects(&store, 100);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_commit_too_large_for_a_record_commits_through_a_checkpoint() {
+    let pair = SimPair::with_format(
+        DEVICE,
+        &FormatOptions {
+            journal: JournalSize::Bytes(64 << 10),
+            ..FormatOptions::default()
+        },
+    );
+    let store = open(&pair).unwrap();
+    store.create_collection("c").unwrap();
+    store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
+    let big = pattern(7, 100 << 10);
+    let txn = Transaction::new()
+        .touch("c", "omap")
+        .omap_setkeys("c", "omap", [(b"big".to_vec(), big.clone())])
+        .clone();
+    store.apply(&txn).unwrap();
+    assert_eq!(store.counters().journal_bypasses, 1);
+    store.put("c", "o1", &pattern(1, OBJECT)).unwrap();
+    let survivor = power_cut(&pair);
+    drop(store);
+    let store = open(&survivor).unwrap();
+    assert_objects(&store, 2);
+    let values = store.omap_get_values("c", "omap", [b"big"]).unwrap();
+    assert!(values[&b"big"[..]] == big);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_store_without_a_journal_commits_through_the_kv_store() {
+    let pair = SimPair::with_format(
+        DEVICE,
+        &FormatOptions {
+            journal: JournalSize::Disabled,
+            ..FormatOptions::default()
+        },
+    );
+    let label = bstore::store::mount::read_label(pair.device.as_ref()).unwrap();
+    assert_eq!(label.format_version, 1);
+    let store = open(&pair).unwrap();
+    assert!(store.journal_status().is_none());
+    store.create_collection("c").unwrap();
+    let syncs = pair.kv.synced_writes();
+    store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
+    assert!(
+        pair.kv.synced_writes() > syncs,
+        "a synced KV write per commit"
+    );
+    let survivor = power_cut(&pair);
+    drop(store);
+    let store = open(&survivor).unwrap();
+    assert_objects(&store, 1);
+    store.close().unwrap();
+}
+
+/// Set in the child's environment (to the store directory): write and wait to be killed.
+const CHILD_ENV: &str = "BSTORE_JOURNAL_CHILD";
+const KILLED_OBJECTS: usize = 6;
+
+#[test]
+fn damage_behind_a_later_record_refuses_mount_on_the_real_pair() {
+    if let Ok(path) = std::env::var(CHILD_ENV) {
+        write_and_wait(Path::new(&path));
+    }
+    let real = common::RealStore::new(256 << 20);
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "--nocapture",
+            "damage_behind_a_later_record_refuses_mount_on_the_real_pair",
+        ])
+        .env(CHILD_ENV, real.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let ready = lines
+        .map_while(Result::ok)
+        .any(|line| line.ends_with("READY"));
+    assert!(ready, "the child wrote its objects");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The child's commits are in the journal only (RocksDB's memtables died with it).
+    let status = {
+        let store =
+            retry_busy(|| Store::open_read_only(real.path(), &OpenOptions::default())).unwrap();
+        assert_objects(&store, KILLED_OBJECTS);
+        let replay = store.journal_replay().unwrap();
+        assert!(replay.records >= KILLED_OBJECTS as u64, "{replay:?}");
+        store.journal_status().unwrap()
+    };
+    let second = status.region.device_offset + status.tail.ring_offset + JOURNAL_BLOCK;
+    let header = common::peek(&real.block(), second, JOURNAL_BLOCK as usize);
+    assert!(
+        decode_header(&header, status.region.salt).is_ok(),
+        "the second record follows the first (one block each)"
+    );
+    let original = common::peek(&real.block(), second + 80, 1)[0];
+    common::poke(&real.block(), second + 80, &[original ^ 0x10]);
+    let message = refused(retry_busy(|| {
+        Store::open(real.path(), &OpenOptions::default())
+    }));
+    assert!(message.contains("damaged"), "{message}");
+    let report = Store::fsck(real.path()).unwrap();
+    assert!(
+        report.errors.iter().any(|e| e.check == "journal"),
+        "{:?}",
+        report.errors
+    );
+    // Repaired, the journal replays every acknowledged commit.
+    common::poke(&real.block(), second + 80, &[original]);
+    let store = Store::open(real.path(), &OpenOptions::default()).unwrap();
+    assert_objects(&store, KILLED_OBJECTS);
+    store.close().unwrap();
+}
+
+/// Retries an open the killed child's lock may still hold (io_uring releases a dead
+/// process's files asynchronously).
+fn retry_busy<T>(mut attempt: impl FnMut() -> bstore::Result<T>) -> bstore::Result<T> {
+    let began = std::time::Instant::now();
+    loop {
+        match attempt() {
+            Err(Error::Busy(_)) if began.elapsed().as_secs() < 10 => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
+}
+
+fn write_and_wait(path: &Path) -> ! {
+    let store = Store::open(path, &OpenOptions::default()).unwrap();
+    store.create_collection("c").unwrap();
+    for i in 0..KILLED_OBJECTS {
+        store
+            .put("c", format!("o{i}"), &pattern(i as u64, OBJECT))
+            .unwrap();
+    }
+    println!("READY");
+    std::thread::sleep(std::time::Duration::from_secs(120));
+    std::process::exit(1);
+}
