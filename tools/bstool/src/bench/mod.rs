@@ -74,6 +74,10 @@ pub struct Args {
     /// Run fio with the same pattern on the same device right before each workload.
     #[arg(long)]
     compare_fio: bool,
+    /// The commit journal of the store the benchmark makes: auto, a size, or none (a format-1
+    /// store committing through RocksDB's log, for comparison).
+    #[arg(long, value_parser = crate::cmd::mkfs::parse_journal_size, default_value = "auto")]
+    journal_size: bstore::JournalSize,
     /// Deferred-write threshold for bstore (default: 64 KiB on rotational media, 0 otherwise).
     #[arg(long, value_parser = parse_size)]
     prefer_deferred_size: Option<u64>,
@@ -109,6 +113,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         cli.path.as_deref(),
         args.device.as_deref().map(|device| (device, args.force)),
         args.size,
+        args.journal_size,
         &args.dir,
     )?;
     let params = Params {

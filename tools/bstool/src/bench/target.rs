@@ -4,7 +4,7 @@
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use bstore::{BlockSource, MkfsOptions, Store};
+use bstore::{BlockSource, JournalSize, MkfsOptions, Store};
 
 /// A prepared benchmark location.
 pub struct Target {
@@ -24,6 +24,7 @@ pub fn prepare(
     existing: Option<&Path>,
     device: Option<(&Path, bool)>,
     size: u64,
+    journal: JournalSize,
     scratch_parent: &Path,
 ) -> Result<Target, String> {
     let scratch = tempfile::Builder::new()
@@ -47,11 +48,16 @@ pub fn prepare(
             let mut options =
                 MkfsOptions::new(&store_dir, BlockSource::Device(device.to_path_buf()));
             options.force = force;
+            options.format.journal = journal;
             Store::mkfs(&options).map_err(|e| format!("mkfs on {}: {e}", device.display()))?;
             Ok(Target {
                 store_dir,
                 block: device.to_path_buf(),
-                description: format!("new store on {}", device.display()),
+                description: format!(
+                    "new store on {} ({})",
+                    device.display(),
+                    journal_note(journal)
+                ),
                 scratch,
             })
         }
@@ -59,18 +65,29 @@ pub fn prepare(
             let block = scratch.path().join("block.img");
             allocate_file(&block, size)?;
             let store_dir = scratch.path().join("store");
-            Store::mkfs(&MkfsOptions::new(
-                &store_dir,
-                BlockSource::Device(block.clone()),
-            ))
-            .map_err(|e| format!("mkfs on {}: {e}", block.display()))?;
+            let mut options = MkfsOptions::new(&store_dir, BlockSource::Device(block.clone()));
+            options.format.journal = journal;
+            Store::mkfs(&options).map_err(|e| format!("mkfs on {}: {e}", block.display()))?;
             Ok(Target {
                 store_dir,
-                description: format!("temporary {} GiB file {}", size >> 30, block.display()),
+                description: format!(
+                    "temporary {} GiB file {} ({})",
+                    size >> 30,
+                    block.display(),
+                    journal_note(journal)
+                ),
                 block,
                 scratch,
             })
         }
+    }
+}
+
+fn journal_note(journal: JournalSize) -> String {
+    match journal {
+        JournalSize::Auto => "commit journal: default size".into(),
+        JournalSize::Bytes(bytes) => format!("commit journal: {bytes} bytes"),
+        JournalSize::Disabled => "no commit journal: format 1".into(),
     }
 }
 

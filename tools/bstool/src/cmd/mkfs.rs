@@ -76,7 +76,8 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     Ok(ExitCode::SUCCESS)
 }
 
-fn parse_journal_size(text: &str) -> Result<JournalSize, String> {
+/// `auto`, `none` or a size, as `--journal-size` takes it.
+pub fn parse_journal_size(text: &str) -> Result<JournalSize, String> {
     match text {
         "auto" => Ok(JournalSize::Auto),
         "none" => Ok(JournalSize::Disabled),
