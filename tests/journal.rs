@@ -249,17 +249,22 @@ fn a_torn_final_record_is_dropped_and_the_store_mounts() {
     println!("{torn} of 64 power cuts tore the last record");
 }
 
-#[test]
-fn the_ring_wraps_behind_checkpoints() {
-    let pair = SimPair::with_format(
-        DEVICE,
-        &FormatOptions {
-            journal: JournalSize::Bytes(64 << 10),
-            ..FormatOptions::default()
-        },
-    );
+/// A mounted pair whose journal is the smallest there is (64 KiB: records of at most 16 KiB),
+/// with collection `c`.
+fn with_smallest_journal() -> (SimPair, Store) {
+    let format = FormatOptions {
+        journal: JournalSize::Bytes(64 << 10),
+        ..FormatOptions::default()
+    };
+    let pair = SimPair::with_format(DEVICE, &format);
     let store = open(&pair).unwrap();
     store.create_collection("c").unwrap();
+    (pair, store)
+}
+
+#[test]
+fn the_ring_wraps_behind_checkpoints() {
+    let (pair, store) = with_smallest_journal();
     for i in 0..100 {
         store
             .put("c", format!("o{i}"), &pattern(i as u64, OBJECT))
@@ -278,15 +283,7 @@ fn the_ring_wraps_behind_checkpoints() {
 
 #[test]
 fn a_commit_too_large_for_a_record_commits_through_a_checkpoint() {
-    let pair = SimPair::with_format(
-        DEVICE,
-        &FormatOptions {
-            journal: JournalSize::Bytes(64 << 10),
-            ..FormatOptions::default()
-        },
-    );
-    let store = open(&pair).unwrap();
-    store.create_collection("c").unwrap();
+    let (pair, store) = with_smallest_journal();
     store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
     let big = pattern(7, 100 << 10);
     let txn = Transaction::new()

@@ -19,9 +19,10 @@ for run in runs:
 def med(vals):
     vals=[v for v in vals if v is not None]
     return statistics.median(vals) if vals else None
-order = ['seq-write','seq-read','rand-write','rand-write-unaligned','rand-write-64k','rand-read','small-objects','omap','clone','aging']
-print("| workload | engine | ops/s | MiB/s | p99 us | CPU us/op | data WA | meta WA | vs fio | runs |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+order = ['seq-write','seq-read','rand-write','rand-write-unaligned','rand-write-64k','rand-read',
+         'write-latency','osd-bench','small-objects','omap','clone','aging']
+print("| workload | engine | ops/s | MiB/s | p50 us | p99 us | CPU us/op | data WA | meta WA | txn/group | vs fio | runs |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for engine in ['bstore','rocksdb','files']:
     for w in order:
         rs = rows.get((w, engine))
@@ -30,4 +31,6 @@ for engine in ['bstore','rocksdb','files']:
         ratio = med([r['fio_ratio'] for r in rs])
         dwa = med([r['data_write_amplification'] for r in rs]); mwa = med([r['metadata_write_amplification'] for r in rs])
         fmt = lambda v, d=0: '-' if v is None else f"{v:.{d}f}"
-        print(f"| {w} | {engine} | {fmt(f('ops_per_sec'))} | {fmt(f('mib_per_sec'),1)} | {fmt(med([r['latency_us']['p99'] for r in rs]))} | {fmt(f('cpu_us_per_op'),1)} | {fmt(dwa,2)} | {fmt(mwa,2)} | {fmt(ratio,2)} | {len(rs)} |")
+        lat = lambda p: med([r['latency_us'][p] for r in rs])
+        tpg = med([r.get('transactions_per_group') for r in rs])
+        print(f"| {w} | {engine} | {fmt(f('ops_per_sec'))} | {fmt(f('mib_per_sec'),1)} | {fmt(lat('p50'))} | {fmt(lat('p99'))} | {fmt(f('cpu_us_per_op'),1)} | {fmt(dwa,2)} | {fmt(mwa,2)} | {fmt(tpg,1)} | {fmt(ratio,2)} | {len(rs)} |")
