@@ -1326,6 +1326,16 @@ fn the_harness_catches_a_replay_that_trusts_the_last_record() {
 }
 
 #[test]
+fn the_harness_catches_a_journal_flush_that_does_not_wait_for_the_data() {
+    let concurrent = |seed| Workload::generate(seed, true);
+    let caught = points_until_caught(Mutation::FlushBeforeDataWritten, concurrent, 20_000);
+    assert!(
+        caught.is_some(),
+        "a record flushed before its data writes completed went unnoticed"
+    );
+}
+
+#[test]
 fn churn_passes_without_the_mutation() {
     // The workload that catches early reuse is itself correct on a correct store.
     let seed = bstore::rng::test_seed();

@@ -408,3 +408,60 @@ fn racing_reads_see_whole_transactions_and_no_checksum_errors() {
     assert!(reads.load(std::sync::atomic::Ordering::Relaxed) >= READS_MIN);
     Arc::try_unwrap(store).unwrap().close().unwrap();
 }
+
+#[test]
+fn a_full_deferred_queue_holds_commits_back_without_stalling_them() {
+    // Room for about one record: almost every commit finds the queue full, and the committer
+    // must wait for the applier (which needs the journal) before it takes the journal itself.
+    let pair = SimPair::new(DEVICE);
+    let options = OpenOptions {
+        prefer_deferred_size: Some(64 << 10),
+        deferred: bstore::DeferredPolicy {
+            batch_records: 2,
+            queued_bytes_max: 4096,
+            ..bstore::DeferredPolicy::default()
+        },
+        ..OpenOptions::default()
+    };
+    let store = Arc::new(open(&pair, &options));
+    store.create_collection("c").unwrap();
+    let objects = 4;
+    for t in 0..objects {
+        store
+            .put("c", format!("o{t}"), &pattern(t, 64 << 10))
+            .unwrap();
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    let writers: Vec<_> = (0..objects)
+        .map(|t| {
+            let done = done.clone();
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut expected = pattern(t, 64 << 10);
+                for i in 0..200u64 {
+                    let offset = (i * 4096) % (64 << 10);
+                    let bytes = pattern(t * 1000 + i, 4096);
+                    expected[offset as usize..][..4096].copy_from_slice(&bytes);
+                    let txn = Transaction::new()
+                        .write("c", format!("o{t}"), offset, bytes)
+                        .clone();
+                    store.apply(&txn).unwrap();
+                }
+                done.send(()).unwrap();
+                expected
+            })
+        })
+        .collect();
+    for _ in 0..objects {
+        // A stall fails the test rather than hanging it.
+        finished
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("commits stalled behind a full deferred queue");
+    }
+    for (t, writer) in writers.into_iter().enumerate() {
+        let expected = writer.join().unwrap();
+        assert_eq!(store.get("c", format!("o{t}")).unwrap(), expected);
+    }
+    assert!(store.counters().writes_deferred >= 800);
+    Arc::into_inner(store).unwrap().close().unwrap();
+}

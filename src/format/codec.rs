@@ -94,6 +94,14 @@ impl Encoder {
         self.bytes.extend_from_slice(&value.to_le_bytes());
     }
 
+    /// Appends little-endian u32s.
+    pub fn u32s(&mut self, values: &[u32]) {
+        self.bytes.reserve(values.len() * 4);
+        for value in values {
+            self.bytes.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
     /// Appends a little-endian u64.
     pub fn u64(&mut self, value: u64) {
         self.bytes.extend_from_slice(&value.to_le_bytes());

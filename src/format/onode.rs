@@ -420,9 +420,7 @@ fn encode_blob(e: &mut Encoder, blob: &Blob) {
         },
         "checksum count must match the blob's chunks"
     );
-    for csum in &blob.csums {
-        e.u32(*csum);
-    }
+    e.u32s(&blob.csums);
     if let Some(unused) = &blob.unused {
         assert_eq!(unused.len(), blob.chunk_count().div_ceil(8));
         e.raw(unused);

@@ -46,6 +46,27 @@ use crate::format::keys::{JOURNAL_NEXT_KEY, KeySpace};
 use crate::format::records::{JournalPosition, JournalRegion};
 use crate::kv::{Batch, BatchOp, Durability, Kv};
 
+/// What a commit's caller does at two moments of [`Journal::commit`].
+pub trait RecordHooks {
+    /// Returns once the data the record's checks name is on the device (or fails): called after
+    /// the record is written and before the flush, so the record's write overlaps the data's.
+    fn data_written(&self) -> Result<()>;
+    /// Record `sequence` is durable (before its batch reaches the KV store, which durability
+    /// does not need): acknowledge what it carries.
+    fn durable(&self, sequence: u64);
+}
+
+/// A record with no data of its own to wait for and no one to acknowledge.
+pub struct NoHooks;
+
+impl RecordHooks for NoHooks {
+    fn data_written(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn durable(&self, _sequence: u64) {}
+}
+
 /// A checkpoint starts when this share of the ring (in quarters) would be in use, so records
 /// not yet checkpointed (at most this plus one record) never fill the ring.
 const CHECKPOINT_QUARTERS: u64 = 2;
@@ -177,14 +198,17 @@ impl Journal {
     /// Makes `batch` durable: one record at the head, one device flush (which also covers the
     /// data the batch points at, named by `checks`), then the batch applied to the KV store.
     /// Returns the record's sequence. The batch must fit
-    /// ([`Journal::payload_bytes_max`]). `flush` is false only for a deliberate bug a test
-    /// switches on (acknowledging a record before it is durable).
+    /// ([`Journal::payload_bytes_max`]). The data may still be in flight when this is called
+    /// (`hooks` waits for it before the flush), and `hooks` hears when the record is durable.
+    /// `flush` is false only for a deliberate bug a test switches on (acknowledging a record
+    /// before it is durable).
     pub fn commit(
         &self,
         device: &dyn BlockDevice,
         kv: &dyn Kv,
         mut batch: Batch,
         checks: &[DataCheck],
+        hooks: &dyn RecordHooks,
         flush: bool,
     ) -> Result<u64> {
         let mut state = self.state.lock();
@@ -226,13 +250,16 @@ impl Journal {
             self.region.device_offset + at.ring_offset,
             AlignedBuf::copy_from(&record),
         )?;
-        // Durability point: the record, and the group's data written before it, are on stable
-        // media. A crash before this flush leaves either no whole record, or a whole one that
-        // nobody was told about: replay applies it if its data checks pass and drops it if
-        // they fail; either is a state the store may recover to.
+        hooks.data_written()?;
+        // Durability point: the record, and the group's data (whose writes have completed),
+        // are on stable media. A crash before this flush leaves either no whole record, or a
+        // whole one that nobody was told about: replay applies it if its data checks pass and
+        // drops it if they fail; either is a state the store may recover to. Only the last
+        // record can be like that: the next is written only after this flush.
         if flush {
             device.flush()?;
         }
+        hooks.durable(at.sequence);
         kv.write(batch, Durability::Journaled)?;
         state.next = after;
         state.in_use += skipped + record_length;
@@ -264,7 +291,8 @@ impl Journal {
                 return Ok(());
             }
         }
-        self.commit(device, kv, Batch::new(), &[], true).map(|_| ())
+        self.commit(device, kv, Batch::new(), &[], &NoHooks, true)
+            .map(|_| ())
     }
 
     fn identity(&self) -> (&[u8; 16], u64) {

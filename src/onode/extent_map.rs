@@ -10,12 +10,11 @@
 //! Everything here is pure: no I/O, no KV. The write planner decides what to change; this map
 //! applies it and reports what space it frees.
 
-use std::collections::HashMap;
-
 use imbl::{OrdMap, Vector};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use super::id_map::IdMap;
 use crate::alloc::DeviceExtent;
 use crate::error::{Error, Result};
 use crate::format::onode::{
@@ -142,7 +141,7 @@ impl ExtentMap {
             }
             ids.push(self.add_blob(blob.clone()));
         }
-        let mut anchors: HashMap<u32, u64> = HashMap::new();
+        let mut anchors: IdMap<u64> = IdMap::default();
         for extent in &body.extents {
             let Some(&blob) = ids.get(extent.blob as usize) else {
                 return Err(Error::corruption("extent references a missing blob"));
@@ -202,7 +201,7 @@ impl ExtentMap {
     /// Like [`ExtentMap::to_body`], borrowing the blobs instead of copying them.
     pub fn body_view(&self, start: u64, end: u64) -> BodyView<'_> {
         let mut view = BodyView::default();
-        let mut local: HashMap<BlobId, u32> = HashMap::new();
+        let mut local: IdMap<u32> = IdMap::default();
         for (offset, mapping) in self.extents.range(start..end) {
             let next_index = view.blobs.len() as u32;
             let index = *local.entry(mapping.blob).or_insert_with(|| {

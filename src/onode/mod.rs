@@ -6,6 +6,7 @@
 
 pub mod cache;
 pub mod extent_map;
+mod id_map;
 pub mod read;
 pub mod shard;
 

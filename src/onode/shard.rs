@@ -15,18 +15,17 @@
 //! unit between its two pieces. Writes are split at the current boundaries, so new blobs never
 //! span them either.
 
-use std::collections::{HashMap, HashSet};
-
 use crate::format::onode::{BODY_HEADER_LENGTH, EXTENT_ENCODED_LENGTH};
 
 use super::ExtentMap;
+use super::id_map::{IdMap, IdSet};
 
 /// Largest extent map kept inline in the onode, in encoded bytes.
-pub const INLINE_BYTES_MAX: usize = 2048;
+pub const INLINE_BYTES_MAX: usize = 1024;
 /// Encoded size a new shard is filled to before a cut is sought.
-pub const SHARD_TARGET_BYTES: usize = 2048;
+pub const SHARD_TARGET_BYTES: usize = 512;
 /// A shard larger than this is split when next written.
-pub const SHARD_BYTES_MAX: usize = 4096;
+pub const SHARD_BYTES_MAX: usize = 1280;
 
 /// Shard start offsets for the extents starting in `[start, end)`: `start` first, then a cut at
 /// each safe, `chunk`-aligned (the write unit) extent start once the shard so far reaches the
@@ -36,18 +35,23 @@ pub fn choose_boundaries(map: &ExtentMap, start: u64, end: u64, chunk: u64) -> V
         .extents()
         .filter(|(offset, _)| *offset >= start && *offset < end)
         .collect();
-    let mut blob_end: HashMap<u32, u64> = HashMap::new();
+    let mut blob_end: IdMap<u64> = IdMap::default();
     for (offset, mapping) in &extents {
-        // The logical end of what the blob covers: its last byte under its relation.
-        let covered_end =
-            (offset - u64::from(mapping.blob_offset)) + u64::from(map.blob(mapping.blob).length);
+        let blob = map.blob(mapping.blob);
         let extent_end = offset + u64::from(mapping.length);
+        // The logical end of what an unshared blob covers: its last byte where it is mapped
+        // (unshared blobs are mapped at one place, at or after offset 0). A shared blob is
+        // never written in place, and a clone may map it anywhere: only its extents count.
+        let covered_end = match blob.shared_blob_id {
+            Some(_) => extent_end,
+            None => offset.saturating_sub(u64::from(mapping.blob_offset)) + u64::from(blob.length),
+        };
         let reach = blob_end.entry(mapping.blob).or_insert(0);
         *reach = (*reach).max(extent_end).max(covered_end);
     }
     let mut boundaries = vec![start];
     let mut shard_bytes = BODY_HEADER_LENGTH;
-    let mut blobs_in_shard: HashSet<u32> = HashSet::new();
+    let mut blobs_in_shard = IdSet::default();
     let mut reach = 0u64;
     for (offset, mapping) in &extents {
         let safe = reach <= *offset && offset.is_multiple_of(chunk) && *offset > start;

@@ -348,11 +348,21 @@ impl Store {
         })
     }
 
+    /// Waits until every transaction submitted before the call has finished committing: durable
+    /// (or failed), its freed space back in the allocator, its deferred writes queued, the
+    /// counters updated. A commit callback may run before that: it says the transaction is
+    /// durable, which is all a caller needs to go on; [`Store::statfs`] and [`Store::counters`]
+    /// wait for this themselves, so their accounting includes what was acknowledged.
+    pub fn wait_for_commits(&self) {
+        self.engine.transactions.wait_settled(self.engine.waiting());
+    }
+
     /// Applies every deferred write committed so far and waits until it is on stable media and
     /// its record deleted (they are otherwise applied in batches, within
     /// `OpenOptions::deferred.max_delay`).
     pub fn flush_deferred(&self) -> Result<()> {
         self.pipeline()?;
+        self.wait_for_commits();
         self.engine.check_poison()?;
         // A failed apply poisons the engine with the device's own error: report that one.
         self.engine
@@ -375,7 +385,9 @@ impl Store {
 
     /// Submits a transaction. On `Ok`, its effects are visible to reads, and `on_commit` will be
     /// called once with `Ok` when it is durable (or with the error if the store failed first).
-    /// On `Err`, nothing changed and `on_commit` is not called.
+    /// On `Err`, nothing changed and `on_commit` is not called. `on_commit` runs on one of the
+    /// store's commit threads, in commit order: it should be quick, and must not wait for the
+    /// store (a callback that waits for another commit would wait for itself).
     pub fn submit(
         &self,
         txn: &Transaction,
@@ -425,9 +437,11 @@ impl Store {
         Ok(self.engine.collections.read().keys().cloned().collect())
     }
 
-    /// Space accounting.
+    /// Space accounting, including every transaction acknowledged before the call (it waits
+    /// for the commits under way to finish).
     pub fn statfs(&self) -> Result<Statfs> {
         self.engine.check_poison()?;
+        self.wait_for_commits();
         let stats = *self.engine.applied_stats.lock();
         Ok(Statfs {
             total_bytes: self.engine.config.device_size,
@@ -494,8 +508,10 @@ impl Store {
         self.engine.journal_at_mount.map(|found| found.replay)
     }
 
-    /// What the store has done since it was opened.
+    /// What the store has done since it was opened, including every transaction acknowledged
+    /// before the call (it waits for the commits under way to finish).
     pub fn counters(&self) -> CountersSnapshot {
+        self.wait_for_commits();
         let c = &self.engine.counters;
         let deferred = self.engine.deferred.gauges();
         let journal = self.engine.journal.as_ref().map(|j| j.status());

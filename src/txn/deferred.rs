@@ -34,6 +34,7 @@ use crate::device::{AlignedBuf, BlockDevice, IoRequest};
 use crate::error::{Error, Result};
 use crate::format::deferred::{DeferredRecord, encode_writes};
 use crate::format::keys::{self, KeySpace};
+use crate::journal::NoHooks;
 use crate::kv::{Batch, Durability, Kv};
 use crate::onode::read::PendingBytes;
 
@@ -174,14 +175,7 @@ impl Deferred {
             return;
         }
         let mut queue = self.queue.lock();
-        while queue.bytes >= self.policy.queued_bytes_max && !queue.failed && !queue.shutdown {
-            match engine.config.background {
-                Background::Threads => self.progress.wait(&mut queue),
-                Background::Stepped => {
-                    MutexGuard::unlocked(&mut queue, || self.apply_step(engine));
-                }
-            }
-        }
+        self.wait_for_room_locked(engine, &mut queue);
         let now = Instant::now();
         for record in records {
             queue.enqueued += 1;
@@ -195,6 +189,25 @@ impl Deferred {
             });
         }
         self.work.notify_one();
+    }
+
+    /// Waits while too many bytes are queued (see [`Deferred::enqueue`]). The journal's
+    /// committer calls this before it commits a record, so that queueing the record's deferred
+    /// writes once it is durable (under the journal's lock, which the applier needs) never
+    /// waits: it is the only thread that queues.
+    pub fn wait_for_room(&self, engine: &Engine) {
+        self.wait_for_room_locked(engine, &mut self.queue.lock());
+    }
+
+    fn wait_for_room_locked(&self, engine: &Engine, queue: &mut MutexGuard<'_, QueueState>) {
+        while queue.bytes >= self.policy.queued_bytes_max && !queue.failed && !queue.shutdown {
+            match engine.config.background {
+                Background::Threads => self.progress.wait(queue),
+                Background::Stepped => {
+                    MutexGuard::unlocked(queue, || self.apply_step(engine));
+                }
+            }
+        }
     }
 
     /// Hands `extents` to `give` once no record committed so far can still write to them:
@@ -381,7 +394,14 @@ impl Deferred {
         }
         match journal {
             Some(journal) => {
-                journal.commit(engine.device.as_ref(), engine.kv.as_ref(), batch, &[], true)?;
+                journal.commit(
+                    engine.device.as_ref(),
+                    engine.kv.as_ref(),
+                    batch,
+                    &[],
+                    &NoHooks,
+                    true,
+                )?;
             }
             None => engine.kv.write(batch, Durability::Sync)?,
         }

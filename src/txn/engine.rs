@@ -76,6 +76,8 @@ pub enum Mutation {
     SkipReplay,
     /// Replay the journal's last record without checking that its data reached the media.
     TrustLastRecord,
+    /// Flush a group's journal record without waiting for its data writes to complete.
+    FlushBeforeDataWritten,
 }
 
 impl EngineConfig {
@@ -263,6 +265,9 @@ pub struct Engine {
     pub shared_blobs: Mutex<HashMap<u64, Arc<SharedBlobRecord>>>,
     /// The pipeline's steps, when the background work is stepped.
     pub stepper: Stepper,
+    /// Every transaction queued and every one finished (acknowledged transactions finish a
+    /// little later: space released, deferred writes queued, counters updated).
+    pub transactions: Sequencer,
     /// What mount found in the commit journal (format-2 stores).
     pub journal_at_mount: Option<JournalSummary>,
     poison: Mutex<Option<String>>,
@@ -326,6 +331,7 @@ impl Engine {
             journal: parts.journal,
             shared_blobs: Mutex::new(HashMap::new()),
             stepper: Stepper::default(),
+            transactions: Sequencer::default(),
             journal_at_mount: parts.journal_at_mount,
             poison: Mutex::new(None),
         }

@@ -1,14 +1,16 @@
 //! The commit pipeline: data I/O from many transactions, group commit in two stages.
 //!
-//! A prepared transaction is queued with a sequence number, its data writes go to the device,
-//! and when they complete it becomes eligible. The flush thread takes every eligible transaction
-//! whose earlier same-collection transactions are committed or in an earlier group and makes
-//! the group durable:
-//! - with the commit journal (format 2), by writing the group's metadata, freelist and
-//!   statistics changes (and deferred data) as one journal record and flushing the device once,
-//!   which covers the group's new data too; the batch is then applied to the KV store unlogged;
-//! - without it (format 1), by flushing the device (if any data was written since the last
-//!   flush); the KV-sync thread then writes the group's changes in one synced KV batch.
+//! A prepared transaction is queued with a sequence number and its data writes go to the
+//! device. The flush thread takes every eligible transaction whose earlier same-collection
+//! transactions are committed or in an earlier group and makes the group durable:
+//! - with the commit journal (format 2), a transaction is eligible once its data writes are
+//!   submitted: the group's metadata, freelist and statistics changes (and deferred data) are
+//!   written as one journal record while its data writes are still in flight, and once both
+//!   have completed one device flush makes them durable; the batch is then applied to the KV
+//!   store unlogged;
+//! - without it (format 1), a transaction is eligible once its data writes have completed: the
+//!   flush thread flushes the device (if any data was written since the last flush), and the
+//!   KV-sync thread then writes the group's changes in one synced KV batch.
 //!
 //! The KV-sync thread finishes each group: releases the space it freed, queues its deferred
 //! writes, marks its objects settled and runs its callbacks. Groups commit in order; making
@@ -33,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::format::journal::DataCheck;
 use crate::format::keys::{CID_MAX_KEY, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
 use crate::format::records::{StatfsRecord, encode_counter};
-use crate::journal::{self, Journal};
+use crate::journal::{self, Journal, RecordHooks};
 use crate::kv::{Batch, Durability, KeySpace};
 use crate::onode::OnodeSlot;
 
@@ -184,6 +186,7 @@ impl Pipeline {
     /// Must be called with the prepare locks of its collections held, so that queue order is
     /// submission order within each collection.
     pub fn enqueue(&self, mut prepared: Prepared) {
+        self.shared.engine.transactions.submit_one();
         let data_writes = std::mem::take(&mut prepared.data_writes);
         let has_writes = data_writes.iter().any(|r| r.kind == IoKind::Write);
         let data_bytes: u64 = data_writes.iter().map(|r| r.buf.len() as u64).sum();
@@ -231,6 +234,10 @@ impl Pipeline {
             data_writes,
             Box::new(move |outcome| shared.data_completed(sequence, has_writes, outcome.result)),
         );
+        if engine.journal.is_some() {
+            // Eligible now: its record may be written while the data is in flight.
+            self.shared.work_ready.notify_one();
+        }
     }
 
     /// Waits for every queued transaction to finish, applies every deferred write, and stops
@@ -352,25 +359,72 @@ impl Shared {
         let batch = self.group_batch(&mut group.members, &mut self.committed.lock());
         let checks = group_checks(&group.members);
         let flush = !engine.config.mutated(Mutation::SkipFlushBeforeCommit);
+        let sequences: Vec<u64> = group
+            .members
+            .iter()
+            .map(|(sequence, _)| *sequence)
+            .collect();
         if journal::payload_estimate(&batch, checks.len()) > journal.payload_bytes_max() {
-            if group.flush_device && flush {
+            self.wait_for_data(&sequences)?;
+            if flush {
                 engine.device.flush()?;
                 Counters::add(&engine.counters.device_flushes, 1);
             }
             let sequence = journal.commit_outside(engine.kv.as_ref(), batch)?;
             Counters::add(&engine.counters.journal_bypasses, 1);
             Counters::add(&engine.counters.kv_syncs, 1);
+            self.acknowledge(&mut group.members, Some(sequence));
             return Ok(sequence);
         }
-        let sequence = journal.commit(
+        engine.deferred.wait_for_room(engine);
+        let record = GroupRecord {
+            shared: self,
+            sequences,
+            members: Mutex::new(std::mem::take(&mut group.members)),
+        };
+        let committed = journal.commit(
             engine.device.as_ref(),
             engine.kv.as_ref(),
             batch,
             &checks,
+            &record,
             flush,
-        )?;
+        );
+        group.members = record.members.into_inner();
+        let sequence = committed?;
         Counters::add(&engine.counters.device_flushes, 1);
         Ok(sequence)
+    }
+
+    /// Returns once the data writes of every member of a group have completed (with the
+    /// journal, a group is selected while they may still be in flight); fails once the engine
+    /// is poisoned.
+    fn wait_for_data(&self, sequences: &[u64]) -> Result<()> {
+        let mut queue = self.queue.lock();
+        loop {
+            self.engine.check_poison()?;
+            let in_flight = sequences.iter().any(|sequence| {
+                queue
+                    .entries
+                    .get(sequence)
+                    .is_some_and(|entry| entry.state == TxnState::CommittingDataInFlight)
+            });
+            if !in_flight {
+                return Ok(());
+            }
+            match self.engine.config.background {
+                Background::Threads => self.work_ready.wait(&mut queue),
+                // No thread completes requests: complete them here, one at a time, in the
+                // order the device picks (as for any other waiter of a stepped store).
+                Background::Stepped => {
+                    if !MutexGuard::unlocked(&mut queue, || self.engine.device.complete_one()) {
+                        return Err(Error::Poisoned(
+                            "data writes of a group never completed".into(),
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// Waits for the next group; `None` at shutdown once every transaction has finished.
@@ -391,20 +445,21 @@ impl Shared {
     /// transaction instead (the queue lock is released meanwhile).
     fn take_group(&self, queue: &mut MutexGuard<'_, QueueState>) -> Taken {
         if self.engine.check_poison().is_err()
-            && queue
-                .entries
-                .values()
-                .any(|e| e.state != TxnState::Committing)
+            && queue.entries.values().any(|e| !e.state.in_group())
         {
             let failed = take_all(queue);
             self.room_free.notify_all();
             MutexGuard::unlocked(queue, || self.finish_failed(failed));
             return Taken::Failed;
         }
-        let budget = self.engine.journal.as_ref().map_or(usize::MAX, |journal| {
+        let journal = self.engine.journal.as_ref();
+        let budget = journal.map_or(usize::MAX, |journal| {
             journal.payload_bytes_max().saturating_sub(GROUP_OPS_BYTES)
         });
-        match select_group(queue, budget) {
+        // With the journal, a group's record is written while its data is still in flight
+        // (one flush then covers both); without it, the flush that precedes the KV sync must
+        // follow the data.
+        match select_group(queue, budget, journal.is_some()) {
             Some(group) => Taken::Group(group),
             None => Taken::Nothing,
         }
@@ -479,7 +534,13 @@ impl Shared {
             members.len() as u64,
         );
         self.remove_entries(&members);
-        self.finish_committed(members, group.journaled);
+        // A journaled group was acknowledged as soon as it was durable.
+        if group.journaled.is_none() {
+            self.acknowledge(&mut members, None);
+        }
+        for (_, prepared) in members {
+            finish(&self.engine, prepared, Ok(()));
+        }
     }
 
     /// Drops finished transactions from the queue and wakes submitters and the flusher.
@@ -522,7 +583,11 @@ impl Shared {
         batch
     }
 
-    fn finish_committed(&self, mut members: Vec<(u64, Prepared)>, journaled: Option<u64>) {
+    /// What follows from a group being durable: its deferred writes are queued, its in-memory
+    /// copies of new data dropped, the space it freed released, and its callbacks told. (With
+    /// the journal, this runs as soon as the record is durable, before its batch reaches the
+    /// KV store; the members are finished, settling their objects, once it has.)
+    fn acknowledge(&self, members: &mut [(u64, Prepared)], journaled: Option<u64>) {
         let released: Vec<DeviceExtent> = members
             .iter()
             .flat_map(|(_, p)| p.released.iter().copied())
@@ -541,7 +606,7 @@ impl Shared {
         // The group's data is on the device: drop its in-memory copies before any of the space
         // they cover can be handed out again (a buffer left registered at reused space would
         // shadow the new data there).
-        for (_, prepared) in &mut members {
+        for (_, prepared) in members.iter_mut() {
             self.engine
                 .inflight
                 .remove(&std::mem::take(&mut prepared.inflight_offsets));
@@ -554,8 +619,8 @@ impl Shared {
         engine.deferred.release_when_applied(released, |extents| {
             engine.reclaimer.release(&engine.allocator, extents)
         });
-        for (_, prepared) in members {
-            finish(&self.engine, prepared, Ok(()));
+        for callback in members.iter_mut().filter_map(|(_, p)| p.on_commit.take()) {
+            callback(Ok(()));
         }
     }
 
@@ -574,6 +639,30 @@ impl Shared {
         for prepared in failed {
             finish(&self.engine, prepared, Err(Error::Poisoned(why.clone())));
         }
+    }
+}
+
+/// A group's part in the commit of its journal record: the record's flush waits for the
+/// group's data, and the group is acknowledged as soon as the record is durable (applying its
+/// batch to the KV store, and finishing it on the KV-sync thread, come after and are not
+/// needed for durability: a crash from then on replays the record).
+struct GroupRecord<'a> {
+    shared: &'a Shared,
+    sequences: Vec<u64>,
+    members: Mutex<Vec<(u64, Prepared)>>,
+}
+
+impl RecordHooks for GroupRecord<'_> {
+    fn data_written(&self) -> Result<()> {
+        let engine = &self.shared.engine;
+        if engine.config.mutated(Mutation::FlushBeforeDataWritten) {
+            return Ok(());
+        }
+        self.shared.wait_for_data(&self.sequences)
+    }
+
+    fn durable(&self, sequence: u64) {
+        (self.shared).acknowledge(&mut self.members.lock(), Some(sequence));
     }
 }
 
@@ -601,10 +690,11 @@ impl Steps for Shared {
 /// Journal payload bytes a group adds to its members' own (statistics and id counters).
 const GROUP_OPS_BYTES: usize = 512;
 
-/// Picks every transaction whose data is done and whose collections have no earlier
-/// transaction left behind, up to `budget` journal payload bytes (the first always fits: one
-/// too large for the journal commits alone); marks them `Committing`.
-fn select_group(queue: &mut QueueState, budget: usize) -> Option<Group> {
+/// Picks every transaction whose data is done (or submitted, with `data_in_flight`) and whose
+/// collections have no earlier transaction left behind, up to `budget` journal payload bytes
+/// (the first always fits: one too large for the journal commits alone); marks them as in the
+/// group.
+fn select_group(queue: &mut QueueState, budget: usize, data_in_flight: bool) -> Option<Group> {
     let mut blocked: HashSet<u64> = HashSet::new();
     let mut members = Vec::new();
     let mut bytes = 0;
@@ -615,7 +705,9 @@ fn select_group(queue: &mut QueueState, budget: usize) -> Option<Group> {
             (members.is_empty() || bytes + estimate <= budget).then_some(estimate)
         };
         let estimate = entry.prepared.as_ref().and_then(fits);
-        if entry.state == TxnState::DataDone
+        let ready = entry.state == TxnState::DataDone
+            || (data_in_flight && entry.state == TxnState::DataInFlight);
+        if ready
             && free
             && members.len() < GROUP_TRANSACTIONS_MAX
             && let Some(estimate) = estimate
@@ -627,7 +719,7 @@ fn select_group(queue: &mut QueueState, budget: usize) -> Option<Group> {
                 .expect("queued entries carry their transaction");
             bytes += estimate;
             members.push((*sequence, prepared));
-        } else if entry.state != TxnState::Committing {
+        } else if !entry.state.in_group() {
             blocked.extend(entry.collection_ids.iter().copied());
         }
     }
@@ -693,7 +785,7 @@ fn take_all(queue: &mut QueueState) -> Vec<Prepared> {
     let doomed: Vec<u64> = queue
         .entries
         .iter()
-        .filter(|(_, entry)| entry.state != TxnState::Committing)
+        .filter(|(_, entry)| !entry.state.in_group())
         .map(|(sequence, _)| *sequence)
         .collect();
     doomed
@@ -731,6 +823,7 @@ fn finish(engine: &Engine, prepared: Prepared, result: Result<()>) {
     for collection in &prepared.collections {
         collection.sequencer.finish_one();
     }
+    engine.transactions.finish_one();
     if let Some(callback) = prepared.on_commit {
         callback(result);
     }

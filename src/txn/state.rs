@@ -4,13 +4,17 @@
 //!   Queued --DataSubmitted--> DataInFlight --DataCompleted--> DataDone
 //!   Queued --NoData---------------------------------------->  DataDone
 //!   DataDone --GroupSelected--> Committing --KvSynced--> Committed
+//!   DataInFlight --GroupSelected--> CommittingDataInFlight --DataCompleted--> Committing
 //!   any state but Committed --Failed--> Failed
 //! ```
 //!
 //! `Queued`: prepared, visible to readers, in its collection's order. `DataInFlight`: its new
 //! data is being written. `DataDone`: eligible for a group commit once every earlier transaction
 //! of its collections is committed or in the same group. `Committing`: part of the group whose
-//! device flush and synced KV write are under way. `Committed`: durable; callbacks run.
+//! device flush and synced KV write are under way. `CommittingDataInFlight`: with the commit
+//! journal, a group may be selected before its data writes complete, so that its record is
+//! written while they are in flight; the group's flush waits for them (the flush must cover
+//! the data). `Committed`: durable; callbacks run.
 //! Threads only feed events; `next` is the single place a state changes, and an impossible
 //! transition is a bug that panics.
 
@@ -25,6 +29,9 @@ pub enum TxnState {
     DataDone,
     /// In a group being flushed and committed.
     Committing,
+    /// In a group whose journal record is being written while this transaction's data writes
+    /// are still in flight.
+    CommittingDataInFlight,
     /// Durable.
     Committed,
     /// Abandoned after a failure; the store is poisoned.
@@ -48,6 +55,16 @@ pub enum TxnEvent {
     Failed,
 }
 
+impl TxnState {
+    /// Taken into a group (its data done or not).
+    pub fn in_group(self) -> bool {
+        matches!(
+            self,
+            TxnState::Committing | TxnState::CommittingDataInFlight
+        )
+    }
+}
+
 /// The one transition function.
 pub fn next(state: TxnState, event: TxnEvent) -> TxnState {
     use TxnEvent as E;
@@ -55,7 +72,10 @@ pub fn next(state: TxnState, event: TxnEvent) -> TxnState {
     match (state, event) {
         (S::Queued, E::DataSubmitted) => S::DataInFlight,
         (S::Queued, E::NoData) | (S::DataInFlight, E::DataCompleted) => S::DataDone,
-        (S::DataDone, E::GroupSelected) => S::Committing,
+        (S::DataDone, E::GroupSelected) | (S::CommittingDataInFlight, E::DataCompleted) => {
+            S::Committing
+        }
+        (S::DataInFlight, E::GroupSelected) => S::CommittingDataInFlight,
         (S::Committing, E::KvSynced) => S::Committed,
         (S::Committed, E::Failed) => panic!("a committed transaction cannot fail"),
         (_, E::Failed) => S::Failed,
@@ -74,6 +94,15 @@ mod tests {
             .chain([TxnEvent::GroupSelected, TxnEvent::KvSynced])
             .fold(TxnState::Queued, next);
         assert_eq!(with_data, TxnState::Committed);
+        let selected_in_flight = [
+            TxnEvent::DataSubmitted,
+            TxnEvent::GroupSelected,
+            TxnEvent::DataCompleted,
+            TxnEvent::KvSynced,
+        ]
+        .into_iter()
+        .fold(TxnState::Queued, next);
+        assert_eq!(selected_in_flight, TxnState::Committed);
         let without = [
             TxnEvent::NoData,
             TxnEvent::GroupSelected,
@@ -91,6 +120,7 @@ mod tests {
             TxnState::DataInFlight,
             TxnState::DataDone,
             TxnState::Committing,
+            TxnState::CommittingDataInFlight,
         ] {
             assert_eq!(next(state, TxnEvent::Failed), TxnState::Failed);
         }
@@ -99,6 +129,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "cannot take event")]
     fn committing_before_data_is_done_is_a_bug() {
-        next(TxnState::DataInFlight, TxnEvent::GroupSelected);
+        next(TxnState::CommittingDataInFlight, TxnEvent::KvSynced);
     }
 }
