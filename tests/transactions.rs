@@ -415,3 +415,36 @@ fn submit_stream(
         receiver.recv().unwrap();
     }
 }
+
+#[test]
+fn a_commit_callback_may_ask_for_statfs_and_counters() {
+    // Callbacks run on a commit thread; statfs and counters wait for the commits under way,
+    // which would wait for the callback itself.
+    let pair = SimPair::new(64 << 20);
+    let store =
+        Arc::new(Store::open_on(pair.device.clone(), pair.kv.clone(), &pair.options).unwrap());
+    store.create_collection("c").unwrap();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    for i in 0..50u64 {
+        let inside = Arc::clone(&store);
+        let sender = sender.clone();
+        let txn = Transaction::new()
+            .write("c", format!("o{}", i % 5), i * 4096, pattern(i, 4096))
+            .clone();
+        store
+            .submit(&txn, move |result| {
+                result.unwrap();
+                let statfs = inside.statfs().unwrap();
+                let committed = inside.counters().transactions_committed;
+                sender.send((statfs.stored_bytes, committed)).unwrap();
+            })
+            .unwrap();
+    }
+    for _ in 0..50 {
+        receiver
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a callback calling statfs stalled the commits");
+    }
+    assert!(store.statfs().unwrap().stored_bytes > 0);
+    assert_eq!(store.counters().transactions_committed, 50 + 1);
+}

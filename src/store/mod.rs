@@ -354,6 +354,11 @@ impl Store {
     /// durable, which is all a caller needs to go on; [`Store::statfs`] and [`Store::counters`]
     /// wait for this themselves, so their accounting includes what was acknowledged.
     pub fn wait_for_commits(&self) {
+        // Called from a commit callback it returns at once: the commits under way wait for
+        // that callback to return.
+        if crate::txn::pipeline::in_commit_callback() {
+            return;
+        }
         self.engine.transactions.wait_settled(self.engine.waiting());
     }
 
@@ -387,7 +392,8 @@ impl Store {
     /// called once with `Ok` when it is durable (or with the error if the store failed first).
     /// On `Err`, nothing changed and `on_commit` is not called. `on_commit` runs on one of the
     /// store's commit threads, in commit order: it should be quick, and must not wait for the
-    /// store (a callback that waits for another commit would wait for itself).
+    /// store (a callback that waits for another commit would wait for itself; `statfs` and
+    /// `counters` called from one do not wait for the commits under way).
     pub fn submit(
         &self,
         txn: &Transaction,

@@ -12,14 +12,18 @@
 //!   flush thread flushes the device (if any data was written since the last flush), and the
 //!   KV-sync thread then writes the group's changes in one synced KV batch.
 //!
-//! The KV-sync thread finishes each group: releases the space it freed, queues its deferred
-//! writes, marks its objects settled and runs its callbacks. Groups commit in order; making
+//! A group is acknowledged once durable: its deferred writes are queued, the space it freed is
+//! released and its callbacks run (with the journal, on the flush thread: the first two right
+//! after the record's flush, the callbacks once the batch is in the KV store and the journal's
+//! lock is released; without it, on the KV-sync thread after the synced KV write). The KV-sync
+//! thread then marks its objects settled. Groups commit in order; making
 //! one group durable overlaps finishing (or KV-syncing) the one before.
 //!
 //! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
 //! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
@@ -44,6 +48,28 @@ pub const GROUP_TRANSACTIONS_MAX: usize = 1024;
 
 /// Called once with the outcome when a transaction is durable (or has failed).
 pub type CommitCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
+thread_local! {
+    static IN_CALLBACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the calling thread is running a commit callback: it then holds up the commits
+/// behind its own, so it must not wait for them.
+pub fn in_commit_callback() -> bool {
+    IN_CALLBACK.get()
+}
+
+fn run_callback(callback: CommitCallback, result: Result<()>) {
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            IN_CALLBACK.set(false);
+        }
+    }
+    IN_CALLBACK.set(true);
+    let _running = Running;
+    callback(result);
+}
 
 /// Change in the store statistics made by one transaction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -374,6 +400,7 @@ impl Shared {
             Counters::add(&engine.counters.journal_bypasses, 1);
             Counters::add(&engine.counters.kv_syncs, 1);
             self.acknowledge(&mut group.members, Some(sequence));
+            Self::notify_durable(&mut group.members);
             return Ok(sequence);
         }
         engine.deferred.wait_for_room(engine);
@@ -381,6 +408,7 @@ impl Shared {
             shared: self,
             sequences,
             members: Mutex::new(std::mem::take(&mut group.members)),
+            durable: AtomicBool::new(false),
         };
         let committed = journal.commit(
             engine.device.as_ref(),
@@ -391,6 +419,11 @@ impl Shared {
             flush,
         );
         group.members = record.members.into_inner();
+        // Out of the journal's lock. Durable, even if applying the batch to the KV store then
+        // failed (replay applies it).
+        if record.durable.load(Ordering::Relaxed) {
+            Self::notify_durable(&mut group.members);
+        }
         let sequence = committed?;
         Counters::add(&engine.counters.device_flushes, 1);
         Ok(sequence)
@@ -537,6 +570,7 @@ impl Shared {
         // A journaled group was acknowledged as soon as it was durable.
         if group.journaled.is_none() {
             self.acknowledge(&mut members, None);
+            Self::notify_durable(&mut members);
         }
         for (_, prepared) in members {
             finish(&self.engine, prepared, Ok(()));
@@ -584,9 +618,10 @@ impl Shared {
     }
 
     /// What follows from a group being durable: its deferred writes are queued, its in-memory
-    /// copies of new data dropped, the space it freed released, and its callbacks told. (With
-    /// the journal, this runs as soon as the record is durable, before its batch reaches the
-    /// KV store; the members are finished, settling their objects, once it has.)
+    /// copies of new data dropped, the space it freed released. (With the journal, this runs
+    /// as soon as the record is durable, before its batch reaches the KV store; its callbacks
+    /// are told right after, and its members finished, settling their objects, once the batch
+    /// is in the KV store.)
     fn acknowledge(&self, members: &mut [(u64, Prepared)], journaled: Option<u64>) {
         let released: Vec<DeviceExtent> = members
             .iter()
@@ -619,8 +654,13 @@ impl Shared {
         engine.deferred.release_when_applied(released, |extents| {
             engine.reclaimer.release(&engine.allocator, extents)
         });
+    }
+
+    /// Tells the members' callbacks that they are durable. Never under an engine lock: a
+    /// callback may call into the store.
+    fn notify_durable(members: &mut [(u64, Prepared)]) {
         for callback in members.iter_mut().filter_map(|(_, p)| p.on_commit.take()) {
-            callback(Ok(()));
+            run_callback(callback, Ok(()));
         }
     }
 
@@ -644,12 +684,13 @@ impl Shared {
 
 /// A group's part in the commit of its journal record: the record's flush waits for the
 /// group's data, and the group is acknowledged as soon as the record is durable (applying its
-/// batch to the KV store, and finishing it on the KV-sync thread, come after and are not
-/// needed for durability: a crash from then on replays the record).
+/// batch to the KV store, its callbacks, and finishing it on the KV-sync thread come after and
+/// are not needed for durability: a crash from then on replays the record).
 struct GroupRecord<'a> {
     shared: &'a Shared,
     sequences: Vec<u64>,
     members: Mutex<Vec<(u64, Prepared)>>,
+    durable: AtomicBool,
 }
 
 impl RecordHooks for GroupRecord<'_> {
@@ -663,6 +704,7 @@ impl RecordHooks for GroupRecord<'_> {
 
     fn durable(&self, sequence: u64) {
         (self.shared).acknowledge(&mut self.members.lock(), Some(sequence));
+        self.durable.store(true, Ordering::Relaxed);
     }
 }
 
@@ -825,6 +867,6 @@ fn finish(engine: &Engine, prepared: Prepared, result: Result<()>) {
     }
     engine.transactions.finish_one();
     if let Some(callback) = prepared.on_commit {
-        callback(result);
+        run_callback(callback, result);
     }
 }
