@@ -87,8 +87,12 @@ pub struct Journal {
     region: JournalRegion,
     store_uuid: [u8; 16],
     state: Mutex<State>,
+    /// A copy of `state` as of the last commit or checkpoint, for [`Journal::status`]: a
+    /// commit holds `state` while it acknowledges its group, whose callbacks may ask for it.
+    published: Mutex<State>,
 }
 
+#[derive(Clone, Copy)]
 struct State {
     /// Where the next record goes.
     next: JournalPosition,
@@ -151,17 +155,23 @@ impl JournalSummary {
 impl Journal {
     /// The journal of a store whose KV store holds every record before `next`.
     pub fn new(region: JournalRegion, store_uuid: [u8; 16], next: JournalPosition) -> Journal {
+        let state = State {
+            next,
+            in_use: 0,
+            tail: next,
+            checkpoints: 0,
+            written: (0, 0),
+        };
         Journal {
             region,
             store_uuid,
-            state: Mutex::new(State {
-                next,
-                in_use: 0,
-                tail: next,
-                checkpoints: 0,
-                written: (0, 0),
-            }),
+            state: Mutex::new(state),
+            published: Mutex::new(state),
         }
+    }
+
+    fn publish(&self, state: &State) {
+        *self.published.lock() = *state;
     }
 
     /// The ring.
@@ -180,9 +190,9 @@ impl Journal {
         record_bytes_max(self.region)
     }
 
-    /// Where the journal stands.
+    /// Where the journal stands (as of the last commit or checkpoint that finished).
     pub fn status(&self) -> JournalStatus {
-        let state = self.state.lock();
+        let state = *self.published.lock();
         JournalStatus {
             region: self.region,
             head: state.next,
@@ -265,6 +275,7 @@ impl Journal {
         state.in_use += skipped + record_length;
         state.written.0 += 1;
         state.written.1 += record_length;
+        self.publish(&state);
         Ok(at.sequence)
     }
 
@@ -278,6 +289,7 @@ impl Journal {
         // Durability point: the batch is in the KV store's own log, behind everything the
         // checkpoint made durable; records after it are replayed on top of it.
         kv.write(batch, Durability::Sync)?;
+        self.publish(&state);
         Ok(state.next.sequence.saturating_sub(1))
     }
 
@@ -302,7 +314,10 @@ impl Journal {
     /// Makes the KV store hold every record durably, so the ring's space can be reused (also
     /// what a clean close does).
     pub fn checkpoint(&self, kv: &dyn Kv) -> Result<()> {
-        checkpoint(kv, &mut self.state.lock())
+        let mut state = self.state.lock();
+        checkpoint(kv, &mut state)?;
+        self.publish(&state);
+        Ok(())
     }
 }
 

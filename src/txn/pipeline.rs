@@ -13,17 +13,15 @@
 //!   KV-sync thread then writes the group's changes in one synced KV batch.
 //!
 //! A group is acknowledged once durable: its deferred writes are queued, the space it freed is
-//! released and its callbacks run (with the journal, on the flush thread: the first two right
-//! after the record's flush, the callbacks once the batch is in the KV store and the journal's
-//! lock is released; without it, on the KV-sync thread after the synced KV write). The KV-sync
-//! thread then marks its objects settled. Groups commit in order; making
+//! released and its callbacks run (with the journal, on the flush thread right after the
+//! record's flush, before the batch is applied to the KV store; without it, on the KV-sync
+//! thread after the synced KV write). The KV-sync thread then marks its objects settled. Groups commit in order; making
 //! one group durable overlaps finishing (or KV-syncing) the one before.
 //!
 //! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
 //! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
 
@@ -408,7 +406,6 @@ impl Shared {
             shared: self,
             sequences,
             members: Mutex::new(std::mem::take(&mut group.members)),
-            durable: AtomicBool::new(false),
         };
         let committed = journal.commit(
             engine.device.as_ref(),
@@ -419,11 +416,6 @@ impl Shared {
             flush,
         );
         group.members = record.members.into_inner();
-        // Out of the journal's lock. Durable, even if applying the batch to the KV store then
-        // failed (replay applies it).
-        if record.durable.load(Ordering::Relaxed) {
-            Self::notify_durable(&mut group.members);
-        }
         let sequence = committed?;
         Counters::add(&engine.counters.device_flushes, 1);
         Ok(sequence)
@@ -656,8 +648,8 @@ impl Shared {
         });
     }
 
-    /// Tells the members' callbacks that they are durable. Never under an engine lock: a
-    /// callback may call into the store.
+    /// Tells the members' callbacks that they are durable. Never under a lock a call into the
+    /// store could take (a callback may make one).
     fn notify_durable(members: &mut [(u64, Prepared)]) {
         for callback in members.iter_mut().filter_map(|(_, p)| p.on_commit.take()) {
             run_callback(callback, Ok(()));
@@ -690,7 +682,6 @@ struct GroupRecord<'a> {
     shared: &'a Shared,
     sequences: Vec<u64>,
     members: Mutex<Vec<(u64, Prepared)>>,
-    durable: AtomicBool,
 }
 
 impl RecordHooks for GroupRecord<'_> {
@@ -703,8 +694,12 @@ impl RecordHooks for GroupRecord<'_> {
     }
 
     fn durable(&self, sequence: u64) {
-        (self.shared).acknowledge(&mut self.members.lock(), Some(sequence));
-        self.durable.store(true, Ordering::Relaxed);
+        let mut members = self.members.lock();
+        (self.shared).acknowledge(&mut members, Some(sequence));
+        // Under the journal's lock, which no call a callback may make takes (the journal's
+        // status is published apart): told before the batch reaches the KV store, the
+        // callbacks take that write off every commit's latency.
+        Shared::notify_durable(&mut members);
     }
 }
 
