@@ -226,6 +226,34 @@ fn a_force_mkfs_killed_while_clearing_its_own_db_dir_can_be_retried() {
     );
 }
 
+#[test]
+fn a_mkfs_killed_while_it_wrote_its_claim_on_the_db_dir_can_be_retried() {
+    // The claim is created empty, then written: a kill in between left `D/.bstore-mkfs`
+    // empty, and the retry refused D as "not empty" (tools/bstool/tests/operator.rs hit it in
+    // about one run of three). An empty claim alone is the attempt's own debris; beside
+    // anything else it proves nothing, and D stays refused.
+    let dir = scratch_dir();
+    let db = dir.path().join("D");
+    fs::create_dir(&db).unwrap();
+    fs::write(db.join(".bstore-mkfs"), b"").unwrap();
+    let mut options = on_file(&dir.path().join("s"));
+    options.db_dir = Some(db.clone());
+    let retry = Store::mkfs(&options);
+    assert!(retry.is_ok(), "a retry after a torn claim: {retry:?}");
+
+    let other = dir.path().join("E");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join(".bstore-mkfs"), b"").unwrap();
+    fs::write(other.join("notes.txt"), b"keep me").unwrap();
+    let mut options = on_file(&dir.path().join("t"));
+    options.db_dir = Some(other.clone());
+    assert!(matches!(
+        Store::mkfs(&options),
+        Err(Error::AlreadyExists(_))
+    ));
+    assert_eq!(fs::read(other.join("notes.txt")).unwrap(), b"keep me");
+}
+
 // ---- --db-dir / --wal-dir inside another store ----
 
 #[test]

@@ -327,7 +327,7 @@ pub fn remove_link_or_file(path: &Path) -> Result<()> {
 }
 
 /// Every entry of `dir`: its name (lossy UTF-8) and whether it is a regular file.
-fn entries(dir: &Path) -> Result<Vec<(String, bool)>> {
+pub fn entries(dir: &Path) -> Result<Vec<(String, bool)>> {
     let listing = |e| Error::io(format!("listing {}", dir.display()), e);
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).map_err(listing)? {

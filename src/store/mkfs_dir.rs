@@ -23,9 +23,9 @@
 use std::path::{Path, PathBuf};
 
 use super::layout::{
-    Part, StoreDir, enclosing_store, foreign_entries, is_empty_dir, read_claim, read_uuid_file,
-    remove_claim, remove_kv_part, remove_link_or_file, remove_rocksdb_files, sync_dir, write_claim,
-    write_uuid_file,
+    CLAIM_NAME, Part, StoreDir, enclosing_store, entries, foreign_entries, is_empty_dir,
+    read_claim, read_uuid_file, remove_claim, remove_kv_part, remove_link_or_file,
+    remove_rocksdb_files, sync_dir, write_claim, write_uuid_file,
 };
 use super::mkfs::{format_uuid, mkfs_on, plan_superblock, random_uuid};
 use super::open::{open_device, open_device_waiting};
@@ -350,6 +350,11 @@ fn plan_kv_dir(
         refuse_foreign_entries(&target)?;
         return Ok(Some(KvDir::Fresh(target)));
     }
+    if is_torn_claim_alone(&target)? {
+        // An attempt killed while it wrote its claim (the file is created empty, then
+        // written): nothing else was put there, and the claim names no store.
+        return Ok(Some(KvDir::Fresh(target)));
+    }
     let linked_here = existing.is_some_and(|e| {
         *e.kv_part(which)
             == Part::Symlink {
@@ -366,6 +371,12 @@ fn plan_kv_dir(
         given.display(),
         describe_non_empty(which, &target)?
     )))
+}
+
+/// True when `dir` holds nothing but a claim file that does not read as one.
+fn is_torn_claim_alone(dir: &Path) -> Result<bool> {
+    let names: Vec<String> = entries(dir)?.into_iter().map(|(name, _)| name).collect();
+    Ok(names == [CLAIM_NAME] && read_claim(dir).is_none())
 }
 
 fn describe_non_empty(which: KvPart, target: &Path) -> Result<String> {
