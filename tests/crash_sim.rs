@@ -199,8 +199,12 @@ impl Tally {
         for (what, count) in counts {
             assert!(count > 0, "{what}: none in the run");
         }
+        // Every workload starts with the journal's head in the ring's last block, so any
+        // workload that writes two records or one larger than a block goes round the ring. A
+        // workload whose commits all fit in one small record cannot: 4-6 % of them in runs of
+        // 20,000 and 100,000 points, which put a 90 % bar within a seed's reach.
         assert!(
-            self.wrapped_workloads * 10 >= self.workloads * 9,
+            self.wrapped_workloads * 10 >= self.workloads * 8,
             "the journal wrapped in only {} of {} workloads",
             self.wrapped_workloads,
             self.workloads
