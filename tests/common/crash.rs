@@ -176,14 +176,34 @@ fn journal_position(kv: &MemKv) -> Option<JournalPosition> {
     JournalPosition::decode(&value).ok()
 }
 
-/// True when the workload's journal records went past the ring's end (its head is behind where
-/// it started, or it wrote a whole ring's worth of records).
-pub fn journal_wrapped(world: &World) -> bool {
+/// What a workload's journal records did to the ring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JournalLap {
+    /// Records the workload wrote.
+    pub records: u64,
+    /// They went past the ring's end (the head is behind where it started, or a whole ring's
+    /// worth was written).
+    pub wrapped: bool,
+}
+
+/// What the workload's journal records did (the head starts in the ring's last block, so two
+/// records, or one of more than a block, go past its end).
+pub fn journal_lap(world: &World) -> JournalLap {
     let (Some(start), Some(end)) = (world.journal_start, journal_position(&world.kv)) else {
-        return false;
+        return JournalLap::default();
     };
     let block = bstore::format::journal::JOURNAL_BLOCK;
-    end.ring_offset < start.ring_offset || (end.sequence - start.sequence) * block >= JOURNAL_BYTES
+    let records = end.sequence - start.sequence;
+    // The head came back to (or before) where it started: the records went past the ring's
+    // end, unless the only one filled the ring's tail exactly (the head then sits at offset 0
+    // without any record having been placed there).
+    let filled_the_tail_only =
+        records == 1 && end.ring_offset == (start.ring_offset + block) % JOURNAL_BYTES;
+    let came_round = records > 0 && end.ring_offset <= start.ring_offset && !filled_the_tail_only;
+    JournalLap {
+        records,
+        wrapped: came_round || records * block >= JOURNAL_BYTES,
+    }
 }
 
 /// True when the pair holds deferred records a mount would replay.
