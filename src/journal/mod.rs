@@ -50,21 +50,21 @@ use crate::kv::{Batch, BatchOp, Durability, Kv};
 pub trait RecordHooks {
     /// Returns once the data the record's checks name is on the device (or fails): called after
     /// the record is written and before the flush, so the record's write overlaps the data's.
-    fn data_written(&self) -> Result<()>;
+    fn data_written(&mut self) -> Result<()>;
     /// Record `sequence` is durable (before its batch reaches the KV store, which durability
     /// does not need): acknowledge what it carries.
-    fn durable(&self, sequence: u64);
+    fn durable(&mut self, sequence: u64);
 }
 
 /// A record with no data of its own to wait for and no one to acknowledge.
 pub struct NoHooks;
 
 impl RecordHooks for NoHooks {
-    fn data_written(&self) -> Result<()> {
+    fn data_written(&mut self) -> Result<()> {
         Ok(())
     }
 
-    fn durable(&self, _sequence: u64) {}
+    fn durable(&mut self, _sequence: u64) {}
 }
 
 /// A checkpoint starts when this share of the ring (in quarters) would be in use, so records
@@ -218,7 +218,7 @@ impl Journal {
         kv: &dyn Kv,
         mut batch: Batch,
         checks: &[DataCheck],
-        hooks: &dyn RecordHooks,
+        hooks: &mut dyn RecordHooks,
         flush: bool,
     ) -> Result<u64> {
         let mut state = self.state.lock();
@@ -303,7 +303,7 @@ impl Journal {
                 return Ok(());
             }
         }
-        self.commit(device, kv, Batch::new(), &[], &NoHooks, true)
+        self.commit(device, kv, Batch::new(), &[], &mut NoHooks, true)
             .map(|_| ())
     }
 

@@ -399,7 +399,7 @@ impl Deferred {
                     engine.kv.as_ref(),
                     batch,
                     &[],
-                    &NoHooks,
+                    &mut NoHooks,
                     true,
                 )?;
             }

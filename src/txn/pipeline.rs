@@ -383,13 +383,8 @@ impl Shared {
         let batch = self.group_batch(&mut group.members, &mut self.committed.lock());
         let checks = group_checks(&group.members);
         let flush = !engine.config.mutated(Mutation::SkipFlushBeforeCommit);
-        let sequences: Vec<u64> = group
-            .members
-            .iter()
-            .map(|(sequence, _)| *sequence)
-            .collect();
         if journal::payload_estimate(&batch, checks.len()) > journal.payload_bytes_max() {
-            self.wait_for_data(&sequences)?;
+            self.wait_for_data(&group.members)?;
             if flush {
                 engine.device.flush()?;
                 Counters::add(&engine.counters.device_flushes, 1);
@@ -398,25 +393,21 @@ impl Shared {
             Counters::add(&engine.counters.journal_bypasses, 1);
             Counters::add(&engine.counters.kv_syncs, 1);
             self.acknowledge(&mut group.members, Some(sequence));
-            Self::notify_durable(&mut group.members);
             return Ok(sequence);
         }
         engine.deferred.wait_for_room(engine);
-        let record = GroupRecord {
+        let mut record = GroupRecord {
             shared: self,
-            sequences,
-            members: Mutex::new(std::mem::take(&mut group.members)),
+            members: &mut group.members,
         };
-        let committed = journal.commit(
+        let sequence = journal.commit(
             engine.device.as_ref(),
             engine.kv.as_ref(),
             batch,
             &checks,
-            &record,
+            &mut record,
             flush,
-        );
-        group.members = record.members.into_inner();
-        let sequence = committed?;
+        )?;
         Counters::add(&engine.counters.device_flushes, 1);
         Ok(sequence)
     }
@@ -424,11 +415,11 @@ impl Shared {
     /// Returns once the data writes of every member of a group have completed (with the
     /// journal, a group is selected while they may still be in flight); fails once the engine
     /// is poisoned.
-    fn wait_for_data(&self, sequences: &[u64]) -> Result<()> {
+    fn wait_for_data(&self, members: &[(u64, Prepared)]) -> Result<()> {
         let mut queue = self.queue.lock();
         loop {
             self.engine.check_poison()?;
-            let in_flight = sequences.iter().any(|sequence| {
+            let in_flight = members.iter().any(|(sequence, _)| {
                 queue
                     .entries
                     .get(sequence)
@@ -562,7 +553,6 @@ impl Shared {
         // A journaled group was acknowledged as soon as it was durable.
         if group.journaled.is_none() {
             self.acknowledge(&mut members, None);
-            Self::notify_durable(&mut members);
         }
         for (_, prepared) in members {
             finish(&self.engine, prepared, Ok(()));
@@ -610,10 +600,10 @@ impl Shared {
     }
 
     /// What follows from a group being durable: its deferred writes are queued, its in-memory
-    /// copies of new data dropped, the space it freed released. (With the journal, this runs
-    /// as soon as the record is durable, before its batch reaches the KV store; its callbacks
-    /// are told right after, and its members finished, settling their objects, once the batch
-    /// is in the KV store.)
+    /// copies of new data dropped, the space it freed released, and its callbacks told. (With
+    /// the journal, this runs as soon as the record is durable, before its batch reaches the
+    /// KV store and under the journal's lock, which nothing a callback may call takes; the
+    /// members are finished, settling their objects, once the batch is in the KV store.)
     fn acknowledge(&self, members: &mut [(u64, Prepared)], journaled: Option<u64>) {
         let released: Vec<DeviceExtent> = members
             .iter()
@@ -646,11 +636,6 @@ impl Shared {
         engine.deferred.release_when_applied(released, |extents| {
             engine.reclaimer.release(&engine.allocator, extents)
         });
-    }
-
-    /// Tells the members' callbacks that they are durable. Never under a lock a call into the
-    /// store could take (a callback may make one).
-    fn notify_durable(members: &mut [(u64, Prepared)]) {
         for callback in members.iter_mut().filter_map(|(_, p)| p.on_commit.take()) {
             run_callback(callback, Ok(()));
         }
@@ -675,31 +660,25 @@ impl Shared {
 }
 
 /// A group's part in the commit of its journal record: the record's flush waits for the
-/// group's data, and the group is acknowledged as soon as the record is durable (applying its
-/// batch to the KV store, its callbacks, and finishing it on the KV-sync thread come after and
-/// are not needed for durability: a crash from then on replays the record).
+/// group's data, and the group is acknowledged (callbacks included) as soon as the record is
+/// durable; applying its batch to the KV store, and finishing it on the KV-sync thread, come
+/// after and are not needed for durability: a crash from then on replays the record.
 struct GroupRecord<'a> {
     shared: &'a Shared,
-    sequences: Vec<u64>,
-    members: Mutex<Vec<(u64, Prepared)>>,
+    members: &'a mut [(u64, Prepared)],
 }
 
 impl RecordHooks for GroupRecord<'_> {
-    fn data_written(&self) -> Result<()> {
+    fn data_written(&mut self) -> Result<()> {
         let engine = &self.shared.engine;
         if engine.config.mutated(Mutation::FlushBeforeDataWritten) {
             return Ok(());
         }
-        self.shared.wait_for_data(&self.sequences)
+        self.shared.wait_for_data(self.members)
     }
 
-    fn durable(&self, sequence: u64) {
-        let mut members = self.members.lock();
-        (self.shared).acknowledge(&mut members, Some(sequence));
-        // Under the journal's lock, which no call a callback may make takes (the journal's
-        // status is published apart): told before the batch reaches the KV store, the
-        // callbacks take that write off every commit's latency.
-        Shared::notify_durable(&mut members);
+    fn durable(&mut self, sequence: u64) {
+        self.shared.acknowledge(self.members, Some(sequence));
     }
 }
 
