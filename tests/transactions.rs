@@ -240,6 +240,63 @@ fn a_fragmented_object_is_sharded_and_a_small_write_rewrites_one_shard() {
     assert_eq!(report.extent_shards, 0, "a small map moves back inline");
 }
 
+/// The one onode record of a single-object store, as the KV store holds it.
+fn only_onode_record(kv: &dyn Kv) -> Vec<u8> {
+    let records = kv.scan_collect(KeySpace::Onodes, &[], None, 10).unwrap();
+    assert_eq!(records.len(), 1, "one object");
+    records[0].1.clone()
+}
+
+#[test]
+fn a_small_overwrite_of_a_sharded_object_writes_its_shards_but_not_its_onode_record() {
+    let pair = SimPair::new(256 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let mut fragmented = Transaction::new();
+    for i in 0..2000u64 {
+        fragmented.write("c", "big", i * 4096, pattern(i, 3000));
+    }
+    store.apply(&fragmented).unwrap();
+    let mut expected = store.get("c", "big").unwrap();
+    store.close().unwrap();
+    let record = only_onode_record(pair.kv.as_ref());
+
+    let store = pair.open();
+    for (i, offset) in [40_960u64, 4_000_000, 409_600].into_iter().enumerate() {
+        let data = pattern(100 + i as u64, 4096);
+        expected[offset as usize..][..4096].copy_from_slice(&data);
+        store
+            .apply(Transaction::new().write("c", "big", offset, data))
+            .unwrap();
+    }
+    assert_eq!(store.get("c", "big").unwrap(), expected);
+    store.close().unwrap();
+    assert_eq!(
+        only_onode_record(pair.kv.as_ref()),
+        record,
+        "overwrites inside the object changed its shards only"
+    );
+    let report = Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+    let store = pair.open();
+    assert_eq!(store.get("c", "big").unwrap(), expected, "after remount");
+
+    // What the record carries still reaches it: a new size, an attribute.
+    let end = expected.len() as u64;
+    store
+        .apply(Transaction::new().write("c", "big", end, vec![7; 10]))
+        .unwrap();
+    store
+        .apply(Transaction::new().setattr("c", "big", "a", b"v".to_vec()))
+        .unwrap();
+    store.close().unwrap();
+    assert_ne!(only_onode_record(pair.kv.as_ref()), record);
+    let store = pair.open();
+    assert_eq!(store.stat("c", "big").unwrap().size, end + 10);
+    assert_eq!(store.getattr("c", "big", "a").unwrap(), Some(b"v".to_vec()));
+    store.close().unwrap();
+}
+
 #[test]
 fn the_onode_cache_stays_within_its_byte_budget() {
     let pair = SimPair::new(256 << 20);

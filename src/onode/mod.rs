@@ -92,11 +92,18 @@ impl Onode {
             .collect()
     }
 
-    /// Puts the onode into `batch` under `onode_key`: inline, or the onode plus every shard
-    /// whose range changed since it was loaded or last written (resharding as sizes demand).
-    /// `chunk` is the write unit (checksum chunk and allocation unit) shard boundaries are
-    /// aligned to.
-    pub fn write_to(&mut self, batch: &mut Batch, onode_key: &[u8], chunk: u64) {
+    /// Puts the onode into `batch` under `onode_key`: inline, or every shard whose range
+    /// changed since it was loaded or last written (resharding as sizes demand) plus the onode
+    /// record, unless the record would say what `stored` (the object as its stored record
+    /// has it) says already. `chunk` is the write unit (checksum chunk and allocation unit)
+    /// shard boundaries are aligned to.
+    pub fn write_to(
+        &mut self,
+        batch: &mut Batch,
+        onode_key: &[u8],
+        chunk: u64,
+        stored: Option<&Onode>,
+    ) {
         let total = self.extent_map.encoded_bytes();
         let go_inline = match &self.shards {
             None => total <= INLINE_BYTES_MAX,
@@ -117,6 +124,12 @@ impl Onode {
             self.shards = Some(shards);
         }
         self.extent_map.clear_dirty();
+        if stored.is_some_and(|stored| self.record_matches(stored)) {
+            // A small overwrite of a sharded object changes shards only: its record (about
+            // a kilobyte for a 4 MiB object) need not be written again. Only the shards'
+            // `encoded_length` would differ, which nothing reads (FORMAT.md §5.1).
+            return;
+        }
         let header = OnodeHeader {
             nid: self.nid,
             size: self.size,
@@ -133,6 +146,27 @@ impl Onode {
             onode_key.to_vec(),
             encode_onode(&header, &layout),
         );
+    }
+
+    /// Whether this onode's record, written now, would carry what `stored`'s does: the same
+    /// header and a sharded map with the same shard offsets (an inline map is in the record).
+    fn record_matches(&self, stored: &Onode) -> bool {
+        let same_offsets = match (&self.shards, &stored.shards) {
+            (Some(now), Some(before)) => {
+                now.len() == before.len()
+                    && now
+                        .iter()
+                        .zip(before)
+                        .all(|(a, b)| a.logical_offset == b.logical_offset)
+            }
+            _ => false,
+        };
+        same_offsets
+            && self.nid == stored.nid
+            && self.size == stored.size
+            && self.flags == stored.flags
+            && self.alloc_hint == stored.alloc_hint
+            && self.xattrs == stored.xattrs
     }
 
     /// Writes a shard at each boundary (the extents from it to the next boundary, or to `end`)

@@ -30,8 +30,8 @@ struct WorkingObject {
     slot: Arc<OnodeSlot>,
     /// The object as the transaction leaves it (`None`: absent).
     onode: Option<Onode>,
-    /// Whether it existed before the transaction.
-    existed: bool,
+    /// The object before the transaction (`None`: absent): what its stored record says.
+    original: Option<Arc<Onode>>,
 }
 
 /// A transaction being prepared.
@@ -247,14 +247,13 @@ impl<'e> TxnContext<'e> {
         if !self.objects.contains_key(&key) {
             let slot = collection.onodes.slot(name);
             let onode = load_slot(self.engine, &collection, &slot, name)?;
-            let existed = onode.is_some();
             self.objects.insert(
                 key.clone(),
                 WorkingObject {
                     collection,
                     slot,
-                    onode: onode.map(|o| (*o).clone()),
-                    existed,
+                    onode: onode.as_deref().cloned(),
+                    original: onode,
                 },
             );
         }
@@ -541,10 +540,11 @@ impl<'e> TxnContext<'e> {
                     &mut self.batch,
                     &keys::onode_key(collection_id, &name),
                     chunk,
+                    object.original.as_deref(),
                 );
             }
             self.stats.object_count +=
-                i64::from(object.onode.is_some()) - i64::from(object.existed);
+                i64::from(object.onode.is_some()) - i64::from(object.original.is_some());
             slots.push(object.slot);
             installs.push((
                 Arc::clone(&object.collection),
