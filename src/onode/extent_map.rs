@@ -10,10 +10,10 @@
 //! Everything here is pure: no I/O, no KV. The write planner decides what to change; this map
 //! applies it and reports what space it frees.
 
-use imbl::{OrdMap, Vector};
+use imbl::OrdMap;
 use std::ops::Bound;
-use std::sync::Arc;
 
+use super::blob_table::BlobTable;
 use super::id_map::IdMap;
 use crate::alloc::DeviceExtent;
 use crate::error::{Error, Result};
@@ -92,9 +92,9 @@ pub struct ExtentMap {
     /// Persistent (structurally shared) maps: a transaction's working copy of an onode costs
     /// O(1) to make, and each change copies only the tree path it touches.
     extents: OrdMap<u64, Mapping>,
-    /// Blobs are shared between versions too: only a blob a transaction changes is copied
-    /// (`Arc::make_mut`).
-    blobs: Vector<Option<Arc<BlobEntry>>>,
+    /// Blobs are shared between versions too: only a blob a transaction changes is copied,
+    /// and its version keeps it aside until [`ExtentMap::settle`].
+    blobs: BlobTable<BlobEntry>,
     free_ids: Vec<BlobId>,
     /// Encoded size of the whole map as one body, kept up to date on every change.
     encoded_bytes: usize,
@@ -108,7 +108,7 @@ impl ExtentMap {
         ExtentMap {
             au_bytes,
             extents: OrdMap::new(),
-            blobs: Vector::new(),
+            blobs: BlobTable::default(),
             free_ids: Vec::new(),
             encoded_bytes: BODY_HEADER_LENGTH,
             dirty: Vec::new(),
@@ -125,7 +125,15 @@ impl ExtentMap {
             map.load_body(body)?;
         }
         map.dirty.clear();
+        map.settle();
         Ok(map)
+    }
+
+    /// Folds the changes this version keeps aside into its blob table (see
+    /// [`BlobTable::settle`]): called when the version is installed, after the one it
+    /// replaces was dropped, so that the next working copy starts from a plain table.
+    pub fn settle(&mut self) {
+        self.blobs.settle();
     }
 
     fn load_body(&mut self, body: &ExtentMapBody) -> Result<()> {
@@ -289,8 +297,7 @@ impl ExtentMap {
     pub fn blobs(&self) -> impl Iterator<Item = (BlobId, &Blob)> + '_ {
         self.blobs
             .iter()
-            .enumerate()
-            .filter_map(|(id, entry)| entry.as_ref().map(|e| (id as BlobId, &e.blob)))
+            .filter_map(|(id, entry)| entry.map(|e| (id, &e.blob)))
     }
 
     /// True when no extent exists.
@@ -321,15 +328,15 @@ impl ExtentMap {
     /// Every referenced allocation unit, as (blob, device extent of one unit).
     pub fn referenced_units(&self) -> impl Iterator<Item = (BlobId, DeviceExtent)> + '_ {
         let au = u64::from(self.au_bytes);
-        self.blobs.iter().enumerate().flat_map(move |(id, entry)| {
-            entry.iter().flat_map(move |e| {
+        self.blobs.iter().flat_map(move |(id, entry)| {
+            entry.into_iter().flat_map(move |e| {
                 e.au_used
                     .iter()
                     .enumerate()
                     .filter(|(_, used)| **used > 0)
                     .map(move |(index, _)| {
                         (
-                            id as BlobId,
+                            id,
                             DeviceExtent::new(e.blob.device_offset + index as u64 * au, au),
                         )
                     })
@@ -427,13 +434,10 @@ impl ExtentMap {
         };
         match self.free_ids.pop() {
             Some(id) => {
-                self.blobs.set(id as usize, Some(Arc::new(entry)));
+                self.blobs.set(id, Some(entry));
                 id
             }
-            None => {
-                self.blobs.push_back(Some(Arc::new(entry)));
-                (self.blobs.len() - 1) as BlobId
-            }
+            None => self.blobs.push(entry),
         }
     }
 
@@ -505,7 +509,7 @@ impl ExtentMap {
                 );
             }
             let freed = self.unreference(mapping.blob, cut_blob_offset, cut_length);
-            if !freed.is_empty() && self.blobs[mapping.blob as usize].is_some() {
+            if !freed.is_empty() && self.blobs.get(mapping.blob).is_some() {
                 // The blob's anchor; a shared blob cloned to a lower offset has none (its
                 // extents may sit at any place), but shared blobs are never split.
                 let anchor = start.wrapping_sub(u64::from(mapping.blob_offset));
@@ -517,7 +521,7 @@ impl ExtentMap {
         // id may be reused by the pieces of another split.
         shrunk.sort_unstable();
         shrunk.dedup();
-        shrunk.retain(|(blob, _)| self.blobs[*blob as usize].is_some());
+        shrunk.retain(|(blob, _)| self.blobs.get(*blob).is_some());
         for (blob, anchor) in shrunk {
             self.split_at_unreferenced_units(blob, anchor);
         }
@@ -548,7 +552,7 @@ impl ExtentMap {
         if whole || runs.is_empty() {
             return;
         }
-        let old = self.blobs.set(id as usize, None).expect("live blob");
+        let old = self.blobs.set(id, None).expect("live blob");
         self.free_ids.push(id);
         self.encoded_bytes -= old.blob.encoded_length();
         let blob_end = anchor + u64::from(old.blob.length);
@@ -656,23 +660,20 @@ impl ExtentMap {
                 "unreferenced blob with used units"
             );
             self.encoded_bytes -= entry.blob.encoded_length();
-            self.blobs.set(blob as usize, None);
+            self.blobs.set(blob, None);
             self.free_ids.push(blob);
         }
         released
     }
 
     fn entry(&self, id: BlobId) -> &BlobEntry {
-        self.blobs[id as usize]
-            .as_ref()
-            .expect("blob id refers to a live blob")
+        self.blobs.get(id).expect("blob id refers to a live blob")
     }
 
     fn entry_mut(&mut self, id: BlobId) -> &mut BlobEntry {
-        let entry = self.blobs[id as usize]
-            .as_mut()
-            .expect("blob id refers to a live blob");
-        Arc::make_mut(entry)
+        self.blobs
+            .get_mut(id)
+            .expect("blob id refers to a live blob")
     }
 }
 

@@ -4,6 +4,7 @@
 //! loaded from its shard records). [`Onode::write_to`] puts it back into a KV batch: the onode
 //! record, and, for a sharded map, only the shards whose logical range changed.
 
+mod blob_table;
 pub mod cache;
 pub mod extent_map;
 mod id_map;

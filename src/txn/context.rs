@@ -546,11 +546,7 @@ impl<'e> TxnContext<'e> {
             self.stats.object_count +=
                 i64::from(object.onode.is_some()) - i64::from(object.original.is_some());
             slots.push(object.slot);
-            installs.push((
-                Arc::clone(&object.collection),
-                name,
-                object.onode.map(Arc::new),
-            ));
+            installs.push((Arc::clone(&object.collection), name, object.onode));
             touched.insert(collection_id, object.collection);
         }
         self.freelist.write_to(&mut self.batch);
@@ -567,6 +563,13 @@ impl<'e> TxnContext<'e> {
         });
         let objects = slots.iter().zip(installs).zip(states.iter_mut());
         for ((slot, (collection, name, onode)), state) in objects {
+            // The version this one replaces goes first: once no reader holds it either, the
+            // new version's blob table is no longer shared and settles in place.
+            drop(state.onode.take());
+            let onode = onode.map(|mut onode| {
+                onode.extent_map.settle();
+                Arc::new(onode)
+            });
             collection.onodes.store(slot, state, &name, onode);
             state.submitted += 1;
         }
