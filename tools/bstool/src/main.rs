@@ -18,6 +18,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// The library leaves the allocator to the program that links it (Ceph's daemons use tcmalloc);
+/// bstool picks mimalloc: glibc's malloc was a seventh of the CPU of a small durable write,
+/// half of it in consolidating free lists (docs/design.md, "Allocation").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use output::{Format, warn};
 
 /// Make, inspect and use bstore object stores.
