@@ -50,6 +50,9 @@ impl<T: Clone> BlobTable<T> {
 
     /// The entry with `id` to change, if live: copied for this version the first time.
     pub fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        if id as usize >= self.len {
+            return None;
+        }
         let base = &self.base;
         let entry = self
             .changes
@@ -140,6 +143,7 @@ mod tests {
         assert_eq!(working.get(a), Some(&11));
         assert_eq!(working.get(b), None);
         assert_eq!(working.get(c), Some(&30));
+        assert_eq!(working.get_mut(99), None, "no entry past the table");
         let before = working.clone();
         working.settle();
         assert_eq!(working, before, "settling changes nothing visible");
