@@ -298,6 +298,33 @@ fn a_small_overwrite_of_a_sharded_object_writes_its_shards_but_not_its_onode_rec
 }
 
 #[test]
+fn renaming_a_sharded_object_away_and_back_in_one_transaction_keeps_its_record() {
+    let pair = SimPair::new(256 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let mut fragmented = Transaction::new();
+    for i in 0..2000u64 {
+        fragmented.write("c", "big", i * 4096, pattern(i, 3000));
+    }
+    store.apply(&fragmented).unwrap();
+    let expected = store.get("c", "big").unwrap();
+    store
+        .apply(
+            Transaction::new()
+                .rename("c", "big", "tmp")
+                .rename("c", "tmp", "big"),
+        )
+        .unwrap();
+    store.close().unwrap();
+    only_onode_record(pair.kv.as_ref());
+    let report = Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+    let store = pair.open();
+    assert_eq!(store.get("c", "big").unwrap(), expected, "after remount");
+    store.close().unwrap();
+}
+
+#[test]
 fn the_onode_cache_stays_within_its_byte_budget() {
     let pair = SimPair::new(256 << 20);
     let options = bstore::OpenOptions {

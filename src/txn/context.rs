@@ -32,6 +32,9 @@ struct WorkingObject {
     onode: Option<Onode>,
     /// The object before the transaction (`None`: absent): what its stored record says.
     original: Option<Arc<Onode>>,
+    /// The transaction deletes the stored record (a rename away, a removal): if the object
+    /// ends up existing, its record must be written whatever `original` says.
+    record_deleted: bool,
 }
 
 /// A transaction being prepared.
@@ -254,6 +257,7 @@ impl<'e> TxnContext<'e> {
                     slot,
                     onode: onode.as_deref().cloned(),
                     original: onode,
+                    record_deleted: false,
                 },
             );
         }
@@ -425,23 +429,23 @@ impl<'e> TxnContext<'e> {
                 display_bytes(new_name)
             )));
         }
-        let onode = self
-            .objects
-            .get_mut(key)
-            .and_then(|o| o.onode.take())
-            .expect("checked");
+        let onode = self.take_onode(key);
         self.batch
             .delete(KeySpace::Onodes, keys::onode_key(key.0, &key.1));
         self.objects.get_mut(&target).expect("loaded above").onode = Some(onode);
         Ok(())
     }
 
+    /// Takes an existing object's onode out of its name, whose stored record the caller
+    /// deletes.
+    fn take_onode(&mut self, key: &ObjectKey) -> Onode {
+        let object = self.objects.get_mut(key).expect("loaded");
+        object.record_deleted = true;
+        object.onode.take().expect("checked")
+    }
+
     pub(super) fn remove_object(&mut self, key: &ObjectKey) -> Result<()> {
-        let mut onode = self
-            .objects
-            .get_mut(key)
-            .and_then(|o| o.onode.take())
-            .expect("checked");
+        let mut onode = self.take_onode(key);
         let punched = onode.extent_map.punch(0, u64::MAX);
         self.release(punched)?;
         onode.delete_from(&mut self.batch, &keys::onode_key(key.0, &key.1));
@@ -540,7 +544,10 @@ impl<'e> TxnContext<'e> {
                     &mut self.batch,
                     &keys::onode_key(collection_id, &name),
                     chunk,
-                    object.original.as_deref(),
+                    object
+                        .original
+                        .as_deref()
+                        .filter(|_| !object.record_deleted),
                 );
             }
             self.stats.object_count +=
