@@ -139,6 +139,18 @@ fn op() -> impl Strategy<Value = Vec<Op>> {
                 ops.push(Op::Object { collection, object, op });
                 ops
             }),
+        // Away and back within one transaction: the object ends as it began, under a key the
+        // transaction deleted on the way.
+        1 => (collection_name(), name(&OBJECTS), name(&OBJECTS)).prop_map(
+            |(collection, object, other)| {
+                let rename = |from: &Vec<u8>, to: &Vec<u8>| Op::Object {
+                    collection: collection.clone(),
+                    object: from.clone(),
+                    op: ObjectOp::Rename { new_name: to.clone() },
+                };
+                vec![rename(&object, &other), rename(&other, &object)]
+            }
+        ),
     ]
 }
 
