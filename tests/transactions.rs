@@ -240,6 +240,19 @@ fn a_fragmented_object_is_sharded_and_a_small_write_rewrites_one_shard() {
     assert_eq!(report.extent_shards, 0, "a small map moves back inline");
 }
 
+/// A store whose one object, c/big, is fragmented into 2,000 extents: a sharded extent map.
+fn store_with_a_sharded_object() -> (SimPair, Store) {
+    let pair = SimPair::new(256 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let mut fragmented = Transaction::new();
+    for i in 0..2000u64 {
+        fragmented.write("c", "big", i * 4096, pattern(i, 3000));
+    }
+    store.apply(&fragmented).unwrap();
+    (pair, store)
+}
+
 /// The one onode record of a single-object store, as the KV store holds it.
 fn only_onode_record(kv: &dyn Kv) -> Vec<u8> {
     let records = kv.scan_collect(KeySpace::Onodes, &[], None, 10).unwrap();
@@ -249,14 +262,7 @@ fn only_onode_record(kv: &dyn Kv) -> Vec<u8> {
 
 #[test]
 fn a_small_overwrite_of_a_sharded_object_writes_its_shards_but_not_its_onode_record() {
-    let pair = SimPair::new(256 << 20);
-    let store = pair.open();
-    store.create_collection("c").unwrap();
-    let mut fragmented = Transaction::new();
-    for i in 0..2000u64 {
-        fragmented.write("c", "big", i * 4096, pattern(i, 3000));
-    }
-    store.apply(&fragmented).unwrap();
+    let (pair, store) = store_with_a_sharded_object();
     let mut expected = store.get("c", "big").unwrap();
     store.close().unwrap();
     let record = only_onode_record(pair.kv.as_ref());
@@ -299,14 +305,7 @@ fn a_small_overwrite_of_a_sharded_object_writes_its_shards_but_not_its_onode_rec
 
 #[test]
 fn renaming_a_sharded_object_away_and_back_in_one_transaction_keeps_its_record() {
-    let pair = SimPair::new(256 << 20);
-    let store = pair.open();
-    store.create_collection("c").unwrap();
-    let mut fragmented = Transaction::new();
-    for i in 0..2000u64 {
-        fragmented.write("c", "big", i * 4096, pattern(i, 3000));
-    }
-    store.apply(&fragmented).unwrap();
+    let (pair, store) = store_with_a_sharded_object();
     let expected = store.get("c", "big").unwrap();
     store
         .apply(

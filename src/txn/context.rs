@@ -30,11 +30,12 @@ struct WorkingObject {
     slot: Arc<OnodeSlot>,
     /// The object as the transaction leaves it (`None`: absent).
     onode: Option<Onode>,
-    /// The object before the transaction (`None`: absent): what its stored record says.
-    original: Option<Arc<Onode>>,
-    /// The transaction deletes the stored record (a rename away, a removal): if the object
-    /// ends up existing, its record must be written whatever `original` says.
-    record_deleted: bool,
+    /// Whether it existed before the transaction.
+    existed: bool,
+    /// What its stored record says once this transaction's batch is applied, so far: the
+    /// object before the transaction, `None` once the batch deletes the record (a rename
+    /// away, a removal) or when there was none.
+    stored: Option<Arc<Onode>>,
 }
 
 /// A transaction being prepared.
@@ -256,8 +257,8 @@ impl<'e> TxnContext<'e> {
                     collection,
                     slot,
                     onode: onode.as_deref().cloned(),
-                    original: onode,
-                    record_deleted: false,
+                    existed: onode.is_some(),
+                    stored: onode,
                 },
             );
         }
@@ -440,7 +441,7 @@ impl<'e> TxnContext<'e> {
     /// deletes.
     fn take_onode(&mut self, key: &ObjectKey) -> Onode {
         let object = self.objects.get_mut(key).expect("loaded");
-        object.record_deleted = true;
+        object.stored = None;
         object.onode.take().expect("checked")
     }
 
@@ -544,14 +545,11 @@ impl<'e> TxnContext<'e> {
                     &mut self.batch,
                     &keys::onode_key(collection_id, &name),
                     chunk,
-                    object
-                        .original
-                        .as_deref()
-                        .filter(|_| !object.record_deleted),
+                    object.stored.as_deref(),
                 );
             }
             self.stats.object_count +=
-                i64::from(object.onode.is_some()) - i64::from(object.original.is_some());
+                i64::from(object.onode.is_some()) - i64::from(object.existed);
             slots.push(object.slot);
             installs.push((Arc::clone(&object.collection), name, object.onode));
             touched.insert(collection_id, object.collection);

@@ -15,8 +15,9 @@
 //! A group is acknowledged once durable: its deferred writes are queued, the space it freed is
 //! released and its callbacks run (with the journal, on the flush thread right after the
 //! record's flush, before the batch is applied to the KV store; without it, on the KV-sync
-//! thread after the synced KV write). The KV-sync thread then marks its objects settled. Groups commit in order; making
-//! one group durable overlaps finishing (or KV-syncing) the one before.
+//! thread after the synced KV write). The KV-sync thread then marks its objects settled.
+//! Groups commit in order; making one group durable overlaps finishing (or KV-syncing) the one
+//! before.
 //!
 //! The queue is bounded: a submitter waits while it is full. A failed data write, flush or KV
 //! sync poisons the engine; every queued transaction then fails and nothing more is acknowledged.
