@@ -12,7 +12,11 @@
 //! over all objects. A format-2 store's commit journal is replayed into an in-memory overlay
 //! first, as a mount would, so the checks see every acknowledged commit; a damaged journal is
 //! reported and ends the run.
+//!
+//! Deep fsck ([`FsckOptions::deep`]) then reads every byte the objects reference and verifies
+//! every checksum chunk (`deep.rs`).
 
+mod deep;
 mod metadata;
 mod space;
 
@@ -28,6 +32,8 @@ use crate::format::records::{StatfsRecord, Superblock, decode_counter};
 use crate::journal::{self, JournalSummary};
 use crate::kv::records::read_superblock;
 use crate::kv::{Kv, OverlayKv};
+
+pub use deep::{BadChunk, ChunkProblem, DeepReport};
 
 /// One violated invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +68,27 @@ pub struct FsckReport {
     /// The commit journal (format-2 stores): the records fsck replayed in memory before its
     /// checks, as a mount would.
     pub journal: Option<JournalSummary>,
+    /// The data pass of a deep fsck (`None` for a shallow one, or when the metadata could not
+    /// be read far enough to locate the data).
+    pub deep: Option<DeepReport>,
+}
+
+/// How thoroughly to check, and whom to tell how far it got.
+#[derive(Default)]
+pub struct FsckOptions<'a> {
+    /// Also read every referenced byte and verify every checksum chunk.
+    pub deep: bool,
+    /// Called after each batch of the data pass.
+    pub progress: Option<&'a mut dyn FnMut(FsckProgress)>,
+}
+
+/// How far the data pass of a deep fsck has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FsckProgress {
+    /// Bytes read and verified so far.
+    pub bytes_read: u64,
+    /// Bytes the objects reference (what a deep fsck reads, less what clones share).
+    pub bytes_total: u64,
 }
 
 impl FsckReport {
@@ -90,8 +117,17 @@ struct Inventory {
     shared_refs: BTreeMap<(u64, u64), u32>,
 }
 
-/// Checks the store on `device` and `kv`.
+/// Checks the store on `device` and `kv` (shallow: metadata only).
 pub fn fsck(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
+    fsck_with(device, kv, FsckOptions::default())
+}
+
+/// Checks the store on `device` and `kv` as `options` say.
+pub fn fsck_with(
+    device: &dyn BlockDevice,
+    kv: &dyn Kv,
+    mut options: FsckOptions<'_>,
+) -> Result<FsckReport> {
     let mut report = FsckReport::default();
     let label = match read_label(device) {
         Ok(label) => label,
@@ -142,6 +178,14 @@ pub fn fsck(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
         metadata::check_deferred(kv, &superblock, &mut report)?;
     space::check_space(kv, &superblock, &inventory.used, &mut report)?;
     check_stats(kv, &inventory, &mut report)?;
+    if options.deep {
+        let mut quiet = |_: FsckProgress| {};
+        let progress = options.progress.take().unwrap_or(&mut quiet);
+        let total = report.referenced_bytes;
+        let data = deep::check_data(device, kv, &superblock, &collections, total, progress)?;
+        deep::report_bad_chunks(&data, &mut report);
+        report.deep = Some(data);
+    }
     Ok(report)
 }
 

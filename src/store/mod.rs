@@ -28,7 +28,7 @@ use crate::completion::Completion;
 use crate::device::{Access, BlockDevice, DeviceInfo, IoBackend};
 use crate::error::{Error, Result};
 use crate::format::label::Label;
-use crate::fsck::{FsckReport, fsck};
+use crate::fsck::{FsckOptions, FsckReport, fsck, fsck_with};
 use crate::journal::{JournalReplay, JournalStatus};
 use crate::kv::{Kv, KvIoStats};
 #[cfg(feature = "rocksdb")]
@@ -219,6 +219,13 @@ impl Store {
     /// that are not there): an open store is `Busy`.
     #[cfg(feature = "rocksdb")]
     pub fn fsck(path: impl AsRef<Path>) -> Result<FsckReport> {
+        Self::fsck_with(path, FsckOptions::default())
+    }
+
+    /// Like [`Store::fsck`], as `options` say: a deep fsck reads every referenced byte (through
+    /// io_uring where the kernel allows it, so reads run at queue depth).
+    #[cfg(feature = "rocksdb")]
+    pub fn fsck_with(path: impl AsRef<Path>, options: FsckOptions<'_>) -> Result<FsckReport> {
         let path = path.as_ref();
         let dir = StoreDir::lock(path).map_err(|error| match error {
             Error::Busy(_) => Error::Busy(format!(
@@ -229,9 +236,14 @@ impl Store {
             other => other,
         })?;
         dir.require_store()?;
-        let device = open::open_device(&dir.block(), IoBackend::Sync, Access::ReadOnly)?;
+        let backend = if options.deep {
+            IoBackend::default()
+        } else {
+            IoBackend::Sync
+        };
+        let device = open::open_device(&dir.block(), backend, Access::ReadOnly)?;
         let kv = open_kv(&dir, KvOpenMode::ReadOnly)?;
-        fsck(device.device.as_ref(), kv.as_ref())
+        fsck_with(device.device.as_ref(), kv.as_ref(), options)
     }
 
     /// The commit journal of the store in directory `path` (`None` for a format-1 store), as a
@@ -249,6 +261,15 @@ impl Store {
     /// Checks a store on an opened device and KV store that no one has mounted.
     pub fn fsck_on(device: &dyn BlockDevice, kv: &dyn Kv) -> Result<FsckReport> {
         fsck(device, kv)
+    }
+
+    /// Like [`Store::fsck_on`], as `options` say.
+    pub fn fsck_on_with(
+        device: &dyn BlockDevice,
+        kv: &dyn Kv,
+        options: FsckOptions<'_>,
+    ) -> Result<FsckReport> {
+        fsck_with(device, kv, options)
     }
 
     /// Opens (mounts) the store in directory `path` for reading and writing, exclusively.

@@ -115,8 +115,8 @@ enum Command {
     #[command(visible_alias = "set-omaphdr")]
     OmapSetHeader(cmd::attrs::HeaderSetArgs),
     /// Check the store offline (read-only; the store must be stopped); exit 0 when clean, 1
-    /// when errors were found.
-    Fsck,
+    /// when errors were found. --deep also reads every referenced byte and verifies it.
+    Fsck(cmd::fsck::Args),
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
@@ -166,7 +166,7 @@ fn run(cli: &Cli) -> CmdResult {
         Command::OmapList(args) => cmd::attrs::omap_list(cli, args),
         Command::OmapHeader(args) => cmd::attrs::omap_header(cli, args),
         Command::OmapSetHeader(args) => cmd::attrs::omap_set_header(cli, args),
-        Command::Fsck => cmd::fsck::run(cli),
+        Command::Fsck(args) => cmd::fsck::run(cli, args),
         Command::Bench(args) => bench::run(cli, args),
     }
 }

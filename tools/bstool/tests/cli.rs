@@ -327,6 +327,59 @@ fn fsck_exits_one_when_it_finds_damage() {
 }
 
 #[test]
+fn fsck_deep_reads_the_data_and_names_a_rotten_chunk() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "64M"]));
+    ok(bstool_at(
+        &s.store(),
+        &["put", "c", "o", "-"],
+        Some(&[5u8; 100_000]),
+    ));
+    let clean = json(&ok(s.bstool(&["fsck", "--deep"])));
+    assert_eq!(clean["clean"], true, "{clean}");
+    assert!(
+        clean["deep"]["bytes_read"].as_u64().unwrap() >= 100_000,
+        "{clean}"
+    );
+    assert!(json(&ok(s.bstool(&["fsck"])))["deep"].is_null());
+
+    // Flip a byte of the object's data in the block file, 70,000 bytes in.
+    let stat = json(&ok(s.bstool(&["stat", "c", "o"])));
+    let extent = &stat["extents"][0];
+    let hex = extent["device_offset"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x");
+    let device_offset = u64::from_str_radix(hex, 16).unwrap() + 70_000;
+    {
+        use std::os::unix::fs::FileExt;
+        let block = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(s.store().join("block"))
+            .unwrap();
+        let mut byte = [0u8];
+        block.read_exact_at(&mut byte, device_offset).unwrap();
+        block.write_all_at(&[byte[0] ^ 1], device_offset).unwrap();
+    }
+    assert_eq!(
+        json(&ok(s.bstool(&["fsck"])))["clean"],
+        true,
+        "shallow fsck reads no data"
+    );
+    let output = s.bstool(&["fsck", "--deep"]);
+    assert_eq!(output.status.code(), Some(1), "deep fsck found the flip");
+    let report = json(&String::from_utf8(output.stdout).unwrap());
+    let bad = &report["deep"]["bad_chunks"];
+    assert_eq!(bad.as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(bad[0]["object"], "c/o");
+    let start = bad[0]["object_offset"].as_u64().unwrap();
+    let length = bad[0]["length"].as_u64().unwrap();
+    assert!((start..start + length).contains(&70_000), "{report}");
+    assert_eq!(report["errors"][0]["check"], "data.checksum");
+}
+
+#[test]
 fn clone_and_clone_range_share_data_and_stat_shows_it() {
     let s = Scratch::new();
     ok(s.bstool(&["mkfs", "--size", "128M"]));

@@ -2,20 +2,44 @@
 //!
 //! Nothing is written (RocksDB opens read-only, the device `O_RDONLY`), so fsck works on a
 //! read-only mount or snapshot of a damaged disk. The exit status survives a closed pipe
-//! (`bstool fsck | head -1`).
+//! (`bstool fsck | head -1`). `--deep` reads every byte the objects reference and verifies
+//! every checksum chunk, showing its progress on stderr when that is a terminal.
 
 use std::process::ExitCode;
 
-use bstore::Store;
-use serde_json::json;
+use bstore::{DeepReport, FsckOptions, FsckProgress, Store};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
 
 use crate::output::{Format, Out};
 use crate::{Cli, CmdResult};
 
+/// `bstool fsck` options.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Also read every referenced byte and verify every checksum chunk.
+    #[arg(long)]
+    deep: bool,
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
+}
+
 /// Checks the store and prints the report.
-pub fn run(cli: &Cli) -> CmdResult {
+pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let path = cli.store_path()?;
-    let report = Store::fsck(path).map_err(|e| format!("fsck {}: {e}", path.display()))?;
+    let bar = progress_bar(args);
+    let mut show = |progress: FsckProgress| {
+        bar.set_length(progress.bytes_total.max(progress.bytes_read));
+        bar.set_position(progress.bytes_read);
+    };
+    let options = FsckOptions {
+        deep: args.deep,
+        progress: Some(&mut show),
+    };
+    let report = Store::fsck_with(path, options);
+    bar.finish_and_clear();
+    let report = report.map_err(|e| format!("fsck {}: {e}", path.display()))?;
     let errors: Vec<_> = report
         .errors
         .iter()
@@ -33,6 +57,7 @@ pub fn run(cli: &Cli) -> CmdResult {
         "deferred_records": report.deferred_records,
         "deferred_bytes": report.deferred_bytes,
         "journal": report.journal.map(|found| crate::cmd::info::journal_json(&found.status())),
+        "deep": report.deep.as_ref().map(deep_json),
         "errors": errors,
     });
     let mut out = Out::new();
@@ -43,4 +68,41 @@ pub fn run(cli: &Cli) -> CmdResult {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn deep_json(deep: &DeepReport) -> Value {
+    let bad: Vec<_> = deep
+        .bad_chunks
+        .iter()
+        .map(|bad| {
+            json!({
+                "object": bad.object,
+                "object_offset": bad.object_offset,
+                "device_offset": bad.device_offset,
+                "length": bad.length,
+                "problem": bad.to_string(),
+            })
+        })
+        .collect();
+    json!({
+        "bytes_read": deep.bytes_read,
+        "chunks_verified": deep.chunks_verified,
+        "reads": deep.reads,
+        "seconds": deep.elapsed.as_secs_f64(),
+        "bytes_per_second": deep.bytes_per_second().round() as u64,
+        "bad_chunks": bad,
+    })
+}
+
+/// A byte-count bar on stderr for a deep fsck; hidden when stderr is not a terminal.
+fn progress_bar(args: &Args) -> ProgressBar {
+    if !args.deep || args.quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    let template = "fsck --deep [{bar:40}] {bytes}/{total_bytes} {binary_bytes_per_sec} {eta}";
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }

@@ -1,0 +1,498 @@
+//! Deep fsck: every byte an object references is read back and every checksum chunk verified.
+//!
+//! Reads are planned object by object (the chunks its extents cover, each once), gathered into
+//! batches, sorted by device offset and merged where they touch, so the device sees large reads
+//! at queue depth rather than one chunk at a time. Deferred writes not yet applied are patched
+//! over what the device returns before the checks, as a mount would apply them first. A chunk of
+//! a shared blob is verified once, however many clones reference it. A chunk that fails is
+//! reported with its object, object offset, device offset and length; a read the device refuses
+//! is retried request by request, so one bad sector names its own objects and no others.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::device::{AlignedBuf, BlockDevice, IoRequest};
+use crate::error::Result;
+use crate::format::deferred::DeferredRecord;
+use crate::format::keys::{self, KeySpace};
+use crate::format::onode::{Blob, CsumType};
+use crate::format::records::Superblock;
+use crate::kv::Kv;
+use crate::onode::{Onode, Piece};
+
+use super::{FsckProgress, FsckReport};
+
+/// Bytes read per batch: enough requests to keep a deep queue busy.
+const BATCH_BYTES: u64 = 32 << 20;
+/// Largest single read after merging neighbours.
+const MERGED_READ_BYTES: u64 = 4 << 20;
+
+/// What a deep fsck read and found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeepReport {
+    /// Device bytes read.
+    pub bytes_read: u64,
+    /// Checksum chunks verified (chunks of blobs without checksums are read, not counted).
+    pub chunks_verified: u64,
+    /// Reads issued to the device after merging.
+    pub reads: u64,
+    /// Wall-clock time of the data pass.
+    pub elapsed: Duration,
+    /// Every chunk that failed.
+    pub bad_chunks: Vec<BadChunk>,
+}
+
+impl DeepReport {
+    /// Read speed of the data pass in bytes per second.
+    pub fn bytes_per_second(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 {
+            self.bytes_read as f64 / seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// One chunk of object data that could not be verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadChunk {
+    /// `collection/object`, escaped.
+    pub object: String,
+    /// Offset of the chunk within the object.
+    pub object_offset: u64,
+    /// Offset of the chunk on the data device.
+    pub device_offset: u64,
+    /// Bytes of the chunk.
+    pub length: u64,
+    /// What was wrong.
+    pub problem: ChunkProblem,
+}
+
+/// Why a chunk failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChunkProblem {
+    /// The bytes read do not match the checksum the object's metadata records.
+    ChecksumMismatch {
+        /// crc32c recorded in the blob.
+        expected: u32,
+        /// crc32c of the bytes read.
+        actual: u32,
+    },
+    /// The device failed the read.
+    ReadFailed(String),
+}
+
+impl std::fmt::Display for BadChunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} offset {} ({} bytes at device {:#x}): ",
+            self.object, self.object_offset, self.length, self.device_offset
+        )?;
+        match &self.problem {
+            ChunkProblem::ChecksumMismatch { expected, actual } => {
+                write!(f, "crc32c {actual:#010x}, expected {expected:#010x}")
+            }
+            ChunkProblem::ReadFailed(error) => write!(f, "read failed: {error}"),
+        }
+    }
+}
+
+/// Reads and verifies the data of every object in `kv`.
+pub fn check_data(
+    device: &dyn BlockDevice,
+    kv: &dyn Kv,
+    superblock: &Superblock,
+    collections: &BTreeMap<u64, Vec<u8>>,
+    bytes_total: u64,
+    progress: &mut dyn FnMut(FsckProgress),
+) -> Result<DeepReport> {
+    let started = Instant::now();
+    let mut pass = DataPass {
+        device,
+        pending: PendingWrites::load(kv)?,
+        batch: Vec::new(),
+        batch_bytes: 0,
+        shared_seen: HashSet::new(),
+        report: DeepReport::default(),
+        bytes_total,
+        progress,
+    };
+    let mut failure = None;
+    kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
+        // Undecodable onodes were reported by the shallow pass; their data cannot be located.
+        let Ok((collection_id, name)) = keys::split_onode_key(key) else {
+            return Ok(true);
+        };
+        let Ok(onode) = Onode::decode(kv, value, superblock.min_alloc_size) else {
+            return Ok(true);
+        };
+        let collection = collections.get(&collection_id).map_or_else(
+            || collection_id.to_string(),
+            |c| c.escape_ascii().to_string(),
+        );
+        let object: Arc<str> = format!("{collection}/{}", name.escape_ascii()).into();
+        pass.plan_object(&onode, &object);
+        if pass.batch_bytes >= BATCH_BYTES
+            && let Err(error) = pass.run_batch()
+        {
+            failure = Some(error);
+            return Ok(false);
+        }
+        Ok(true)
+    })?;
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    pass.run_batch()?;
+    let mut report = pass.report;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Adds the deep pass's findings to the report's errors.
+pub fn report_bad_chunks(deep: &DeepReport, report: &mut FsckReport) {
+    for bad in &deep.bad_chunks {
+        let check = match bad.problem {
+            ChunkProblem::ChecksumMismatch { .. } => "data.checksum",
+            ChunkProblem::ReadFailed(_) => "data.read",
+        };
+        report.error(check, bad.to_string());
+    }
+}
+
+/// Consecutive chunks of one blob, to be read and verified together.
+#[derive(Debug)]
+struct ChunkRun {
+    object: Arc<str>,
+    /// Object offset of the first chunk.
+    logical_offset: u64,
+    device_offset: u64,
+    chunk_bytes: u32,
+    /// One expected crc32c per chunk; empty when the blob has no checksums.
+    expected: Vec<u32>,
+    chunks: u32,
+}
+
+impl ChunkRun {
+    fn length(&self) -> u64 {
+        u64::from(self.chunk_bytes) * u64::from(self.chunks)
+    }
+}
+
+struct DataPass<'a> {
+    device: &'a dyn BlockDevice,
+    pending: PendingWrites,
+    batch: Vec<ChunkRun>,
+    batch_bytes: u64,
+    /// Device offsets of shared-blob chunks already planned (shared blobs never change).
+    shared_seen: HashSet<u64>,
+    report: DeepReport,
+    bytes_total: u64,
+    progress: &'a mut dyn FnMut(FsckProgress),
+}
+
+impl DataPass<'_> {
+    /// Queues every chunk `onode`'s extents reference, each once.
+    fn plan_object(&mut self, onode: &Onode, object: &Arc<str>) {
+        let mut seen: HashSet<(u32, u64)> = HashSet::new();
+        for piece in onode.extent_map.pieces(0, onode.size) {
+            let Piece::Data {
+                logical_offset,
+                length,
+                blob: id,
+                blob_offset,
+            } = piece
+            else {
+                continue;
+            };
+            let blob = onode.extent_map.blob(id);
+            let chunk = u64::from(blob.csum_chunk());
+            let first = u64::from(blob_offset) / chunk;
+            let end = (u64::from(blob_offset) + length).div_ceil(chunk);
+            // A clone may map a blob at an object offset below the blob's start.
+            let blob_logical = logical_offset.saturating_sub(u64::from(blob_offset));
+            let mut run: Option<ChunkRun> = None;
+            for index in first..end {
+                let device_offset = blob.device_offset + index * chunk;
+                let fresh = if blob.shared_blob_id.is_some() {
+                    self.shared_seen.insert(device_offset)
+                } else {
+                    seen.insert((id, index))
+                };
+                if !fresh || chunk_unused(blob, index) {
+                    self.close_run(run.take());
+                    continue;
+                }
+                match &mut run {
+                    Some(open) => {
+                        open.chunks += 1;
+                        open.expected.extend(expected_crc(blob, index));
+                    }
+                    None => {
+                        run = Some(ChunkRun {
+                            object: object.clone(),
+                            logical_offset: blob_logical + index * chunk,
+                            device_offset,
+                            chunk_bytes: chunk as u32,
+                            expected: expected_crc(blob, index).into_iter().collect(),
+                            chunks: 1,
+                        })
+                    }
+                }
+            }
+            self.close_run(run);
+        }
+    }
+
+    fn close_run(&mut self, run: Option<ChunkRun>) {
+        if let Some(run) = run {
+            self.batch_bytes += run.length();
+            self.batch.push(run);
+        }
+    }
+
+    /// Reads the queued runs (sorted, neighbours merged) and verifies them.
+    fn run_batch(&mut self) -> Result<()> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let mut runs = std::mem::take(&mut self.batch);
+        self.batch_bytes = 0;
+        runs.sort_by_key(|run| run.device_offset);
+        let reads = merge_reads(&runs);
+        self.report.reads += reads.len() as u64;
+        let buffers = self.read_all(&reads);
+        for (read, buffer) in reads.iter().zip(buffers) {
+            for run in &runs[read.runs.clone()] {
+                let start = (run.device_offset - read.device_offset) as usize;
+                let bytes = buffer
+                    .as_ref()
+                    .map(|buffer| &buffer[start..start + run.length() as usize]);
+                self.verify_run(run, bytes);
+            }
+            self.report.bytes_read += read.length;
+        }
+        (self.progress)(FsckProgress {
+            bytes_read: self.report.bytes_read,
+            bytes_total: self.bytes_total,
+        });
+        Ok(())
+    }
+
+    /// The bytes of each read (deferred writes patched in), or why the device refused it.
+    fn read_all(&self, reads: &[MergedRead]) -> Vec<std::result::Result<AlignedBuf, String>> {
+        let requests = reads
+            .iter()
+            .map(|read| IoRequest::read(read.device_offset, read.length as usize))
+            .collect();
+        let results: Vec<_> = match self.device.run(requests) {
+            Ok(done) => done
+                .into_iter()
+                .map(|request| Ok(request.buf.into_owned()))
+                .collect(),
+            // Find which reads fail, one by one.
+            Err(_) => reads
+                .iter()
+                .map(|read| {
+                    self.device
+                        .read_at(read.device_offset, read.length as usize)
+                        .map_err(|error| error.to_string())
+                })
+                .collect(),
+        };
+        reads
+            .iter()
+            .zip(results)
+            .map(|(read, result)| {
+                result.map(|mut buf| {
+                    self.pending.patch(read.device_offset, &mut buf);
+                    buf
+                })
+            })
+            .collect()
+    }
+
+    fn verify_run(&mut self, run: &ChunkRun, bytes: std::result::Result<&[u8], &String>) {
+        let chunk = run.chunk_bytes as usize;
+        let bad = |index: usize, problem| BadChunk {
+            object: run.object.to_string(),
+            object_offset: run.logical_offset + (index * chunk) as u64,
+            device_offset: run.device_offset + (index * chunk) as u64,
+            length: chunk as u64,
+            problem,
+        };
+        let bytes = match bytes {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let failed = (0..run.chunks as usize)
+                    .map(|index| bad(index, ChunkProblem::ReadFailed(error.clone())));
+                self.report.bad_chunks.extend(failed);
+                return;
+            }
+        };
+        if run.expected.is_empty() {
+            return;
+        }
+        for (index, (bytes, expected)) in bytes.chunks_exact(chunk).zip(&run.expected).enumerate() {
+            self.report.chunks_verified += 1;
+            let actual = crate::csum::chunk_crc(bytes);
+            if actual != *expected {
+                let problem = ChunkProblem::ChecksumMismatch {
+                    expected: *expected,
+                    actual,
+                };
+                self.report.bad_chunks.push(bad(index, problem));
+            }
+        }
+    }
+}
+
+/// One device read serving `runs` (a range of the sorted batch).
+struct MergedRead {
+    device_offset: u64,
+    length: u64,
+    runs: std::ops::Range<usize>,
+}
+
+/// Groups sorted `runs` into reads: neighbours on the device share one read, up to
+/// [`MERGED_READ_BYTES`].
+fn merge_reads(runs: &[ChunkRun]) -> Vec<MergedRead> {
+    let mut reads: Vec<MergedRead> = Vec::new();
+    for (index, run) in runs.iter().enumerate() {
+        match reads.last_mut() {
+            Some(read)
+                if read.device_offset + read.length == run.device_offset
+                    && read.length + run.length() <= MERGED_READ_BYTES =>
+            {
+                read.length += run.length();
+                read.runs.end = index + 1;
+            }
+            _ => reads.push(MergedRead {
+                device_offset: run.device_offset,
+                length: run.length(),
+                runs: index..index + 1,
+            }),
+        }
+    }
+    reads
+}
+
+fn expected_crc(blob: &Blob, index: u64) -> Option<u32> {
+    match blob.csum_type {
+        CsumType::None => None,
+        _ => blob.csums.get(index as usize).copied(),
+    }
+}
+
+fn chunk_unused(blob: &Blob, index: u64) -> bool {
+    let bits = blob.unused.as_deref().unwrap_or_default();
+    bits.get((index / 8) as usize)
+        .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
+}
+
+/// Deferred writes committed but not yet applied: the device is older than the metadata there.
+#[derive(Debug, Default)]
+struct PendingWrites {
+    /// `(device_offset, order, data)`, sorted by offset; `order` is the order of application.
+    writes: Vec<(u64, usize, Vec<u8>)>,
+    longest: u64,
+}
+
+impl PendingWrites {
+    /// Every decodable deferred record, in the order a mount applies them (key order).
+    fn load(kv: &dyn Kv) -> Result<PendingWrites> {
+        let mut pending = PendingWrites::default();
+        kv.scan(KeySpace::Deferred, &[], None, &mut |_, value| {
+            // Undecodable records were reported by the shallow pass.
+            if let Ok(record) = DeferredRecord::decode(value) {
+                for write in record.writes {
+                    let order = pending.writes.len();
+                    pending.longest = pending.longest.max(write.data.len() as u64);
+                    pending
+                        .writes
+                        .push((write.device_offset, order, write.data));
+                }
+            }
+            Ok(true)
+        })?;
+        pending
+            .writes
+            .sort_by_key(|(offset, order, _)| (*offset, *order));
+        Ok(pending)
+    }
+
+    /// Applies every pending write over `bytes` (read at `device_offset`), in order.
+    fn patch(&self, device_offset: u64, bytes: &mut [u8]) {
+        let end = device_offset + bytes.len() as u64;
+        let from = self
+            .writes
+            .partition_point(|(offset, _, _)| *offset + self.longest <= device_offset);
+        let mut hits: Vec<&(u64, usize, Vec<u8>)> = self.writes[from..]
+            .iter()
+            .take_while(|(offset, _, _)| *offset < end)
+            .filter(|(offset, _, data)| offset + data.len() as u64 > device_offset)
+            .collect();
+        hits.sort_by_key(|(_, order, _)| *order);
+        for (offset, _, data) in hits {
+            let start = (*offset).max(device_offset);
+            let stop = (offset + data.len() as u64).min(end);
+            bytes[(start - device_offset) as usize..(stop - device_offset) as usize]
+                .copy_from_slice(&data[(start - offset) as usize..(stop - offset) as usize]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_writes_are_applied_in_order_over_the_bytes_read() {
+        let mut pending = PendingWrites {
+            writes: vec![(1024, 0, vec![1; 1024]), (1536, 1, vec![2; 512])],
+            longest: 1024,
+        };
+        pending
+            .writes
+            .sort_by_key(|(offset, order, _)| (*offset, *order));
+        let patched = |device_offset, length| {
+            let mut bytes = vec![9; length];
+            pending.patch(device_offset, &mut bytes);
+            bytes
+        };
+        let out = patched(0, 4096);
+        assert_eq!(&out[..1024], &[9; 1024][..]);
+        assert_eq!(&out[1024..1536], &[1; 512][..]);
+        assert_eq!(&out[1536..2048], &[2; 512][..], "the later write wins");
+        assert_eq!(&out[2048..], &[9; 2048][..]);
+        // A read that starts inside a write sees only its overlap.
+        assert_eq!(patched(1536, 1024)[..512], [2; 512]);
+        assert_eq!(patched(4096, 512), vec![9; 512]);
+    }
+
+    #[test]
+    fn neighbouring_runs_share_a_read_up_to_the_limit() {
+        let run = |device_offset, chunks| ChunkRun {
+            object: "c/o".into(),
+            logical_offset: 0,
+            device_offset,
+            chunk_bytes: 4096,
+            expected: Vec::new(),
+            chunks,
+        };
+        let runs = [run(0, 2), run(8192, 1), run(16384, 1), run(20480, 1024)];
+        let shape: Vec<_> = merge_reads(&runs)
+            .iter()
+            .map(|read| (read.device_offset, read.length, read.runs.clone()))
+            .collect();
+        let expected = vec![
+            (0, 12288, 0..2),
+            (16384, 4096, 2..3),
+            (20480, 4 << 20, 3..4), // touches the previous read, but would pass the limit
+        ];
+        assert_eq!(shape, expected);
+    }
+}
