@@ -233,7 +233,7 @@ impl Drop for UringDevice {
     }
 }
 
-/// Requests a private ring is sized for; larger blocking batches go in rounds.
+/// Requests a private ring keeps in flight at once (a larger blocking batch refills it as they complete).
 const PRIVATE_RING_ENTRIES: u32 = 64;
 
 impl Shared {
@@ -403,48 +403,53 @@ impl Batch {
     }
 }
 
-/// Runs a batch on a ring only this thread uses: push up to the ring's size, submit and wait in
-/// one call, reap, repeat until every request transferred all its bytes. Every pushed entry is
-/// reaped before returning, even after an error, so no buffer is freed while the kernel holds
-/// it.
+/// Runs a batch on a ring only this thread uses: keep up to the ring's size of requests in
+/// flight, and each time some complete, submit more and wait again in one call, until every
+/// request transferred all its bytes. (Rounds that waited for all of their requests before the
+/// next let the queue drain at the end of each round: a deep fsck read 15-25 % slower than fio.)
+/// Every pushed entry is reaped before returning, even after an error, so no buffer is freed
+/// while the kernel holds it.
 fn run_on_private_ring(ring: &mut IoUring, fd: i32, batch: &mut [IoRequest]) -> Result<()> {
     let mut progress: Vec<usize> = vec![0; batch.len()];
-    let mut pending: Vec<usize> = (0..batch.len()).collect();
+    let mut pending: std::collections::VecDeque<usize> = (0..batch.len()).collect();
+    let mut in_flight = 0usize;
     let mut first_error: Option<Error> = None;
-    while !pending.is_empty() && first_error.is_none() {
-        let take = pending.len().min(PRIVATE_RING_ENTRIES as usize);
-        let round: Vec<usize> = pending.drain(..take).collect();
-        {
+    loop {
+        if first_error.is_none() {
             let mut sq = ring.submission();
-            for index in &round {
-                let entry = private_entry(&mut batch[*index], progress[*index], fd)
-                    .user_data(*index as u64);
+            while in_flight < PRIVATE_RING_ENTRIES as usize {
+                let Some(index) = pending.pop_front() else {
+                    break;
+                };
+                let entry =
+                    private_entry(&mut batch[index], progress[index], fd).user_data(index as u64);
                 // SAFETY: the buffer belongs to `batch`, which outlives this function; every
                 // entry pushed here is reaped below before the function returns.
                 let pushed = unsafe { sq.push(&entry) };
-                assert!(pushed.is_ok(), "a round never exceeds the ring's size");
+                assert!(pushed.is_ok(), "never more in flight than the ring's size");
+                in_flight += 1;
             }
         }
-        let mut reaped = 0;
-        while reaped < round.len() {
-            match ring.submit_and_wait(round.len() - reaped) {
-                Ok(_) => {}
-                Err(e) if is_transient(&e) => continue,
-                Err(e) => panic!("io_uring_enter failed with requests in flight: {e}"),
-            }
-            for completion in ring.completion() {
-                reaped += 1;
-                let index = completion.user_data() as usize;
-                match transferred(&batch[index], progress[index], completion.result()) {
-                    Ok(bytes) => {
-                        progress[index] += bytes;
-                        if progress[index] < batch[index].buf.len() {
-                            pending.push(index);
-                        }
+        if in_flight == 0 {
+            break;
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if is_transient(&e) => continue,
+            Err(e) => panic!("io_uring_enter failed with requests in flight: {e}"),
+        }
+        for completion in ring.completion() {
+            in_flight -= 1;
+            let index = completion.user_data() as usize;
+            match transferred(&batch[index], progress[index], completion.result()) {
+                Ok(bytes) => {
+                    progress[index] += bytes;
+                    if progress[index] < batch[index].buf.len() {
+                        pending.push_back(index);
                     }
-                    Err(error) => {
-                        first_error.get_or_insert(error);
-                    }
+                }
+                Err(error) => {
+                    first_error.get_or_insert(error);
                 }
             }
         }
