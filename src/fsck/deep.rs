@@ -23,8 +23,12 @@ use crate::onode::{Onode, Piece};
 
 use super::{FsckProgress, FsckReport};
 
-/// Bytes read per batch: enough requests to keep a deep queue busy.
-const BATCH_BYTES: u64 = 32 << 20;
+/// Bytes read per batch: enough requests to keep a deep queue busy. Up to `2 * READERS + 2`
+/// batches are in memory at a time (planned, being read, waiting, being verified).
+const BATCH_BYTES: u64 = 16 << 20;
+/// Threads reading batches: two, so one's batch is at full queue depth while the other's last
+/// reads drain.
+const READERS: usize = 2;
 /// Largest single read after merging neighbours.
 const MERGED_READ_BYTES: u64 = 4 << 20;
 
@@ -101,6 +105,11 @@ impl std::fmt::Display for BadChunk {
 }
 
 /// Reads and verifies the data of every object in `kv`.
+///
+/// Three stages overlap: this thread decodes onodes into batches of chunk runs, reader threads
+/// read the batches (and patch in pending deferred writes), and this thread verifies finished
+/// batches while the readers work on the next, so the device is not left idle while checksums
+/// are computed. Batches finish in any order; bad chunks are sorted at the end.
 pub fn check_data(
     device: &dyn BlockDevice,
     kv: &dyn Kv,
@@ -110,44 +119,60 @@ pub fn check_data(
     progress: &mut dyn FnMut(FsckProgress),
 ) -> Result<DeepReport> {
     let started = Instant::now();
-    let mut pass = DataPass {
-        device,
-        pending: PendingWrites::load(kv)?,
-        batch: Vec::new(),
-        batch_bytes: 0,
-        shared_seen: HashSet::new(),
-        report: DeepReport::default(),
-        bytes_total,
-        progress,
-    };
-    let mut failure = None;
-    kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
-        // Undecodable onodes were reported by the shallow pass; their data cannot be located.
-        let Ok((collection_id, name)) = keys::split_onode_key(key) else {
-            return Ok(true);
-        };
-        let Ok(onode) = Onode::decode(kv, value, superblock.min_alloc_size) else {
-            return Ok(true);
-        };
-        let collection = collections.get(&collection_id).map_or_else(
-            || collection_id.to_string(),
-            |c| c.escape_ascii().to_string(),
-        );
-        let object: Arc<str> = format!("{collection}/{}", name.escape_ascii()).into();
-        pass.plan_object(&onode, &object);
-        if pass.batch_bytes >= BATCH_BYTES
-            && let Err(error) = pass.run_batch()
-        {
-            failure = Some(error);
-            return Ok(false);
+    let pending = PendingWrites::load(kv)?;
+    let (to_reader, batches) = crossbeam::channel::bounded::<Vec<ChunkRun>>(1);
+    let (done, from_reader) = crossbeam::channel::bounded::<ReadBatch>(1);
+    let mut report = std::thread::scope(|scope| {
+        for _ in 0..READERS {
+            let (pending, batches, done) = (&pending, batches.clone(), done.clone());
+            scope.spawn(move || {
+                for runs in batches {
+                    if done.send(read_batch(device, pending, runs)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        Ok(true)
+        drop((batches, done));
+        let mut pass = DataPass {
+            to_reader,
+            from_reader,
+            in_flight: 0,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            shared_seen: HashSet::new(),
+            report: DeepReport::default(),
+            bytes_total,
+            progress,
+        };
+        let scanned = kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
+            // Undecodable onodes were reported by the shallow pass; their data cannot be found.
+            let Ok((collection_id, name)) = keys::split_onode_key(key) else {
+                return Ok(true);
+            };
+            let Ok(onode) = Onode::decode(kv, value, superblock.min_alloc_size) else {
+                return Ok(true);
+            };
+            let collection = collections.get(&collection_id).map_or_else(
+                || collection_id.to_string(),
+                |c| c.escape_ascii().to_string(),
+            );
+            let object: Arc<str> = format!("{collection}/{}", name.escape_ascii()).into();
+            pass.plan_object(&onode, &object);
+            if pass.batch_bytes >= BATCH_BYTES {
+                pass.submit_batch();
+            }
+            Ok(true)
+        });
+        pass.submit_batch();
+        pass.finish();
+        // Closing the channel ends the reader before the scope waits for it.
+        drop(pass.to_reader);
+        scanned.map(|()| pass.report)
     })?;
-    if let Some(error) = failure {
-        return Err(error);
-    }
-    pass.run_batch()?;
-    let mut report = pass.report;
+    report
+        .bad_chunks
+        .sort_by(|a, b| (&a.object, a.object_offset).cmp(&(&b.object, b.object_offset)));
     report.elapsed = started.elapsed();
     Ok(report)
 }
@@ -183,8 +208,10 @@ impl ChunkRun {
 }
 
 struct DataPass<'a> {
-    device: &'a dyn BlockDevice,
-    pending: PendingWrites,
+    to_reader: crossbeam::channel::Sender<Vec<ChunkRun>>,
+    from_reader: crossbeam::channel::Receiver<ReadBatch>,
+    /// Batches handed to the reader and not yet verified.
+    in_flight: usize,
     batch: Vec<ChunkRun>,
     batch_bytes: u64,
     /// Device offsets of shared-blob chunks already planned (shared blobs never change).
@@ -254,19 +281,37 @@ impl DataPass<'_> {
         }
     }
 
-    /// Reads the queued runs (sorted, neighbours merged) and verifies them.
-    fn run_batch(&mut self) -> Result<()> {
+    /// Hands the queued runs to the readers, then verifies a batch they finished: each reader
+    /// always has a batch to read.
+    fn submit_batch(&mut self) {
         if self.batch.is_empty() {
-            return Ok(());
+            return;
         }
-        let mut runs = std::mem::take(&mut self.batch);
         self.batch_bytes = 0;
-        runs.sort_by_key(|run| run.device_offset);
-        let reads = merge_reads(&runs);
-        self.report.reads += reads.len() as u64;
-        let buffers = self.read_all(&reads);
-        for (read, buffer) in reads.iter().zip(buffers) {
-            for run in &runs[read.runs.clone()] {
+        let runs = std::mem::take(&mut self.batch);
+        if self.to_reader.send(runs).is_ok() {
+            self.in_flight += 1;
+        }
+        if self.in_flight > READERS {
+            self.verify_next();
+        }
+    }
+
+    /// Verifies every batch still with the reader.
+    fn finish(&mut self) {
+        while self.in_flight > 0 {
+            self.verify_next();
+        }
+    }
+
+    fn verify_next(&mut self) {
+        self.in_flight -= 1;
+        let Ok(batch) = self.from_reader.recv() else {
+            return; // the reader is gone: nothing more will arrive
+        };
+        self.report.reads += batch.reads.len() as u64;
+        for (read, buffer) in batch.reads.iter().zip(&batch.buffers) {
+            for run in &batch.runs[read.runs.clone()] {
                 let start = (run.device_offset - read.device_offset) as usize;
                 let bytes = buffer
                     .as_ref()
@@ -279,40 +324,6 @@ impl DataPass<'_> {
             bytes_read: self.report.bytes_read,
             bytes_total: self.bytes_total,
         });
-        Ok(())
-    }
-
-    /// The bytes of each read (deferred writes patched in), or why the device refused it.
-    fn read_all(&self, reads: &[MergedRead]) -> Vec<std::result::Result<AlignedBuf, String>> {
-        let requests = reads
-            .iter()
-            .map(|read| IoRequest::read(read.device_offset, read.length as usize))
-            .collect();
-        let results: Vec<_> = match self.device.run(requests) {
-            Ok(done) => done
-                .into_iter()
-                .map(|request| Ok(request.buf.into_owned()))
-                .collect(),
-            // Find which reads fail, one by one.
-            Err(_) => reads
-                .iter()
-                .map(|read| {
-                    self.device
-                        .read_at(read.device_offset, read.length as usize)
-                        .map_err(|error| error.to_string())
-                })
-                .collect(),
-        };
-        reads
-            .iter()
-            .zip(results)
-            .map(|(read, result)| {
-                result.map(|mut buf| {
-                    self.pending.patch(read.device_offset, &mut buf);
-                    buf
-                })
-            })
-            .collect()
     }
 
     fn verify_run(&mut self, run: &ChunkRun, bytes: std::result::Result<&[u8], &String>) {
@@ -347,6 +358,58 @@ impl DataPass<'_> {
                 self.report.bad_chunks.push(bad(index, problem));
             }
         }
+    }
+}
+
+/// A batch of runs, sorted by device offset, with the reads that served them.
+struct ReadBatch {
+    runs: Vec<ChunkRun>,
+    reads: Vec<MergedRead>,
+    /// The bytes of each read (deferred writes patched in), or why the device refused it.
+    buffers: Vec<std::result::Result<AlignedBuf, String>>,
+}
+
+/// Sorts `runs`, merges neighbours into reads, and reads them at the device's queue depth.
+fn read_batch(
+    device: &dyn BlockDevice,
+    pending: &PendingWrites,
+    mut runs: Vec<ChunkRun>,
+) -> ReadBatch {
+    runs.sort_by_key(|run| run.device_offset);
+    let reads = merge_reads(&runs);
+    let requests = reads
+        .iter()
+        .map(|read| IoRequest::read(read.device_offset, read.length as usize))
+        .collect();
+    let results: Vec<_> = match device.run(requests) {
+        Ok(done) => done
+            .into_iter()
+            .map(|request| Ok(request.buf.into_owned()))
+            .collect(),
+        // Find which reads fail, one by one.
+        Err(_) => reads
+            .iter()
+            .map(|read| {
+                device
+                    .read_at(read.device_offset, read.length as usize)
+                    .map_err(|error| error.to_string())
+            })
+            .collect(),
+    };
+    let buffers = reads
+        .iter()
+        .zip(results)
+        .map(|(read, result)| {
+            result.map(|mut buf| {
+                pending.patch(read.device_offset, &mut buf);
+                buf
+            })
+        })
+        .collect();
+    ReadBatch {
+        runs,
+        reads,
+        buffers,
     }
 }
 

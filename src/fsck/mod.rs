@@ -164,29 +164,59 @@ pub fn fsck_with(
     }
     let kv: &dyn Kv = &overlay;
     let collections = metadata::check_collections(kv, &mut report, read_max(kv, CID_MAX_KEY)?)?;
+    if !options.deep {
+        check_metadata(kv, &superblock, &collections, &mut report)?;
+        return Ok(report);
+    }
+    // The data pass waits on the device, the metadata checks on the CPU: run them side by side.
+    let mut quiet = |_: FsckProgress| {};
+    let progress = options.progress.take().unwrap_or(&mut quiet);
+    let total = recorded_allocation(kv);
+    let (metadata, data) = std::thread::scope(|scope| {
+        let metadata = scope
+            .spawn(|| check_metadata(kv, &superblock, &collections, &mut report).map(|()| report));
+        let data = deep::check_data(device, kv, &superblock, &collections, total, progress);
+        (metadata.join(), data)
+    });
+    // A panic there is a bug; pass it on as if the checks had run on this thread.
+    let mut report = metadata.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    let data = data?;
+    deep::report_bad_chunks(&data, &mut report);
+    report.deep = Some(data);
+    Ok(report)
+}
+
+/// Every shallow check after the collections'.
+fn check_metadata(
+    kv: &dyn Kv,
+    superblock: &Superblock,
+    collections: &BTreeMap<u64, Vec<u8>>,
+    report: &mut FsckReport,
+) -> Result<()> {
     let mut inventory = metadata::check_onodes(
         kv,
-        &superblock,
-        &collections,
+        superblock,
+        collections,
         read_max(kv, NID_MAX_KEY)?,
-        &mut report,
+        report,
     )?;
-    metadata::check_shared_blobs(kv, &superblock, &mut inventory, &mut report)?;
-    metadata::check_shard_keys(kv, &inventory, &mut report)?;
-    metadata::check_omap_keys(kv, &inventory, &mut report)?;
+    metadata::check_shared_blobs(kv, superblock, &mut inventory, report)?;
+    metadata::check_shard_keys(kv, &inventory, report)?;
+    metadata::check_omap_keys(kv, &inventory, report)?;
     (report.deferred_records, report.deferred_bytes) =
-        metadata::check_deferred(kv, &superblock, &mut report)?;
-    space::check_space(kv, &superblock, &inventory.used, &mut report)?;
-    check_stats(kv, &inventory, &mut report)?;
-    if options.deep {
-        let mut quiet = |_: FsckProgress| {};
-        let progress = options.progress.take().unwrap_or(&mut quiet);
-        let total = report.referenced_bytes;
-        let data = deep::check_data(device, kv, &superblock, &collections, total, progress)?;
-        deep::report_bad_chunks(&data, &mut report);
-        report.deep = Some(data);
-    }
-    Ok(report)
+        metadata::check_deferred(kv, superblock, report)?;
+    space::check_space(kv, superblock, &inventory.used, report)?;
+    check_stats(kv, &inventory, report)
+}
+
+/// Bytes allocated to objects as the statistics record says (0 if it cannot be read): what a
+/// deep fsck expects to read, for its progress.
+fn recorded_allocation(kv: &dyn Kv) -> u64 {
+    kv.get(KeySpace::Stats, STATFS_KEY)
+        .ok()
+        .flatten()
+        .and_then(|value| StatfsRecord::decode(&value).ok())
+        .map_or(0, |record| record.allocated_bytes)
 }
 
 /// The statistics record equals the sums over every object.
