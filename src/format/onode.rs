@@ -106,6 +106,13 @@ impl Blob {
     pub fn chunk_count(&self) -> usize {
         (self.length >> self.csum_chunk_order) as usize
     }
+
+    /// Whether chunk `index` was never written since allocation.
+    pub fn chunk_unused(&self, index: u64) -> bool {
+        let bits = self.unused.as_deref().unwrap_or_default();
+        bits.get((index / 8) as usize)
+            .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
+    }
 }
 
 /// A logical range of the object mapped into a blob of the same extent map.

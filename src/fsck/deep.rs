@@ -249,7 +249,7 @@ impl DataPass<'_> {
                 } else {
                     seen.insert((id, index))
                 };
-                if !fresh || chunk_unused(blob, index) {
+                if !fresh || blob.chunk_unused(index) {
                     self.close_run(run.take());
                     continue;
                 }
@@ -448,12 +448,6 @@ fn expected_crc(blob: &Blob, index: u64) -> Option<u32> {
         CsumType::None => None,
         _ => blob.csums.get(index as usize).copied(),
     }
-}
-
-fn chunk_unused(blob: &Blob, index: u64) -> bool {
-    let bits = blob.unused.as_deref().unwrap_or_default();
-    bits.get((index / 8) as usize)
-        .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
 }
 
 /// Deferred writes committed but not yet applied: the device is older than the metadata there.

@@ -260,7 +260,7 @@ fn fits_in_place(
     if !map.units_held(id, position as u32, length as u32) {
         return None;
     }
-    let all_unused = (position / chunk..(position + length) / chunk).all(|i| chunk_unused(blob, i));
+    let all_unused = (position / chunk..(position + length) / chunk).all(|i| blob.chunk_unused(i));
     Some(InPlace {
         blob: id,
         blob_position: position as u32,
@@ -272,12 +272,6 @@ fn fits_in_place(
 /// `shard_starts`, sorted; before the first is shard 0).
 fn shard_of(shard_starts: &[u64], offset: u64) -> usize {
     shard_starts.partition_point(|start| *start <= offset)
-}
-
-fn chunk_unused(blob: &Blob, index: u64) -> bool {
-    let bits = blob.unused.as_deref().unwrap_or_default();
-    bits.get((index / 8) as usize)
-        .is_some_and(|byte| byte & (1 << (index % 8)) != 0)
 }
 
 /// One new blob laid out over part of the write buffer.
