@@ -143,6 +143,7 @@ pub fn check_data(
             shared_seen: HashSet::new(),
             report: DeepReport::default(),
             bytes_total,
+            device_end: device.info().size_bytes,
             progress,
         };
         let scanned = kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
@@ -218,6 +219,7 @@ struct DataPass<'a> {
     shared_seen: HashSet<u64>,
     report: DeepReport,
     bytes_total: u64,
+    device_end: u64,
     progress: &'a mut dyn FnMut(FsckProgress),
 }
 
@@ -274,8 +276,18 @@ impl DataPass<'_> {
         }
     }
 
+    /// Queues `run`, less any chunks past the end of the device: the shallow checks name the
+    /// objects that lost them (`onode.beyond_device`), once each rather than once per chunk.
     fn close_run(&mut self, run: Option<ChunkRun>) {
-        if let Some(run) = run {
+        let Some(mut run) = run else {
+            return;
+        };
+        let within = self.device_end.saturating_sub(run.device_offset) / u64::from(run.chunk_bytes);
+        if within < u64::from(run.chunks) {
+            run.chunks = within as u32;
+            run.expected.truncate(within as usize);
+        }
+        if run.chunks > 0 {
             self.batch_bytes += run.length();
             self.batch.push(run);
         }

@@ -65,12 +65,14 @@ pub fn check_collections(
 }
 
 /// Every onode belongs to a collection, decodes with its shards, has a unique id at most the
-/// counter; marks the space it references. Returns what later checks need.
+/// counter, and references only space the device has (`device_end` bytes); marks the space it
+/// references. Returns what later checks need.
 pub fn check_onodes(
     kv: &dyn Kv,
     superblock: &Superblock,
     collections: &BTreeMap<u64, Vec<u8>>,
     nid_max: Option<u64>,
+    device_end: u64,
     report: &mut FsckReport,
 ) -> Result<Inventory> {
     let unit = unit_bytes(superblock);
@@ -98,7 +100,10 @@ pub fn check_onodes(
         }
         match Onode::decode(kv, value, superblock.min_alloc_size) {
             Err(error) => report.error("onode.decode", format!("{shown}: {error}")),
-            Ok(onode) => check_onode(&onode, &shown, nid_max, &mut used, &mut inventory, report),
+            Ok(onode) => {
+                check_onode(&onode, &shown, nid_max, &mut used, &mut inventory, report);
+                check_within_device(&onode, &shown, device_end, report);
+            }
         }
         Ok(true)
     })?;
@@ -153,6 +158,24 @@ fn check_onode(
     }
     inventory.stats.stored_bytes += onode.extent_map.stored_bytes();
     inventory.stats.object_count += 1;
+}
+
+/// An object whose data lies past the end of the device (a truncated block file, or the wrong
+/// device behind the link) has lost it: named, with how much.
+fn check_within_device(onode: &Onode, shown: &str, device_end: u64, report: &mut FsckReport) {
+    let beyond: u64 = onode
+        .extent_map
+        .referenced_units()
+        .map(|(_, extent)| extent.end().saturating_sub(extent.offset.max(device_end)))
+        .sum();
+    if beyond > 0 {
+        report.error(
+            "onode.beyond_device",
+            format!(
+                "{shown}: {beyond} bytes of its space lie past the end of the device ({device_end} bytes)"
+            ),
+        );
+    }
 }
 
 /// Every extent-shard key belongs to a live object and is one of its listed shards.

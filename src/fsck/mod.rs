@@ -162,10 +162,21 @@ pub fn fsck_with(
             Err(other) => return Err(other),
         }
     }
+    let device_end = device.info().size_bytes;
+    if device_end < superblock.device_size {
+        report.error(
+            "device.truncated",
+            format!(
+                "the device has {device_end} bytes but the store uses {} (a truncated block file, \
+                 or another device behind the link)",
+                superblock.device_size
+            ),
+        );
+    }
     let kv: &dyn Kv = &overlay;
     let collections = metadata::check_collections(kv, &mut report, read_max(kv, CID_MAX_KEY)?)?;
     if !options.deep {
-        check_metadata(kv, &superblock, &collections, &mut report)?;
+        check_metadata(kv, &superblock, &collections, device_end, &mut report)?;
         return Ok(report);
     }
     // The data pass waits on the device, the metadata checks on the CPU: run them side by side.
@@ -173,8 +184,9 @@ pub fn fsck_with(
     let progress = options.progress.take().unwrap_or(&mut quiet);
     let total = recorded_allocation(kv);
     let (metadata, data) = std::thread::scope(|scope| {
-        let metadata = scope
-            .spawn(|| check_metadata(kv, &superblock, &collections, &mut report).map(|()| report));
+        let metadata = scope.spawn(|| {
+            check_metadata(kv, &superblock, &collections, device_end, &mut report).map(|()| report)
+        });
         let data = deep::check_data(device, kv, &superblock, &collections, total, progress);
         (metadata.join(), data)
     });
@@ -191,15 +203,12 @@ fn check_metadata(
     kv: &dyn Kv,
     superblock: &Superblock,
     collections: &BTreeMap<u64, Vec<u8>>,
+    device_end: u64,
     report: &mut FsckReport,
 ) -> Result<()> {
-    let mut inventory = metadata::check_onodes(
-        kv,
-        superblock,
-        collections,
-        read_max(kv, NID_MAX_KEY)?,
-        report,
-    )?;
+    let nid_max = read_max(kv, NID_MAX_KEY)?;
+    let mut inventory =
+        metadata::check_onodes(kv, superblock, collections, nid_max, device_end, report)?;
     metadata::check_shared_blobs(kv, superblock, &mut inventory, report)?;
     metadata::check_shard_keys(kv, &inventory, report)?;
     metadata::check_omap_keys(kv, &inventory, report)?;

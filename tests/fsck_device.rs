@@ -1,0 +1,74 @@
+//! fsck sees what the device really holds: a block file shorter than the store it carries (cut
+//! short, or the wrong file behind the link) is reported, naming each object whose space lies
+//! past its end, while the objects inside it are left unaccused.
+
+mod common;
+
+use bstore::Store;
+use common::{RealStore, pattern};
+
+#[test]
+fn a_truncated_block_file_is_reported_with_the_objects_it_cut_off() {
+    let real = RealStore::new(64 << 20);
+    let store = real.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "early", &pattern(1, 100_000)).unwrap();
+    store.put("c", "late", &pattern(2, 8 << 20)).unwrap();
+    let early_end = store
+        .fiemap("c", "early")
+        .unwrap()
+        .iter()
+        .map(|e| e.device_offset + e.length)
+        .max()
+        .unwrap();
+    let late_start = store.fiemap("c", "late").unwrap()[0].device_offset;
+    assert!(early_end < late_start, "allocation goes forward");
+    store.close().unwrap();
+    assert!(Store::fsck(real.path()).unwrap().is_clean());
+
+    // Cut at the end of the early object's last allocation unit.
+    let cut = early_end.next_multiple_of(4096);
+    assert!(cut <= late_start);
+    let block = std::fs::OpenOptions::new()
+        .write(true)
+        .open(real.block())
+        .unwrap();
+    block.set_len(cut).unwrap();
+    drop(block);
+    let report = Store::fsck(real.path()).unwrap();
+    let checks: Vec<(&str, &str)> = report
+        .errors
+        .iter()
+        .map(|e| (e.check, e.detail.as_str()))
+        .collect();
+    assert!(
+        checks
+            .iter()
+            .any(|(check, detail)| *check == "device.truncated"
+                && detail.contains(&format!("has {cut} bytes"))),
+        "{checks:?}"
+    );
+    let beyond: Vec<_> = checks
+        .iter()
+        .filter(|(check, _)| *check == "onode.beyond_device")
+        .collect();
+    assert_eq!(beyond.len(), 1, "{checks:?}");
+    assert!(beyond[0].1.contains("late"), "{checks:?}");
+    assert!(
+        beyond[0]
+            .1
+            .contains(&format!("{} bytes of its space", 8 << 20)),
+        "the whole object lies past the cut: {checks:?}"
+    );
+
+    // Deep fsck reads what is left and accuses nothing more.
+    let options = bstore::FsckOptions {
+        deep: true,
+        ..bstore::FsckOptions::default()
+    };
+    let deep = Store::fsck_with(real.path(), options).unwrap();
+    assert_eq!(deep.errors.len(), report.errors.len(), "{:?}", deep.errors);
+    let data = deep.deep.unwrap();
+    assert!(data.bad_chunks.is_empty(), "{:?}", data.bad_chunks);
+    assert!(data.bytes_read >= 100_000);
+}
