@@ -46,7 +46,10 @@ pub mod txn;
 
 pub use alloc::ScoreVariant;
 pub use error::{Error, Result};
-pub use fsck::{BadChunk, ChunkProblem, DeepReport, FsckOptions, FsckProgress, FsckReport};
+pub use fsck::{
+    BadChunk, ChunkProblem, DeepReport, FsckOptions, FsckProgress, FsckReport, Repair,
+    RepairOptions, RepairReport,
+};
 pub use journal::{JournalReplay, JournalStatus};
 pub use store::{
     Background, BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions,

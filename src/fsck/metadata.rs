@@ -82,7 +82,9 @@ pub fn check_onodes(
     kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
         report.objects += 1;
         let Ok((collection_id, name)) = keys::split_onode_key(key) else {
-            report.error("onode.key", format!("onode key of {} bytes", key.len()));
+            let shown = format!("onode key of {} bytes", key.len());
+            report.error("onode.key", shown.clone());
+            inventory.lost.push((key.to_vec(), shown));
             return Ok(true);
         };
         let shown = format!("object {collection_id}/{}", name.escape_ascii());
@@ -99,7 +101,10 @@ pub fn check_onodes(
             );
         }
         match Onode::decode(kv, value, superblock.min_alloc_size) {
-            Err(error) => report.error("onode.decode", format!("{shown}: {error}")),
+            Err(error) => {
+                report.error("onode.decode", format!("{shown}: {error}"));
+                inventory.lost.push((key.to_vec(), shown));
+            }
             Ok(onode) => {
                 check_onode(&onode, &shown, nid_max, &mut used, &mut inventory, report);
                 check_within_device(&onode, &shown, device_end, report);

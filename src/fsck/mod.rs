@@ -18,6 +18,7 @@
 
 mod deep;
 mod metadata;
+mod repair;
 mod space;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,6 +35,7 @@ use crate::kv::records::read_superblock;
 use crate::kv::{Kv, OverlayKv};
 
 pub use deep::{BadChunk, ChunkProblem, DeepReport};
+pub use repair::{Repair, RepairOptions, RepairReport, repair};
 
 /// One violated invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +117,8 @@ struct Inventory {
     used: BitVec<u64, Lsb0>,
     /// Blob instances referencing each (shared blob, unit offset).
     shared_refs: BTreeMap<(u64, u64), u32>,
+    /// Onode keys whose object could not be decoded (with how fsck names it).
+    lost: Vec<(Vec<u8>, String)>,
 }
 
 /// Checks the store on `device` and `kv` (shallow: metadata only).

@@ -28,7 +28,7 @@ use crate::completion::Completion;
 use crate::device::{Access, BlockDevice, DeviceInfo, IoBackend};
 use crate::error::{Error, Result};
 use crate::format::label::Label;
-use crate::fsck::{FsckOptions, FsckReport, fsck, fsck_with};
+use crate::fsck::{FsckOptions, FsckReport, RepairOptions, RepairReport, fsck, fsck_with};
 use crate::journal::{JournalReplay, JournalStatus};
 use crate::kv::{Kv, KvIoStats};
 #[cfg(feature = "rocksdb")]
@@ -256,6 +256,40 @@ impl Store {
         let device = open::open_device(&dir.block(), IoBackend::Sync, Access::ReadOnly)?;
         let kv = open_kv(&dir, KvOpenMode::ReadOnly)?;
         crate::journal::inspect(device.device.as_ref(), kv.as_ref())
+    }
+
+    /// Repairs the stopped store in directory `path` from its object metadata (see
+    /// [`RepairOptions`]): the freelist, statistics, shared-blob counts and id counters are
+    /// rebuilt, keys no object owns removed. A dry run opens everything read-only and writes
+    /// nothing. An open store is `Busy`.
+    #[cfg(feature = "rocksdb")]
+    pub fn repair(path: impl AsRef<Path>, options: RepairOptions) -> Result<RepairReport> {
+        let path = path.as_ref();
+        let dir = StoreDir::lock(path).map_err(|error| match error {
+            Error::Busy(_) => Error::Busy(format!(
+                "store {} is open by another process; repair works on a stopped store",
+                path.display()
+            )),
+            other => other,
+        })?;
+        dir.require_store()?;
+        let (access, mode) = if options.dry_run {
+            (Access::ReadOnly, KvOpenMode::ReadOnly)
+        } else {
+            (Access::ReadWrite, KvOpenMode::ReadWrite)
+        };
+        let device = open::open_device(&dir.block(), IoBackend::Sync, access)?;
+        let kv = open_kv(&dir, mode)?;
+        crate::fsck::repair(device.device.as_ref(), kv.as_ref(), options)
+    }
+
+    /// Repairs a store on an opened device and KV store that no one has mounted.
+    pub fn repair_on(
+        device: &dyn BlockDevice,
+        kv: &dyn Kv,
+        options: RepairOptions,
+    ) -> Result<RepairReport> {
+        crate::fsck::repair(device, kv, options)
     }
 
     /// Checks a store on an opened device and KV store that no one has mounted.

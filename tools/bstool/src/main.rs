@@ -117,6 +117,9 @@ enum Command {
     /// Check the store offline (read-only; the store must be stopped); exit 0 when clean, 1
     /// when errors were found. --deep also reads every referenced byte and verifies it.
     Fsck(cmd::fsck::Args),
+    /// Repair a stopped store from its object metadata: rebuild the freelist, statistics,
+    /// shared-blob counts and id counters, remove keys no object owns; exit 0 when clean after.
+    Repair(cmd::repair::Args),
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
@@ -167,6 +170,7 @@ fn run(cli: &Cli) -> CmdResult {
         Command::OmapHeader(args) => cmd::attrs::omap_header(cli, args),
         Command::OmapSetHeader(args) => cmd::attrs::omap_set_header(cli, args),
         Command::Fsck(args) => cmd::fsck::run(cli, args),
+        Command::Repair(args) => cmd::repair::run(cli, args),
         Command::Bench(args) => bench::run(cli, args),
     }
 }

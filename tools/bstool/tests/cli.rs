@@ -327,6 +327,50 @@ fn fsck_exits_one_when_it_finds_damage() {
 }
 
 #[test]
+fn repair_puts_a_broken_freelist_right_and_a_dry_run_changes_nothing() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "64M"]));
+    ok(bstool_at(
+        &s.store(),
+        &["put", "c", "o", "-"],
+        Some(&[5u8; 10_000]),
+    ));
+    // The freelist of region 0 rewritten as all free but the reserved start (as above).
+    {
+        let kv = bstore::kv::RocksKv::open(
+            &s.store().join("db"),
+            None,
+            bstore::kv::KvOpenMode::ReadWrite,
+        )
+        .unwrap();
+        let mut batch = bstore::kv::Batch::new();
+        batch.put(
+            bstore::kv::KeySpace::Freelist,
+            0u64.to_be_bytes().to_vec(),
+            vec![0b0000_0011],
+        );
+        bstore::kv::Kv::write(&kv, batch, bstore::kv::Durability::Sync).unwrap();
+    }
+    let plan = json(&ok(s.bstool(&["repair", "--dry-run"])));
+    assert_eq!(plan["dry_run"], true);
+    assert_eq!(plan["clean"], true, "the plan leaves a clean store: {plan}");
+    assert_eq!(plan["repairs"][0]["what"], "freelist", "{plan}");
+    assert_eq!(
+        s.bstool(&["fsck"]).status.code(),
+        Some(1),
+        "a dry run writes nothing"
+    );
+
+    let done = json(&ok(s.bstool(&["repair"])));
+    assert_eq!(done["before"]["clean"], false);
+    assert_eq!(done["clean"], true, "{done}");
+    assert_eq!(json(&ok(s.bstool(&["fsck"])))["clean"], true);
+    assert_eq!(ok(s.bstool(&["get", "c", "o"])).as_bytes(), [5u8; 10_000]);
+    let again = json(&ok(s.bstool(&["repair"])));
+    assert_eq!(again["repair_count"], 0, "{again}");
+}
+
+#[test]
 fn fsck_deep_reads_the_data_and_names_a_rotten_chunk() {
     let s = Scratch::new();
     ok(s.bstool(&["mkfs", "--size", "64M"]));

@@ -7,3 +7,4 @@ pub mod fsck;
 pub mod info;
 pub mod mkfs;
 pub mod objects;
+pub mod repair;

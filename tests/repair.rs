@@ -1,0 +1,356 @@
+//! Repair: for each fsck check, corrupt exactly what it guards, see fsck name it, see repair
+//! fix it (or refuse, for what cannot be derived), fsck clean afterwards, and every intact
+//! object read back as it was.
+
+mod common;
+
+use bstore::device::label::read_label;
+use bstore::format::freelist::encode_operand;
+use bstore::format::keys::{self, KeySpace};
+use bstore::format::records::{StatfsRecord, Superblock, encode_counter};
+use bstore::format::shared::SharedBlobRecord;
+use bstore::kv::records::read_superblock;
+use bstore::kv::{Batch, Durability, Kv};
+use bstore::{FsckReport, RepairOptions, RepairReport, Store, Transaction};
+use common::crash::read_everything;
+use common::model::Model;
+use common::{SimPair, pattern};
+
+/// A closed store with plain objects, omap and xattrs, and a clone sharing most of its source.
+fn populated() -> (SimPair, Model) {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "a", &pattern(1, 200_000)).unwrap();
+    store.put("c", "big", &pattern(2, 3 << 20)).unwrap();
+    let txn = Transaction::new()
+        .omap_setkeys("c", "a", [(b"k1".to_vec(), b"v1".to_vec())])
+        .setattr("c", "a", "attr", b"x".to_vec())
+        .clone_object("c", "big", "big-clone")
+        .write("c", "big-clone", 100_000, pattern(3, 70_000))
+        .clone();
+    store.apply(&txn).unwrap();
+    let model = read_everything(&store).unwrap();
+    store.close().unwrap();
+    (pair, model)
+}
+
+fn fsck(pair: &SimPair) -> FsckReport {
+    Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap()
+}
+
+fn checks(report: &FsckReport) -> Vec<&'static str> {
+    report.errors.iter().map(|e| e.check).collect()
+}
+
+fn repair(pair: &SimPair, options: RepairOptions) -> RepairReport {
+    Store::repair_on(pair.device.as_ref(), pair.kv.as_ref(), options).unwrap()
+}
+
+fn kv(pair: &SimPair) -> &dyn Kv {
+    pair.kv.as_ref()
+}
+
+fn superblock(pair: &SimPair) -> Superblock {
+    let label = read_label(pair.device.as_ref()).unwrap();
+    read_superblock(pair.kv.as_ref(), &label).unwrap()
+}
+
+fn write(pair: &SimPair, change: impl FnOnce(&mut Batch)) {
+    let mut batch = Batch::new();
+    change(&mut batch);
+    pair.kv.write(batch, Durability::Sync).unwrap();
+}
+
+/// Flips the freelist bit of the unit at `device_offset`.
+fn flip_freelist_bit(pair: &SimPair, device_offset: u64) {
+    let superblock = superblock(pair);
+    let unit = device_offset / u64::from(superblock.min_alloc_size);
+    let per_key = u64::from(superblock.freelist_blocks_per_key);
+    let (region, bit) = (unit / per_key, unit % per_key);
+    let operand = encode_operand((bit / 8) as u32, &[1 << (bit % 8)]);
+    write(pair, |batch| {
+        batch.merge(
+            KeySpace::Freelist,
+            keys::freelist_key(region).to_vec(),
+            operand,
+        )
+    });
+}
+
+fn device_offset_of(pair: &SimPair, object: &str) -> u64 {
+    let store = pair.open();
+    let offset = store.fiemap("c", object).unwrap()[0].device_offset;
+    store.close().unwrap();
+    offset
+}
+
+fn collection_id(pair: &SimPair) -> u64 {
+    let entries = kv(pair)
+        .scan_collect(KeySpace::Collections, b"c", None, 1)
+        .unwrap();
+    bstore::format::records::CollectionRecord::decode(&entries[0].1)
+        .unwrap()
+        .collection_id
+}
+
+/// Repairs, then checks that the store is clean, says so, and holds `model`.
+fn repaired_and_intact(pair: &SimPair, model: &Model, what: &str) -> RepairReport {
+    let report = repair(pair, RepairOptions::default());
+    assert!(
+        report.repairs.iter().any(|r| r.what == what),
+        "no {what} repair: {:?}",
+        report.repairs
+    );
+    assert!(report.after.is_clean(), "{:?}", report.after.errors);
+    assert!(fsck(pair).is_clean(), "{:?}", fsck(pair).errors);
+    let again = repair(pair, RepairOptions::default());
+    assert!(
+        again.repairs.is_empty(),
+        "repair is idempotent: {:?}",
+        again.repairs
+    );
+    let store = pair.open();
+    assert_eq!(&read_everything(&store).unwrap(), model);
+    store.close().unwrap();
+    report
+}
+
+#[test]
+fn a_healthy_store_needs_no_repair() {
+    let (pair, _) = populated();
+    let report = repair(&pair, RepairOptions::default());
+    assert!(report.before.is_clean() && report.after.is_clean());
+    assert!(report.repairs.is_empty(), "{:?}", report.repairs);
+}
+
+#[test]
+fn a_leaked_unit_is_freed() {
+    let (pair, model) = populated();
+    flip_freelist_bit(&pair, superblock(&pair).device_size - 4096);
+    assert_eq!(checks(&fsck(&pair)), ["space.leaked"]);
+    repaired_and_intact(&pair, &model, "freelist");
+}
+
+#[test]
+fn a_unit_in_use_marked_free_is_claimed_back() {
+    let (pair, model) = populated();
+    flip_freelist_bit(&pair, device_offset_of(&pair, "a"));
+    assert_eq!(checks(&fsck(&pair)), ["space.false_free"]);
+    repaired_and_intact(&pair, &model, "freelist");
+}
+
+#[test]
+fn wrong_statistics_are_recomputed() {
+    let (pair, model) = populated();
+    let wrong = StatfsRecord {
+        allocated_bytes: 1,
+        stored_bytes: 2,
+        object_count: 3,
+    };
+    write(&pair, |batch| {
+        batch.put(KeySpace::Stats, keys::STATFS_KEY.to_vec(), wrong.encode())
+    });
+    assert_eq!(checks(&fsck(&pair)), ["stats.mismatch"]);
+    repaired_and_intact(&pair, &model, "stats");
+}
+
+#[test]
+fn an_orphan_extent_shard_and_omap_key_are_removed() {
+    let (pair, model) = populated();
+    write(&pair, |batch| {
+        batch.put(
+            KeySpace::ExtentShards,
+            keys::shard_key(999_999, 0).to_vec(),
+            vec![1, 2, 3],
+        );
+        let mut omap = 999_999u64.to_be_bytes().to_vec();
+        omap.extend_from_slice(&[keys::OMAP_TAG_VALUE]);
+        omap.extend_from_slice(b"key");
+        batch.put(KeySpace::Omap, omap, b"value".to_vec());
+    });
+    assert_eq!(checks(&fsck(&pair)), ["shard.stray", "omap.orphan"]);
+    let report = repaired_and_intact(&pair, &model, "shard.stray");
+    assert!(report.repairs.iter().any(|r| r.what == "omap.orphan"));
+}
+
+/// Changes the first count of the clone's shared blob by `delta`.
+fn skew_shared_count(pair: &SimPair, delta: i64) {
+    let (key, value) = kv(pair)
+        .scan_collect(KeySpace::SharedBlobs, &[], None, 1)
+        .unwrap()
+        .remove(0);
+    let mut record = SharedBlobRecord::decode(&value).unwrap();
+    let count = record.refs.iter_mut().find(|c| **c > 0).unwrap();
+    *count = (i64::from(*count) + delta) as u32;
+    write(pair, |batch| {
+        batch.put(KeySpace::SharedBlobs, key, record.encode())
+    });
+}
+
+#[test]
+fn shared_blob_counts_too_high_or_too_low_are_recounted() {
+    for delta in [1, -1] {
+        let (pair, model) = populated();
+        skew_shared_count(&pair, delta);
+        let found = checks(&fsck(&pair));
+        assert!(found.contains(&"shared.refs"), "{delta}: {found:?}");
+        repaired_and_intact(&pair, &model, "shared.refs");
+        // The counts are right: removing both objects frees every shared unit, once.
+        let store = pair.open();
+        store
+            .apply(
+                Transaction::new()
+                    .remove("c", "big")
+                    .remove("c", "big-clone"),
+            )
+            .unwrap();
+        store.close().unwrap();
+        assert!(fsck(&pair).is_clean(), "{delta}: {:?}", fsck(&pair).errors);
+    }
+}
+
+#[test]
+fn an_object_id_above_its_counter_raises_the_counter() {
+    let (pair, model) = populated();
+    write(&pair, |batch| {
+        batch.put(
+            KeySpace::Super,
+            keys::NID_MAX_KEY.to_vec(),
+            encode_counter(1),
+        )
+    });
+    assert!(checks(&fsck(&pair)).contains(&"onode.nid_above_max"));
+    repaired_and_intact(&pair, &model, "counter");
+    // New objects get fresh ids: nothing collides with the ones in use.
+    let store = pair.open();
+    store.put("c", "new", b"fresh").unwrap();
+    store.close().unwrap();
+    assert!(fsck(&pair).is_clean(), "{:?}", fsck(&pair).errors);
+}
+
+#[test]
+fn an_undecodable_onode_is_reported_lost_and_kept_unless_dropped() {
+    let (pair, mut model) = populated();
+    let key = keys::onode_key(collection_id(&pair), b"a");
+    let mut value = pair.kv.get(KeySpace::Onodes, &key).unwrap().unwrap();
+    value[8] ^= 0xff; // the envelope's checksum no longer matches
+    write(&pair, |batch| {
+        batch.put(KeySpace::Onodes, key.clone(), value)
+    });
+    let found = checks(&fsck(&pair));
+    assert!(found.contains(&"onode.decode"), "{found:?}");
+
+    // Kept: its space stays allocated and its omap stays, for the operator to decide.
+    let kept = repair(&pair, RepairOptions::default());
+    assert!(checks(&kept.after).contains(&"onode.decode"));
+    assert!(
+        !kept
+            .repairs
+            .iter()
+            .any(|r| r.what == "freelist" || r.what == "omap.orphan"),
+        "nothing a lost object may own is freed: {:?}",
+        kept.repairs
+    );
+    assert!(
+        kept.after
+            .errors
+            .iter()
+            .any(|e| e.detail.contains("c") || e.check == "onode.decode")
+    );
+
+    // Dropped: removed by name, its space and omap reclaimed, the rest intact.
+    let dropped = repair(
+        &pair,
+        RepairOptions {
+            drop_lost: true,
+            ..RepairOptions::default()
+        },
+    );
+    let lost = dropped
+        .repairs
+        .iter()
+        .find(|r| r.what == "onode.lost")
+        .expect("the lost object is removed");
+    assert!(lost.detail.contains("/a"), "{lost:?}");
+    assert!(dropped.repairs.iter().any(|r| r.what == "freelist"));
+    assert!(dropped.repairs.iter().any(|r| r.what == "omap.orphan"));
+    assert!(dropped.after.is_clean(), "{:?}", dropped.after.errors);
+    model
+        .collections
+        .get_mut(b"c".as_slice())
+        .unwrap()
+        .remove(b"a".as_slice());
+    let store = pair.open();
+    assert_eq!(read_everything(&store).unwrap(), model);
+    store.close().unwrap();
+}
+
+#[test]
+fn a_dry_run_reports_the_repairs_and_changes_nothing() {
+    let (pair, _) = populated();
+    flip_freelist_bit(&pair, superblock(&pair).device_size - 4096);
+    let everything = |pair: &SimPair| -> Vec<_> {
+        KeySpace::ALL
+            .iter()
+            .map(|space| {
+                kv(pair)
+                    .scan_collect(*space, &[], None, usize::MAX)
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = everything(&pair);
+    let report = repair(
+        &pair,
+        RepairOptions {
+            dry_run: true,
+            ..RepairOptions::default()
+        },
+    );
+    assert!(report.dry_run);
+    assert!(report.repairs.iter().any(|r| r.what == "freelist"));
+    assert!(
+        report.after.is_clean(),
+        "the plan would leave a clean store"
+    );
+    assert_eq!(everything(&pair), before, "a dry run writes nothing");
+    assert_eq!(checks(&fsck(&pair)), ["space.leaked"]);
+}
+
+#[test]
+fn repair_never_touches_object_data() {
+    let (pair, model) = populated();
+    let target = device_offset_of(&pair, "a") + 100;
+    pair.device.corrupt_bit(target, 1);
+    let report = repair(&pair, RepairOptions::default());
+    assert!(report.repairs.is_empty(), "{:?}", report.repairs);
+    let options = bstore::FsckOptions {
+        deep: true,
+        ..bstore::FsckOptions::default()
+    };
+    let deep = Store::fsck_on_with(pair.device.as_ref(), pair.kv.as_ref(), options).unwrap();
+    assert_eq!(
+        checks(&deep),
+        ["data.checksum"],
+        "still there for the operator"
+    );
+    pair.device.corrupt_bit(target, 1);
+    let store = pair.open();
+    assert_eq!(read_everything(&store).unwrap(), model);
+    store.close().unwrap();
+}
+
+#[test]
+fn repair_refuses_a_store_that_is_open() {
+    let real = common::RealStore::new(64 << 20);
+    let store = real.open();
+    let refused = Store::repair(real.path(), RepairOptions::default());
+    assert!(
+        matches!(refused, Err(bstore::Error::Busy(_))),
+        "{refused:?}"
+    );
+    store.close().unwrap();
+    let report = Store::repair(real.path(), RepairOptions::default()).unwrap();
+    assert!(report.after.is_clean() && report.repairs.is_empty());
+}
