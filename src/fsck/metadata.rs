@@ -146,6 +146,13 @@ fn check_onode(
             format!("{shown}: nid {} used twice", onode.nid),
         );
     }
+    for (_, blob) in onode.extent_map.blobs() {
+        if let Some(sbid) = blob.shared_blob_id {
+            inventory
+                .shared_blobs
+                .insert(sbid, (blob.device_offset, blob.length));
+        }
+    }
     for (id, extent) in onode.extent_map.referenced_units() {
         match onode.extent_map.blob(id).shared_blob_id {
             // Counted here, checked against the record (and marked once) later.
@@ -156,7 +163,8 @@ fn check_onode(
                     .or_default() += 1
             }
             None => {
-                space::mark_referenced(used, extent, shown, report);
+                let twice = &mut inventory.referenced_twice;
+                space::mark_referenced(used, twice, extent, shown, report);
                 inventory.stats.allocated_bytes += extent.length;
             }
         }
@@ -181,6 +189,50 @@ fn check_within_device(onode: &Onode, shown: &str, device_end: u64, report: &mut
             ),
         );
     }
+}
+
+/// Names every object (and shared blob) referencing each unit referenced twice: which one holds
+/// the right bytes is the operator's call, and fsck must say whom to ask about.
+pub fn name_owners(
+    kv: &dyn Kv,
+    superblock: &Superblock,
+    collections: &BTreeMap<u64, Vec<u8>>,
+    units: &BTreeSet<u64>,
+    report: &mut FsckReport,
+) -> Result<()> {
+    let mut owners: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    kv.scan(KeySpace::Onodes, &[], None, &mut |key, value| {
+        let (Ok((collection_id, name)), Ok(onode)) = (
+            keys::split_onode_key(key),
+            Onode::decode(kv, value, superblock.min_alloc_size),
+        ) else {
+            return Ok(true);
+        };
+        for (id, extent) in onode.extent_map.referenced_units() {
+            if units.contains(&extent.offset) {
+                let collection = collections.get(&collection_id).map_or_else(
+                    || collection_id.to_string(),
+                    |c| c.escape_ascii().to_string(),
+                );
+                let via = match onode.extent_map.blob(id).shared_blob_id {
+                    Some(sbid) => format!(" (shared blob {sbid})"),
+                    None => String::new(),
+                };
+                owners
+                    .entry(extent.offset)
+                    .or_default()
+                    .push(format!("{collection}/{}{via}", name.escape_ascii()));
+            }
+        }
+        Ok(true)
+    })?;
+    for (offset, names) in owners {
+        report.error(
+            "space.owners",
+            format!("unit at {offset:#x} is referenced by {}", names.join(", ")),
+        );
+    }
+    Ok(())
 }
 
 /// Every extent-shard key belongs to a live object and is one of its listed shards.
@@ -229,14 +281,39 @@ pub fn check_omap_keys(kv: &dyn Kv, inventory: &Inventory, report: &mut FsckRepo
 
 /// Every shared-blob record decodes and counts exactly the blob instances that reference each
 /// of its units (fewer found: leaked references; more: over-referenced units); every shared
-/// unit in use is marked once and counted as allocated; no blob names a missing record.
+/// unit in use is marked once and counted as allocated; no blob names a missing record; no
+/// shared-blob id is above the counter (the next clone would reuse it).
 pub fn check_shared_blobs(
     kv: &dyn Kv,
     superblock: &Superblock,
+    sbid_max: Option<u64>,
     inventory: &mut Inventory,
     report: &mut FsckReport,
 ) -> Result<()> {
     let unit = unit_bytes(superblock);
+    match sbid_max {
+        None => report.error(
+            "counter.sbid_max",
+            "shared-blob id counter missing or undecodable",
+        ),
+        Some(max) => {
+            let above: Vec<u64> = kv
+                .scan_collect(KeySpace::SharedBlobs, &[], None, usize::MAX)?
+                .iter()
+                .filter_map(|(key, _)| keys::decode_be64_key("shared blob", key).ok())
+                .chain(inventory.shared_blobs.keys().copied())
+                .filter(|sbid| *sbid > max)
+                .collect::<BTreeSet<u64>>()
+                .into_iter()
+                .collect();
+            if !above.is_empty() {
+                report.error(
+                    "shared.id_above_max",
+                    format!("shared blob ids {above:?} above the counter {max}"),
+                );
+            }
+        }
+    }
     kv.scan(KeySpace::SharedBlobs, &[], None, &mut |key, value| {
         let sbid = match keys::decode_be64_key("shared blob", key) {
             Ok(sbid) => sbid,
@@ -285,7 +362,8 @@ pub fn check_shared_blobs(
             }
             if *recorded > 0 || found > 0 {
                 let extent = DeviceExtent::new(offset, unit);
-                space::mark_referenced(&mut inventory.used, extent, &shown, report);
+                let twice = &mut inventory.referenced_twice;
+                space::mark_referenced(&mut inventory.used, twice, extent, &shown, report);
                 inventory.stats.allocated_bytes += unit;
             }
         }

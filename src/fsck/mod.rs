@@ -28,7 +28,7 @@ use bitvec::prelude::*;
 use crate::device::BlockDevice;
 use crate::device::label::read_label;
 use crate::error::{Error, Result};
-use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, STATFS_KEY};
+use crate::format::keys::{CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY};
 use crate::format::records::{StatfsRecord, Superblock, decode_counter};
 use crate::journal::{self, JournalSummary};
 use crate::kv::records::read_superblock;
@@ -117,6 +117,10 @@ struct Inventory {
     used: BitVec<u64, Lsb0>,
     /// Blob instances referencing each (shared blob, unit offset).
     shared_refs: BTreeMap<(u64, u64), u32>,
+    /// Units found referenced by two blobs that do not share them.
+    referenced_twice: BTreeSet<u64>,
+    /// Where each shared blob the objects reference lies: (device offset, length).
+    shared_blobs: BTreeMap<u64, (u64, u32)>,
     /// Onode keys whose object could not be decoded (with how fsck names it).
     lost: Vec<(Vec<u8>, String)>,
 }
@@ -213,7 +217,12 @@ fn check_metadata(
     let nid_max = read_max(kv, NID_MAX_KEY)?;
     let mut inventory =
         metadata::check_onodes(kv, superblock, collections, nid_max, device_end, report)?;
-    metadata::check_shared_blobs(kv, superblock, &mut inventory, report)?;
+    let sbid_max = read_max(kv, SBID_MAX_KEY)?;
+    metadata::check_shared_blobs(kv, superblock, sbid_max, &mut inventory, report)?;
+    if !inventory.referenced_twice.is_empty() {
+        let twice = &inventory.referenced_twice;
+        metadata::name_owners(kv, superblock, collections, twice, report)?;
+    }
     metadata::check_shard_keys(kv, &inventory, report)?;
     metadata::check_omap_keys(kv, &inventory, report)?;
     (report.deferred_records, report.deferred_bytes) =

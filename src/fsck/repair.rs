@@ -165,6 +165,7 @@ struct Truth {
     /// Bytes of those units.
     unshared_allocated: u64,
     collection_ids: BTreeSet<u64>,
+    unit_bytes: u32,
 }
 
 impl Truth {
@@ -186,6 +187,7 @@ impl Truth {
             unshared_used: inventory.used.clone(),
             unshared_allocated: inventory.stats.allocated_bytes,
             collection_ids: collections.keys().copied().collect(),
+            unit_bytes: superblock.min_alloc_size,
             inventory,
         })
     }
@@ -299,12 +301,14 @@ fn recount_shared_blobs(
     report: &mut RepairReport,
 ) -> Result<()> {
     let found = &truth.inventory.shared_refs;
+    let mut recorded_sbids = BTreeSet::new();
     kv.scan(KeySpace::SharedBlobs, &[], None, &mut |key, value| {
-        let (Ok(sbid), Ok(mut record)) = (
-            keys::decode_be64_key("shared blob", key),
-            SharedBlobRecord::decode(value),
-        ) else {
-            return Ok(true); // undecodable records are left for the operator
+        let Ok(sbid) = keys::decode_be64_key("shared blob", key) else {
+            return Ok(true); // an undecodable key is left for the operator
+        };
+        recorded_sbids.insert(sbid);
+        let Ok(mut record) = SharedBlobRecord::decode(value) else {
+            return Ok(true); // so is an undecodable record
         };
         let unit = u64::from(record.unit_bytes());
         let mut changed = 0;
@@ -331,7 +335,32 @@ fn recount_shared_blobs(
             );
         }
         Ok(true)
-    })
+    })?;
+    // Blobs naming a record that is gone get it back, counting what references them.
+    let unit = u64::from(truth.unit_bytes);
+    for (sbid, (device_offset, length)) in &truth.inventory.shared_blobs {
+        if recorded_sbids.contains(sbid) {
+            continue;
+        }
+        let refs = (0..u64::from(*length) / unit)
+            .map(|index| {
+                let offset = device_offset + index * unit;
+                found.get(&(*sbid, offset)).copied().unwrap_or(0)
+            })
+            .collect();
+        let record = SharedBlobRecord {
+            device_offset: *device_offset,
+            length: *length,
+            refs,
+        };
+        let key = keys::shared_blob_key(*sbid).to_vec();
+        batch.put(KeySpace::SharedBlobs, key, record.encode());
+        report.repair(
+            "shared.missing",
+            format!("shared blob {sbid}: record rebuilt from the blobs that reference it"),
+        );
+    }
+    Ok(())
 }
 
 /// Removes extent shards and omap keys no live object owns.

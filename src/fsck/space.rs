@@ -1,6 +1,8 @@
 //! fsck checks of space: each allocation unit is referenced at most once, and the freelist is
 //! exactly the complement of the referenced units plus the reserved start.
 
+use std::collections::BTreeSet;
+
 use bitvec::prelude::*;
 
 use super::{FsckReport, unit_bytes};
@@ -18,9 +20,11 @@ pub fn mark_reserved(used: &mut BitSlice<u64, Lsb0>, unit: u64, reserved_end: u6
     used[..units].fill(true);
 }
 
-/// Marks one referenced allocation unit; a unit already marked is referenced twice.
+/// Marks one referenced allocation unit; a unit already marked is referenced twice (its
+/// offset goes into `twice`, so that every owner can be named afterwards).
 pub fn mark_referenced(
     used: &mut BitSlice<u64, Lsb0>,
+    twice: &mut BTreeSet<u64>,
     extent: DeviceExtent,
     owner: &str,
     report: &mut FsckReport,
@@ -35,13 +39,16 @@ pub fn mark_referenced(
                 extent.offset, extent.length
             ),
         ),
-        Some(bit) if *bit => report.error(
-            "space.referenced_twice",
-            format!(
-                "{owner} references {:#x}+{:#x}, which another blob references too",
-                extent.offset, extent.length
-            ),
-        ),
+        Some(bit) if *bit => {
+            report.error(
+                "space.referenced_twice",
+                format!(
+                    "{owner} references {:#x}+{:#x}, which another blob references too",
+                    extent.offset, extent.length
+                ),
+            );
+            twice.insert(extent.offset);
+        }
         Some(mut bit) => {
             *bit = true;
             report.referenced_bytes += extent.length;
