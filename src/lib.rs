@@ -53,6 +53,7 @@ pub use fsck::{
 pub use journal::{JournalReplay, JournalStatus};
 pub use store::{
     Background, BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions,
-    JournalSize, MkfsOptions, ObjectStat, OpenOptions, Statfs, Store, Work,
+    JournalSize, MkfsOptions, ObjectStat, OpenOptions, ScrubOptions, ScrubReport, Statfs, Store,
+    Work,
 };
 pub use txn::Transaction;

@@ -217,22 +217,82 @@ fn device_read(
 }
 
 fn verify_chunks(blob: &Blob, plan: &PieceRead, request: &IoRequest, object: &str) -> Result<()> {
-    if blob.csum_type == CsumType::None {
-        return Ok(());
+    match mismatches(blob, plan, request).next() {
+        None => Ok(()),
+        Some(bad) => Err(Error::ChecksumMismatch {
+            object: object.to_string(),
+            object_offset: bad.object_offset,
+            device_offset: bad.device_offset,
+            expected: bad.expected,
+            actual: bad.actual,
+        }),
     }
+}
+
+/// A chunk whose bytes do not match the checksum its blob records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mismatch {
+    /// Offset of the chunk within the object.
+    pub object_offset: u64,
+    /// Offset of the chunk on the device.
+    pub device_offset: u64,
+    /// Bytes of the chunk.
+    pub length: u64,
+    /// crc32c the blob records.
+    pub expected: u32,
+    /// crc32c of the bytes read.
+    pub actual: u32,
+}
+
+/// Every chunk of `request` (read for `plan`) that fails its checksum.
+fn mismatches<'a>(
+    blob: &'a Blob,
+    plan: &'a PieceRead,
+    request: &'a IoRequest,
+) -> impl Iterator<Item = Mismatch> + 'a {
     let chunk = blob.csum_chunk() as usize;
-    for (index, bytes) in request.buf.chunks_exact(chunk).enumerate() {
-        let expected = blob.csums[plan.first_chunk + index];
-        let actual = crate::csum::chunk_crc(bytes);
-        if actual != expected {
-            return Err(Error::ChecksumMismatch {
-                object: object.to_string(),
+    let checked = blob.csum_type != CsumType::None;
+    request
+        .buf
+        .chunks_exact(chunk)
+        .enumerate()
+        .filter(move |_| checked)
+        .filter_map(move |(index, bytes)| {
+            let expected = blob.csums[plan.first_chunk + index];
+            let actual = crate::csum::chunk_crc(bytes);
+            (actual != expected).then(|| Mismatch {
                 object_offset: plan.chunk_logical_offset + (index * chunk) as u64,
                 device_offset: request.device_offset + (index * chunk) as u64,
+                length: chunk as u64,
                 expected,
                 actual,
-            });
-        }
+            })
+        })
+}
+
+/// The second half of a read for a scrub: reads the device and checks every chunk, returning
+/// the bytes read from the device and every chunk that failed (a read stops at the first).
+pub fn verify_read(
+    device: &dyn BlockDevice,
+    onode: &Onode,
+    plan: ReadPlan,
+) -> Result<(u64, Vec<Mismatch>)> {
+    if plan.requests.is_empty() {
+        return Ok((0, Vec::new()));
     }
-    Ok(())
+    let completed = device.run(plan.requests)?;
+    let bytes = completed
+        .iter()
+        .map(|request| request.buf.len() as u64)
+        .sum();
+    let bad = plan
+        .plans
+        .iter()
+        .zip(&completed)
+        .flat_map(|(piece, request)| {
+            let blob = onode.extent_map.blob(piece.blob);
+            mismatches(blob, piece, request).collect::<Vec<_>>()
+        })
+        .collect();
+    Ok((bytes, bad))
 }

@@ -12,6 +12,7 @@ pub mod mount;
 pub mod open;
 pub mod options;
 pub mod read;
+pub mod scrub;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub use options::{
     Work,
 };
 pub use read::OmapIter;
+pub use scrub::{SCRUB_BYTES_PER_SECOND_DEFAULT, ScrubOptions, ScrubReport};
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};
 use crate::completion::Completion;
@@ -140,6 +142,10 @@ pub struct CountersSnapshot {
     /// Freed bytes not yet reusable: waiting for deferred records to be applied, or for reads
     /// that began before the space was freed (a gauge).
     pub freed_bytes_waiting: u64,
+    /// Device bytes read and verified by scrubs.
+    pub scrub_bytes_read: u64,
+    /// Chunks scrubs found failing their checksum.
+    pub scrub_bad_chunks: u64,
 }
 
 impl CountersSnapshot {
@@ -600,6 +606,8 @@ impl Store {
             deferred_records_replayed: c.deferred_records_replayed.load(Ordering::Relaxed),
             freed_bytes_waiting: self.engine.deferred.held_bytes()
                 + self.engine.reclaimer.pending_bytes(),
+            scrub_bytes_read: c.scrub_bytes_read.load(Ordering::Relaxed),
+            scrub_bad_chunks: c.scrub_bad_chunks.load(Ordering::Relaxed),
         }
     }
 }

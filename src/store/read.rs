@@ -255,7 +255,7 @@ impl Store {
         self.newest_onode_in(&collection, object)
     }
 
-    fn newest_onode_in(
+    pub(super) fn newest_onode_in(
         &self,
         collection: &Arc<Collection>,
         object: &[u8],

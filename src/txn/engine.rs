@@ -220,6 +220,10 @@ pub struct Counters {
     pub deferred_records_replayed: AtomicU64,
     /// Commits too large for one record, made durable by a checkpoint and a synced KV write.
     pub journal_bypasses: AtomicU64,
+    /// Device bytes read and verified by scrubs.
+    pub scrub_bytes_read: AtomicU64,
+    /// Chunks scrubs found failing their checksum.
+    pub scrub_bad_chunks: AtomicU64,
 }
 
 impl Counters {

@@ -120,6 +120,9 @@ enum Command {
     /// Repair a stopped store from its object metadata: rebuild the freelist, statistics,
     /// shared-blob counts and id counters, remove keys no object owns; exit 0 when clean after.
     Repair(cmd::repair::Args),
+    /// Verify every referenced byte of a stopped store against its checksums (fsck --deep,
+    /// reporting the data only); exit 0 when clean, 1 when bad chunks were found.
+    Scrub(cmd::fsck::ScrubArgs),
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
@@ -171,6 +174,7 @@ fn run(cli: &Cli) -> CmdResult {
         Command::OmapSetHeader(args) => cmd::attrs::omap_set_header(cli, args),
         Command::Fsck(args) => cmd::fsck::run(cli, args),
         Command::Repair(args) => cmd::repair::run(cli, args),
+        Command::Scrub(args) => cmd::fsck::run_scrub(cli, args),
         Command::Bench(args) => bench::run(cli, args),
     }
 }

@@ -381,6 +381,7 @@ fn fsck_deep_reads_the_data_and_names_a_rotten_chunk() {
     ));
     let clean = json(&ok(s.bstool(&["fsck", "--deep"])));
     assert_eq!(clean["clean"], true, "{clean}");
+    assert_eq!(json(&ok(s.bstool(&["scrub"])))["clean"], true);
     assert!(
         clean["deep"]["bytes_read"].as_u64().unwrap() >= 100_000,
         "{clean}"
@@ -421,6 +422,12 @@ fn fsck_deep_reads_the_data_and_names_a_rotten_chunk() {
     let length = bad[0]["length"].as_u64().unwrap();
     assert!((start..start + length).contains(&70_000), "{report}");
     assert_eq!(report["errors"][0]["check"], "data.checksum");
+    // The offline scrub reads the same and reports only the data.
+    let scrub = s.bstool(&["scrub"]);
+    assert_eq!(scrub.status.code(), Some(1));
+    let scrub = json(&String::from_utf8(scrub.stdout).unwrap());
+    assert_eq!(scrub["deep"]["bad_chunks"][0]["object"], "c/o", "{scrub}");
+    assert_eq!(scrub["error_count"], 1);
 }
 
 #[test]

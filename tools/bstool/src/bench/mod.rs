@@ -93,6 +93,10 @@ pub struct Args {
     /// Seed of the workloads' random choices (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
+    /// Scrub bstore's objects (at the default scrub pace) beside every timed workload, to see
+    /// what an online scrub costs clients.
+    #[arg(long)]
+    scrub: bool,
 }
 
 /// Runs the benchmark.
@@ -148,6 +152,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
             params: &params,
             data: &data,
             fio: fio_job,
+            scrub: args.scrub,
         };
         rows.extend(suite.run(&workloads)?);
         engine.close()?;
@@ -230,6 +235,8 @@ struct Suite<'a> {
     params: &'a Params,
     data: &'a [u8],
     fio: Option<FioSetup>,
+    /// Scrub beside each timed workload.
+    scrub: bool,
 }
 
 impl Suite<'_> {
@@ -288,7 +295,7 @@ impl Suite<'_> {
             store.statfs().ok().map(|s| s.allocated_bytes as i64)
         };
         let allocated_before = allocated();
-        let outcome = match workload {
+        let outcome = self.beside_scrub(|| match workload {
             Workload::Aging => workload::run_aging(self.engine, self.params, self.data),
             Workload::OsdBench => self.engine.osd_bench(self.params.seed).unwrap_or_else(|| {
                 Err(format!(
@@ -297,7 +304,7 @@ impl Suite<'_> {
                 ))
             }),
             _ => workload::run(self.engine, workload, self.params, self.data),
-        };
+        });
         let cpu = metrics::cpu_seconds() - cpu_before;
         let bytes_after = self.engine.bytes();
         let mut row = Row {
@@ -334,6 +341,30 @@ impl Suite<'_> {
             }
         }
         row
+    }
+}
+
+impl Suite<'_> {
+    /// Runs `work`, with scrubs of the whole store going on beside it when asked (bstore only).
+    fn beside_scrub<T>(&self, work: impl FnOnce() -> T) -> T {
+        let (true, Some(store)) = (self.scrub, self.engine.store()) else {
+            return work();
+        };
+        let done = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    let options = bstore::ScrubOptions::default();
+                    if let Err(error) = store.scrub_until(&options, &done) {
+                        crate::output::warn(&format!("scrub beside the workload: {error}"));
+                        return;
+                    }
+                }
+            });
+            let result = work();
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            result
+        })
     }
 }
 

@@ -3,7 +3,8 @@
 //! Nothing is written (RocksDB opens read-only, the device `O_RDONLY`), so fsck works on a
 //! read-only mount or snapshot of a damaged disk. The exit status survives a closed pipe
 //! (`bstool fsck | head -1`). `--deep` reads every byte the objects reference and verifies
-//! every checksum chunk, showing its progress on stderr when that is a terminal.
+//! every checksum chunk, showing its progress on stderr when that is a terminal. `bstool scrub`
+//! is the same deep read, reporting only what it found in the data.
 
 use std::process::ExitCode;
 
@@ -25,21 +26,18 @@ pub struct Args {
     quiet: bool,
 }
 
+/// `bstool scrub` options.
+#[derive(Debug, clap::Args)]
+pub struct ScrubArgs {
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
+}
+
 /// Checks the store and prints the report.
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let path = cli.store_path()?;
-    let bar = progress_bar(args);
-    let mut show = |progress: FsckProgress| {
-        bar.set_length(progress.bytes_total.max(progress.bytes_read));
-        bar.set_position(progress.bytes_read);
-    };
-    let options = FsckOptions {
-        deep: args.deep,
-        progress: Some(&mut show),
-    };
-    let report = Store::fsck_with(path, options);
-    bar.finish_and_clear();
-    let report = report.map_err(|e| format!("fsck {}: {e}", path.display()))?;
+    let report = check(path, args.deep, args.quiet)?;
     let errors: Vec<_> = report
         .errors
         .iter()
@@ -70,6 +68,51 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     })
 }
 
+/// The offline scrub: a deep fsck, reported for its data only (`data.*` findings and what the
+/// data pass read).
+pub fn run_scrub(cli: &Cli, args: &ScrubArgs) -> CmdResult {
+    let path = cli.store_path()?;
+    let report = check(path, true, args.quiet)?;
+    let errors: Vec<_> = report
+        .errors
+        .iter()
+        .filter(|e| e.check.starts_with("data."))
+        .map(|e| json!({"check": e.check, "detail": e.detail}))
+        .collect();
+    let clean = errors.is_empty();
+    let value = json!({
+        "clean": clean,
+        "error_count": errors.len(),
+        "objects": report.objects,
+        "deep": report.deep.as_ref().map(deep_json),
+        "errors": errors,
+    });
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
+    Ok(if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Runs fsck on the store at `path`, with a byte progress bar for a deep one.
+fn check(path: &std::path::Path, deep: bool, quiet: bool) -> Result<bstore::FsckReport, String> {
+    let bar = progress_bar(deep && !quiet);
+    let mut show = |progress: FsckProgress| {
+        bar.set_length(progress.bytes_total.max(progress.bytes_read));
+        bar.set_position(progress.bytes_read);
+    };
+    let options = FsckOptions {
+        deep,
+        progress: Some(&mut show),
+    };
+    let report = Store::fsck_with(path, options);
+    bar.finish_and_clear();
+    report.map_err(|e| format!("fsck {}: {e}", path.display()))
+}
+
 fn deep_json(deep: &DeepReport) -> Value {
     let bad: Vec<_> = deep
         .bad_chunks
@@ -95,8 +138,8 @@ fn deep_json(deep: &DeepReport) -> Value {
 }
 
 /// A byte-count bar on stderr for a deep fsck; hidden when stderr is not a terminal.
-fn progress_bar(args: &Args) -> ProgressBar {
-    if !args.deep || args.quiet {
+fn progress_bar(shown: bool) -> ProgressBar {
+    if !shown {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(0);
