@@ -56,4 +56,6 @@ pub use store::{
     JournalSize, MkfsOptions, ObjectStat, OpenOptions, ScrubOptions, ScrubReport, Statfs, Store,
     Work,
 };
+#[cfg(feature = "rocksdb")]
+pub use store::{SalvageReport, SalvageTarget};
 pub use txn::Transaction;

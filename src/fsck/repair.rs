@@ -87,6 +87,18 @@ pub fn repair(
     kv: &dyn Kv,
     options: RepairOptions,
 ) -> Result<RepairReport> {
+    repair_with(device, kv, options, !options.dry_run)
+}
+
+/// [`repair`], writing the device only if `write_device` (a salvage into a copy of the KV
+/// store leaves the device as it is: a dropped last journal record is then invalidated by the
+/// first read-write mount instead, as after any crash).
+pub(crate) fn repair_with(
+    device: &dyn BlockDevice,
+    kv: &dyn Kv,
+    options: RepairOptions,
+    write_device: bool,
+) -> Result<RepairReport> {
     let mut report = RepairReport {
         before: fsck(device, kv)?,
         dry_run: options.dry_run,
@@ -96,13 +108,8 @@ pub fn repair(
     let superblock = read_superblock(kv, &label)?;
     let overlay = OverlayKv::over(kv);
     let target: &dyn Kv = if options.dry_run { &overlay } else { kv };
-    replay_journal(
-        device,
-        target,
-        &superblock,
-        &label.store_uuid,
-        options.dry_run,
-    )?;
+    let writes = (!options.dry_run, write_device && !options.dry_run);
+    replay_journal(device, target, &superblock, &label.store_uuid, writes)?;
 
     let truth = Truth::gather(target, &superblock, device.info().size_bytes)?;
     let mut batch = Batch::new();
@@ -132,27 +139,25 @@ pub fn repair(
 }
 
 /// Replays a format-2 store's commit journal into `target`, as a mount would: a real run then
-/// makes the records durable in the KV store (so no later mount applies them again); a dry
-/// run's target is an overlay.
+/// makes the records durable in the KV store (so no later mount applies them again), and
+/// invalidates a dropped last record on the device; a dry run's target is an overlay.
 fn replay_journal(
     device: &dyn BlockDevice,
     target: &dyn Kv,
     superblock: &Superblock,
     store_uuid: &[u8; 16],
-    dry_run: bool,
+    (write_kv, write_device): (bool, bool),
 ) -> Result<()> {
     let Some(region) = superblock.journal else {
         return Ok(());
     };
     let tail = journal::durable_position(target, region)?;
     let replay = journal::replay(device, target, region, store_uuid, tail, true)?;
-    if !dry_run {
-        if let Some(dropped) = replay.dropped {
-            journal::invalidate(device, region, dropped)?;
-        }
-        if replay.records > 0 {
-            target.flush()?;
-        }
+    if let Some(dropped) = replay.dropped.filter(|_| write_device) {
+        journal::invalidate(device, region, dropped)?;
+    }
+    if write_kv && replay.records > 0 {
+        target.flush()?;
     }
     Ok(())
 }

@@ -109,6 +109,33 @@ impl RocksKv {
         })
     }
 
+    /// Runs RocksDB's own repair on the database in `db_dir`: tables it cannot read are moved
+    /// to `db_dir/lost/` (what they held is gone), and the manifest is rebuilt from the rest.
+    /// Destructive: run it on a copy (`Store::salvage` does).
+    pub fn salvage(db_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
+        let mut options = Options::default();
+        options.set_compression_type(DBCompressionType::None);
+        if let Some(wal_dir) = wal_dir {
+            options.set_wal_dir(wal_dir);
+        }
+        let failed = |e: rocksdb::Error| {
+            Error::io(
+                format!("RocksDB repair of {}", db_dir.display()),
+                std::io::Error::other(e.into_string()),
+            )
+        };
+        DB::repair(&options, db_dir).map_err(failed)?;
+        // Repair recreates only the column families some table names: an empty one (no
+        // extent shards ever flushed, say) must be made again before the store can open.
+        options.create_missing_column_families(true);
+        let descriptors = KeySpace::ALL
+            .iter()
+            .map(|space| ColumnFamilyDescriptor::new(space.name(), column_family_options(*space)));
+        DB::open_cf_descriptors(&options, db_dir, descriptors)
+            .map(drop)
+            .map_err(failed)
+    }
+
     fn handle(&self, space: KeySpace) -> Result<&ColumnFamily> {
         self.db
             .cf_handle(space.name())

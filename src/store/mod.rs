@@ -12,6 +12,7 @@ pub mod mount;
 pub mod open;
 pub mod options;
 pub mod read;
+pub mod salvage;
 pub mod scrub;
 
 use std::path::Path;
@@ -23,6 +24,8 @@ pub use options::{
     Work,
 };
 pub use read::OmapIter;
+#[cfg(feature = "rocksdb")]
+pub use salvage::{SalvageReport, SalvageTarget};
 pub use scrub::{SCRUB_BYTES_PER_SECOND_DEFAULT, ScrubOptions, ScrubReport};
 
 use crate::alloc::{DeviceExtent, ScoreVariant, fragmentation_score};

@@ -110,7 +110,10 @@ fn check(path: &std::path::Path, deep: bool, quiet: bool) -> Result<bstore::Fsck
     };
     let report = Store::fsck_with(path, options);
     bar.finish_and_clear();
-    report.map_err(|e| format!("fsck {}: {e}", path.display()))
+    report.map_err(|e| {
+        let hint = crate::cmd::repair::salvage_hint(&e);
+        format!("fsck {}: {e}{hint}", path.display())
+    })
 }
 
 fn deep_json(deep: &DeepReport) -> Value {

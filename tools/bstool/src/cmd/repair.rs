@@ -3,11 +3,12 @@
 //! Prints fsck's findings before, every repair, and what is left (the same JSON shapes as
 //! fsck); exits 0 when the store is clean afterwards, 1 when findings remain for the operator.
 //! `--dry-run` opens everything read-only and changes nothing; `--drop-lost` removes objects
-//! whose metadata does not decode, so that their space can be reclaimed.
+//! whose metadata does not decode, so that their space can be reclaimed. `--salvage` is for a
+//! store whose RocksDB cannot be read at all (`Store::salvage`).
 
 use std::process::ExitCode;
 
-use bstore::{FsckReport, RepairOptions, Store};
+use bstore::{FsckReport, RepairOptions, SalvageTarget, Store};
 use serde_json::{Value, json};
 
 use crate::output::{Format, Out};
@@ -23,17 +24,32 @@ pub struct Args {
     /// space, shards and omap can be reclaimed. Without it, nothing they may own is freed.
     #[arg(long)]
     drop_lost: bool,
+    /// When RocksDB itself cannot read the store: run RocksDB's repair (unreadable tables are
+    /// moved aside, what they held is lost), then this repair, on a copy made at --to (or on
+    /// the store itself with --in-place); reports which objects survived and which were lost.
+    #[arg(long, conflicts_with_all = ["dry_run", "drop_lost"])]
+    salvage: bool,
+    /// With --salvage: the new store directory for the salvaged copy (its block links to the
+    /// original data device, which the salvage does not write).
+    #[arg(long, requires = "salvage", conflicts_with = "in_place")]
+    to: Option<std::path::PathBuf>,
+    /// With --salvage: repair the store's own database where it is.
+    #[arg(long, requires = "salvage")]
+    in_place: bool,
 }
 
 /// Repairs the store and prints what was done.
 pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let path = cli.store_path()?;
+    if args.salvage {
+        return salvage(cli, path, args);
+    }
     let options = RepairOptions {
         dry_run: args.dry_run,
         drop_lost: args.drop_lost,
     };
-    let report =
-        Store::repair(path, options).map_err(|e| format!("repair {}: {e}", path.display()))?;
+    let report = Store::repair(path, options)
+        .map_err(|e| format!("repair {}: {e}{}", path.display(), salvage_hint(&e)))?;
     let repairs: Vec<_> = report
         .repairs
         .iter()
@@ -55,6 +71,57 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn salvage(cli: &Cli, path: &std::path::Path, args: &Args) -> CmdResult {
+    let target = match (&args.to, args.in_place) {
+        (Some(copy), _) => SalvageTarget::Copy(copy.clone()),
+        (None, true) => SalvageTarget::InPlace,
+        (None, false) => {
+            return Err(
+                "--salvage works on a copy: give --to NEW_DIR, or --in-place to work on the store"
+                    .to_string(),
+            );
+        }
+    };
+    let report =
+        Store::salvage(path, &target).map_err(|e| format!("salvage {}: {e}", path.display()))?;
+    let repairs: Vec<_> = report
+        .repair
+        .repairs
+        .iter()
+        .map(|r| json!({"what": r.what, "detail": r.detail}))
+        .collect();
+    let value = json!({
+        "store": report.store.display().to_string(),
+        "clean": report.repair.after.is_clean(),
+        "tables_lost": report.tables_lost,
+        "survivor_count": report.survivors.len(),
+        "lost": report.lost,
+        "vanished": report.vanished,
+        "repairs": repairs,
+        "left": findings(&report.repair.after),
+        "survivors": report.survivors,
+    });
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
+    Ok(if report.repair.after.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// What to try when RocksDB cannot read its own tables.
+pub fn salvage_hint(error: &bstore::Error) -> &'static str {
+    match error {
+        bstore::Error::Corruption(text) if text.contains("Corruption:") => {
+            " (RocksDB cannot read its own tables: `bstool repair --salvage --to NEW_DIR` \
+             recovers what it can into a copy)"
+        }
+        _ => "",
+    }
 }
 
 fn findings(report: &FsckReport) -> Value {
