@@ -361,8 +361,15 @@ impl Suite<'_> {
                     }
                 }
             });
+            let before = store.counters();
             let result = work();
             done.store(true, std::sync::atomic::Ordering::Relaxed);
+            let after = store.counters();
+            crate::output::warn(&format!(
+                "scrub beside the workload: {} bytes verified, {} bad chunks",
+                after.scrub_bytes_read - before.scrub_bytes_read,
+                after.scrub_bad_chunks - before.scrub_bad_chunks
+            ));
             result
         })
     }
