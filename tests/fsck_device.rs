@@ -72,3 +72,83 @@ fn a_truncated_block_file_is_reported_with_the_objects_it_cut_off() {
     assert!(data.bad_chunks.is_empty(), "{:?}", data.bad_chunks);
     assert!(data.bytes_read >= 100_000);
 }
+
+/// Copies `from` to `to` keeping holes (block files are sparse).
+fn copy_sparse(from: &std::path::Path, to: &std::path::Path) {
+    let status = std::process::Command::new("cp")
+        .args(["--sparse=always"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_block_file_older_than_the_database_is_refused_and_fsck_says_why() {
+    let real = RealStore::new(64 << 20);
+    let store = real.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "first", &pattern(1, 100_000)).unwrap();
+    store.close().unwrap();
+    let old_block = real.dir.path().join("block.old");
+    copy_sparse(&real.block(), &old_block);
+    let store = real.open();
+    for i in 0..5u64 {
+        store
+            .put("c", format!("later-{i}"), &pattern(10 + i, 100_000))
+            .unwrap();
+    }
+    store.close().unwrap();
+
+    // The device restored from the copy: the database names records it never saw.
+    copy_sparse(&old_block, &real.block());
+    let refused = Store::open(real.path(), &bstore::OpenOptions::default());
+    let Err(bstore::Error::Corruption(why)) = refused else {
+        panic!("a stale device mounted: {:?}", refused.map(|_| ()));
+    };
+    assert!(why.contains("older than the KV store"), "{why}");
+    let report = Store::fsck(real.path()).unwrap();
+    assert!(!report.is_clean());
+    assert_eq!(report.errors[0].check, "journal", "{:?}", report.errors);
+    assert!(report.errors[0].detail.contains("older than the KV store"));
+    // Read-only inspection refuses it too rather than serve stale bytes.
+    assert!(Store::open_read_only(real.path(), &bstore::OpenOptions::default()).is_err());
+}
+
+#[test]
+fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_records() {
+    let real = RealStore::new(64 << 20);
+    let store = real.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "first", &pattern(1, 100_000)).unwrap();
+    store.close().unwrap();
+    let old_db = real.dir.path().join("db.old");
+    let status = std::process::Command::new("cp")
+        .args(["-a"])
+        .arg(real.path().join("db"))
+        .arg(&old_db)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let store = real.open();
+    for i in 0..5u64 {
+        store
+            .put("c", format!("later-{i}"), &pattern(10 + i, 100_000))
+            .unwrap();
+    }
+    store.close().unwrap();
+
+    // Restoring the older database loses nothing: the journal still holds every record since.
+    std::fs::remove_dir_all(real.path().join("db")).unwrap();
+    std::fs::rename(&old_db, real.path().join("db")).unwrap();
+    assert!(Store::fsck(real.path()).unwrap().is_clean());
+    let store = real.open();
+    for i in 0..5u64 {
+        assert_eq!(
+            store.get("c", format!("later-{i}")).unwrap(),
+            pattern(10 + i, 100_000)
+        );
+    }
+    store.close().unwrap();
+}

@@ -334,11 +334,21 @@ fn store_records_bytes_are_stable() {
     let position = JournalPosition {
         sequence: 77,
         ring_offset: 0x3000,
+        previous_ring_offset: None,
     };
     let spec = Spec::default().u64(77).u64(0x3000).sealed(1, 1);
     assert_spec("journal position", &position.encode(), &spec);
     let bytes = golden("journal-position-v1", &position.encode());
     assert_eq!(JournalPosition::decode(&bytes), Ok(position));
+    // Layout 2 appends where the record before starts; a layout-1 reader skips it.
+    let after_a_record = JournalPosition {
+        previous_ring_offset: Some(0x2000),
+        ..position
+    };
+    let spec = Spec::default().u64(77).u64(0x3000).u64(0x2000).sealed(2, 1);
+    assert_spec("journal position v2", &after_a_record.encode(), &spec);
+    let bytes = golden("journal-position-v2", &after_a_record.encode());
+    assert_eq!(JournalPosition::decode(&bytes), Ok(after_a_record));
 
     let spec = Spec::default().u64(0xdead_beef).sealed(1, 1);
     assert_spec("counter", &encode_counter(0xdead_beef), &spec);

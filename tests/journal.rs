@@ -97,6 +97,7 @@ fn pending_records(device: &dyn BlockDevice, kv: &dyn Kv) -> Vec<(u64, u64)> {
                 at = JournalPosition {
                     sequence: at.sequence + 1,
                     ring_offset: (at.ring_offset + length) % region.length,
+                    previous_ring_offset: Some(at.ring_offset),
                 };
             }
             _ => return records,

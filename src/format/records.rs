@@ -202,39 +202,52 @@ impl Superblock {
     }
 }
 
-const JOURNAL_POSITION_VERSION: u8 = 1;
+/// Layout 2 adds `previous_ring_offset`; a position without one is still written as layout 1.
+const JOURNAL_POSITION_VERSION: u8 = 2;
 
-/// Where the commit journal's next record goes: its sequence and its offset in the ring.
+/// Where the commit journal's next record goes: its sequence and its offset in the ring, and
+/// where the record before it starts.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalPosition {
     /// Sequence of the next record.
     pub sequence: u64,
     /// Its offset within the ring.
     pub ring_offset: u64,
+    /// Ring offset of the record of `sequence - 1`, when the position follows a record
+    /// (`None` at mkfs, and in positions written before layout 2). A mount checks that the
+    /// device still holds it: the KV store holds that record, so a device without it is older
+    /// than the KV store.
+    pub previous_ring_offset: Option<u64>,
 }
 
 impl JournalPosition {
-    /// Encodes the enveloped position.
+    /// Encodes the enveloped position (layout 1 without a previous record, else layout 2).
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
         e.u64(self.sequence);
         e.u64(self.ring_offset);
-        envelope::seal(
-            JOURNAL_POSITION_VERSION,
-            JOURNAL_POSITION_VERSION,
-            &e.finish(),
-        )
+        match self.previous_ring_offset {
+            None => envelope::seal(1, 1, &e.finish()),
+            Some(previous) => {
+                e.u64(previous);
+                envelope::seal(2, 1, &e.finish())
+            }
+        }
     }
 
     /// Decodes an enveloped position.
     pub fn decode(bytes: &[u8]) -> Result<JournalPosition, DecodeError> {
         let payload = envelope::open("journal position", JOURNAL_POSITION_VERSION, bytes)?;
         let mut d = Decoder::new("journal position", payload.bytes);
-        let position = JournalPosition {
+        let mut position = JournalPosition {
             sequence: d.u64("sequence")?,
             ring_offset: d.u64("ring_offset")?,
+            previous_ring_offset: None,
         };
-        if payload.struct_version == JOURNAL_POSITION_VERSION {
+        if payload.struct_version >= 2 {
+            position.previous_ring_offset = Some(d.u64("previous_ring_offset")?);
+        }
+        if payload.struct_version <= JOURNAL_POSITION_VERSION {
             d.finish()?;
         }
         Ok(position)
@@ -355,14 +368,17 @@ pub(crate) mod tests {
             ..sample_superblock()
         };
         assert_eq!(Superblock::decode(&format_1.encode()).unwrap(), format_1);
-        let position = JournalPosition {
-            sequence: 7,
-            ring_offset: 8192,
-        };
-        assert_eq!(
-            JournalPosition::decode(&position.encode()).unwrap(),
-            position
-        );
+        for previous_ring_offset in [None, Some(4096)] {
+            let position = JournalPosition {
+                sequence: 7,
+                ring_offset: 8192,
+                previous_ring_offset,
+            };
+            assert_eq!(
+                JournalPosition::decode(&position.encode()).unwrap(),
+                position
+            );
+        }
         assert_eq!(decode_counter(&encode_counter(99)).unwrap(), 99);
         let coll = CollectionRecord { collection_id: 5 };
         assert_eq!(CollectionRecord::decode(&coll.encode()).unwrap(), coll);

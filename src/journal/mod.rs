@@ -247,10 +247,12 @@ impl Journal {
             } else {
                 state.next.ring_offset
             },
+            previous_ring_offset: state.next.previous_ring_offset,
         };
         let after = JournalPosition {
             sequence: at.sequence + 1,
             ring_offset: (at.ring_offset + record_length) % self.region.length,
+            previous_ring_offset: Some(at.ring_offset),
         };
         batch.put(KeySpace::Super, JOURNAL_NEXT_KEY, after.encode());
         let payload = encode_payload(&batch, checks);
@@ -346,7 +348,11 @@ pub fn payload_estimate(batch: &Batch, checks: usize) -> usize {
 
 /// Bytes of the journal-next op every record carries.
 fn next_op_bytes() -> usize {
-    OP_OVERHEAD + JOURNAL_NEXT_KEY.len() + JournalPosition::default().encode().len()
+    let after_a_record = JournalPosition {
+        previous_ring_offset: Some(0),
+        ..JournalPosition::default()
+    };
+    OP_OVERHEAD + JOURNAL_NEXT_KEY.len() + after_a_record.encode().len()
 }
 
 fn encode_payload(batch: &Batch, checks: &[DataCheck]) -> Vec<u8> {
@@ -473,6 +479,7 @@ pub fn replay(
         region,
         store_uuid,
     };
+    reader.require_previous(start)?;
     let mut at = start;
     let mut pending: Option<(Batch, Vec<DataCheck>, JournalPosition)> = None;
     let mut summary = JournalReplay::default();
@@ -502,6 +509,7 @@ pub fn replay(
         at = JournalPosition {
             sequence: at.sequence + 1,
             ring_offset: (found_at.ring_offset + length) % region.length,
+            previous_ring_offset: Some(found_at.ring_offset),
         };
     }
     if let Some((batch, checks, position)) = pending {
@@ -558,8 +566,8 @@ impl RingReader<'_> {
             return Ok(here);
         }
         let start = JournalPosition {
-            sequence: at.sequence,
             ring_offset: 0,
+            ..at
         };
         Ok(match self.record_at(start)? {
             // Only a record too long for the rest of the ring goes to its start.
@@ -568,6 +576,33 @@ impl RingReader<'_> {
             }
             other => other,
         })
+    }
+
+    /// The record before `start` (which the KV store holds, since it holds `start`) must still
+    /// be on the device: ring space is reused only behind a checkpoint, and the next checkpoint
+    /// would have moved the KV store's position past it. A device without it is older than the
+    /// KV store, and mounting it would serve stale bytes under current metadata.
+    fn require_previous(&self, start: JournalPosition) -> Result<()> {
+        let Some(previous) = start.previous_ring_offset else {
+            return Ok(());
+        };
+        let sequence = start.sequence.saturating_sub(1);
+        let at = JournalPosition {
+            sequence,
+            ring_offset: previous,
+            previous_ring_offset: None,
+        };
+        if previous < self.region.length
+            && let Lookup::Whole(..) = self.record_at(at)?
+        {
+            return Ok(());
+        }
+        Err(Error::corruption(format!(
+            "the data device does not hold journal record {sequence} (ring offset {previous:#x}), \
+             which the KV store holds: the device is older than the KV store (a block file or \
+             device restored from an older copy, or another device behind the link?); refusing \
+             to serve stale data under current metadata"
+        )))
     }
 
     /// The record of `at.sequence` exactly at `at.ring_offset`.

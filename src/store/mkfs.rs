@@ -148,6 +148,7 @@ fn initial_batch(superblock: &Superblock) -> Batch {
         let start = JournalPosition {
             sequence: 1,
             ring_offset: 0,
+            previous_ring_offset: None,
         };
         batch.put(KeySpace::Super, JOURNAL_NEXT_KEY, start.encode());
     }
