@@ -97,9 +97,14 @@ pub fn run_scrub(cli: &Cli, args: &ScrubArgs) -> CmdResult {
     })
 }
 
-/// Runs fsck on the store at `path`, with a byte progress bar for a deep one.
+/// Runs fsck on the store at `path`, with a byte progress bar for a deep one (a spinner for a
+/// shallow one).
 fn check(path: &std::path::Path, deep: bool, quiet: bool) -> Result<bstore::FsckReport, String> {
-    let bar = progress_bar(deep && !quiet);
+    let bar = if deep {
+        progress_bar(!quiet)
+    } else {
+        spinner(!quiet, "fsck: checking the metadata")
+    };
     let mut show = |progress: FsckProgress| {
         bar.set_length(progress.bytes_total.max(progress.bytes_read));
         bar.set_position(progress.bytes_read);
@@ -150,5 +155,16 @@ fn progress_bar(shown: bool) -> ProgressBar {
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
+    bar
+}
+
+/// A spinner with a message on stderr while an operation of unknown length runs; hidden when
+/// stderr is not a terminal.
+pub fn spinner(shown: bool, message: &'static str) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new_spinner().with_message(message);
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
     bar
 }

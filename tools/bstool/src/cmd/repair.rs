@@ -36,6 +36,9 @@ pub struct Args {
     /// With --salvage: repair the store's own database where it is.
     #[arg(long, requires = "salvage")]
     in_place: bool,
+    /// No spinner (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
 }
 
 /// Repairs the store and prints what was done.
@@ -48,8 +51,11 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         dry_run: args.dry_run,
         drop_lost: args.drop_lost,
     };
-    let report = Store::repair(path, options)
-        .map_err(|e| format!("repair {}: {e}{}", path.display(), salvage_hint(&e)))?;
+    let spinner = crate::cmd::fsck::spinner(!args.quiet, "repair: checking and rebuilding");
+    let report = Store::repair(path, options);
+    spinner.finish_and_clear();
+    let report =
+        report.map_err(|e| format!("repair {}: {e}{}", path.display(), salvage_hint(&e)))?;
     let repairs: Vec<_> = report
         .repairs
         .iter()
@@ -84,8 +90,10 @@ fn salvage(cli: &Cli, path: &std::path::Path, args: &Args) -> CmdResult {
             );
         }
     };
-    let report =
-        Store::salvage(path, &target).map_err(|e| format!("salvage {}: {e}", path.display()))?;
+    let spinner = crate::cmd::fsck::spinner(!args.quiet, "salvage: repairing a copy");
+    let report = Store::salvage(path, &target);
+    spinner.finish_and_clear();
+    let report = report.map_err(|e| format!("salvage {}: {e}", path.display()))?;
     let repairs: Vec<_> = report
         .repair
         .repairs
