@@ -153,8 +153,9 @@ fn replay_journal(
     };
     let tail = journal::durable_position(target, region)?;
     let replay = journal::replay(device, target, region, store_uuid, tail, true)?;
-    if let Some(dropped) = replay.dropped.filter(|_| write_device) {
-        journal::invalidate(device, region, dropped)?;
+    let unwanted = replay.dropped.into_iter().chain(replay.torn);
+    for position in unwanted.filter(|_| write_device) {
+        journal::invalidate(device, region, position)?;
     }
     if write_kv && replay.records > 0 {
         target.flush()?;

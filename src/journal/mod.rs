@@ -459,6 +459,11 @@ pub struct JournalReplay {
     /// was never acknowledged). A read-write mount must invalidate it before writing records
     /// ([`invalidate`]): the next record may land elsewhere and leave it looking current.
     pub dropped: Option<JournalPosition>,
+    /// Where the torn record is, when the log ended at one. A read-write mount invalidates it
+    /// too: the next record takes its sequence, and when that one is too long for the rest of
+    /// the ring it goes to the ring's start, where replay looks only if nothing of that
+    /// sequence is at the end (a torn header there would hide it after the next crash).
+    pub torn: Option<JournalPosition>,
 }
 
 /// Applies every whole record from `start` on to `kv` (as journaled writes), in order. The log
@@ -487,8 +492,9 @@ pub fn replay(
     loop {
         let (found_at, payload, length) = match reader.next_record(at)? {
             Lookup::Whole(found_at, payload, length) => (found_at, payload, length),
-            Lookup::Torn => {
+            Lookup::Torn(position) => {
                 summary.torn_tail = true;
+                summary.torn = Some(position);
                 break;
             }
             Lookup::Absent => break,
@@ -551,8 +557,8 @@ struct RingReader<'a> {
 enum Lookup {
     /// The record, whole: where it is, its payload, its ring bytes.
     Whole(JournalPosition, CommitPayload, u64),
-    /// Its header, but not its whole payload.
-    Torn,
+    /// Its header (where it is), but not its whole payload.
+    Torn(JournalPosition),
     /// No record of that sequence.
     Absent,
 }
@@ -618,7 +624,7 @@ impl RingReader<'_> {
             .device
             .read_at(self.region.device_offset + at.ring_offset, length as usize)?;
         let Ok(payload) = payload_of(&header, &bytes) else {
-            return Ok(Lookup::Torn);
+            return Ok(Lookup::Torn(at));
         };
         let payload = decode_commit(payload, KeySpace::ALL.len() as u8).map_err(|e| {
             Error::corruption(format!(

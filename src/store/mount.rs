@@ -130,8 +130,8 @@ fn replay_journal(
         )?
     };
     if access == Access::ReadWrite {
-        if let Some(dropped) = replay.dropped {
-            journal::invalidate(device, region, dropped)?;
+        for unwanted in replay.dropped.into_iter().chain(replay.torn) {
+            journal::invalidate(device, region, unwanted)?;
         }
         if replay.records > 0 {
             // Durability point: the replayed records are durable in the KV store, so the
