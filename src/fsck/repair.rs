@@ -124,11 +124,13 @@ pub(crate) fn repair_with(
         &mut batch,
         &mut report,
     )?;
-    recount_shared_blobs(target, &truth, lost_kept, &mut batch, &mut report)?;
+    let shared_units = recount_shared_blobs(target, &truth, lost_kept, &mut batch, &mut report)?;
     if !lost_kept {
         remove_strays(target, &truth, &mut batch, &mut report)?;
     }
-    rewrite_stats(target, &truth, &superblock, &mut batch, &mut report)?;
+    let unit = unit_bytes(&superblock);
+    let allocated = truth.unshared_allocated + shared_units * unit;
+    rewrite_stats(target, &truth, allocated, &mut batch, &mut report)?;
     raise_counters(target, &truth, &mut batch, &mut report)?;
 
     if !batch.is_empty() {
@@ -298,14 +300,16 @@ fn trimmed(value: &[u8]) -> &[u8] {
 
 /// Sets every shared-blob record's counts to the blob instances found; removes records nothing
 /// references. While lost objects are kept, counts are only raised (a lost clone may hold the
-/// rest) and no record is removed.
+/// rest), and no record is removed or rebuilt. Returns the shared units still referenced
+/// afterwards (what the statistics count as allocated, as fsck does).
 fn recount_shared_blobs(
     kv: &dyn Kv,
     truth: &Truth,
     lost_kept: bool,
     batch: &mut Batch,
     report: &mut RepairReport,
-) -> Result<()> {
+) -> Result<u64> {
+    let mut units_in_use = 0u64;
     let found = &truth.inventory.shared_refs;
     let mut recorded_sbids = BTreeSet::new();
     kv.scan(KeySpace::SharedBlobs, &[], None, &mut |key, value| {
@@ -326,6 +330,7 @@ fn recount_shared_blobs(
                 *recorded = wanted;
                 changed += 1;
             }
+            units_in_use += u64::from(wanted > 0);
         }
         if record.is_unreferenced() && !lost_kept {
             batch.delete(KeySpace::SharedBlobs, key.to_vec());
@@ -342,18 +347,23 @@ fn recount_shared_blobs(
         }
         Ok(true)
     })?;
-    // Blobs naming a record that is gone get it back, counting what references them.
+    // Blobs naming a record that is gone get it back, counting what references them; not
+    // while a lost clone may hold references nobody can count.
+    if lost_kept {
+        return Ok(units_in_use);
+    }
     let unit = u64::from(truth.unit_bytes);
     for (sbid, (device_offset, length)) in &truth.inventory.shared_blobs {
         if recorded_sbids.contains(sbid) {
             continue;
         }
-        let refs = (0..u64::from(*length) / unit)
+        let refs: Vec<u32> = (0..u64::from(*length) / unit)
             .map(|index| {
                 let offset = device_offset + index * unit;
                 found.get(&(*sbid, offset)).copied().unwrap_or(0)
             })
             .collect();
+        units_in_use += refs.iter().filter(|count| **count > 0).count() as u64;
         let record = SharedBlobRecord {
             device_offset: *device_offset,
             length: *length,
@@ -366,7 +376,7 @@ fn recount_shared_blobs(
             format!("shared blob {sbid}: record rebuilt from the blobs that reference it"),
         );
     }
-    Ok(())
+    Ok(units_in_use)
 }
 
 /// Removes extent shards and omap keys no live object owns.
@@ -428,19 +438,12 @@ fn remove_strays(
 fn rewrite_stats(
     kv: &dyn Kv,
     truth: &Truth,
-    superblock: &Superblock,
+    allocated_bytes: u64,
     batch: &mut Batch,
     report: &mut RepairReport,
 ) -> Result<()> {
-    let unit = unit_bytes(superblock);
     let mut stats = truth.inventory.stats;
-    let shared_units = truth
-        .inventory
-        .shared_refs
-        .values()
-        .filter(|found| **found > 0)
-        .count();
-    stats.allocated_bytes = truth.unshared_allocated + shared_units as u64 * unit;
+    stats.allocated_bytes = allocated_bytes;
     let recorded = kv.get(KeySpace::Stats, STATFS_KEY)?;
     let current = recorded
         .as_deref()
@@ -474,12 +477,23 @@ fn raise_counters(
         }
         Ok(true)
     })?;
+    // Shards and omap keys left by objects that are gone (or lost) carry nids too: a new object
+    // must not take one and inherit what is left under it.
+    let mut highest_nid = truth.inventory.nids.keys().max().copied();
+    kv.scan(KeySpace::ExtentShards, &[], None, &mut |key, _| {
+        if let Ok((nid, _)) = keys::split_shard_key(key) {
+            highest_nid = highest_nid.max(Some(nid));
+        }
+        Ok(true)
+    })?;
+    kv.scan(KeySpace::Omap, &[], None, &mut |key, _| {
+        if let Ok((nid, _, _)) = keys::split_omap_key(key) {
+            highest_nid = highest_nid.max(Some(nid));
+        }
+        Ok(true)
+    })?;
     let in_use = [
-        (
-            NID_MAX_KEY,
-            "nid_max",
-            truth.inventory.nids.keys().max().copied(),
-        ),
+        (NID_MAX_KEY, "nid_max", highest_nid),
         (
             CID_MAX_KEY,
             "cid_max",
