@@ -26,7 +26,7 @@ use crate::error::Result;
 use crate::format::keys::{
     self, CID_MAX_KEY, KeySpace, NID_MAX_KEY, SBID_MAX_KEY, STATFS_KEY, freelist_key,
 };
-use crate::format::records::{Superblock, encode_counter};
+use crate::format::records::{StatfsRecord, Superblock, encode_counter};
 use crate::format::shared::SharedBlobRecord;
 use crate::journal;
 use crate::kv::records::read_superblock;
@@ -63,6 +63,9 @@ pub struct RepairReport {
     pub after: FsckReport,
     /// Nothing was written.
     pub dry_run: bool,
+    /// The statistics record as the store held it (after the journal's replay), before repair
+    /// rewrote it; `None` if it was missing or did not decode.
+    pub recorded_stats: Option<StatfsRecord>,
 }
 
 impl RepairReport {
@@ -110,6 +113,9 @@ pub(crate) fn repair_with(
     let target: &dyn Kv = if options.dry_run { &overlay } else { kv };
     let writes = (!options.dry_run, write_device && !options.dry_run);
     replay_journal(device, target, &superblock, &label.store_uuid, writes)?;
+    report.recorded_stats = target
+        .get(KeySpace::Stats, STATFS_KEY)?
+        .and_then(|value| StatfsRecord::decode(&value).ok());
 
     let truth = Truth::gather(target, &superblock, device.info().size_bytes)?;
     let mut batch = Batch::new();
@@ -445,9 +451,7 @@ fn rewrite_stats(
     let mut stats = truth.inventory.stats;
     stats.allocated_bytes = allocated_bytes;
     let recorded = kv.get(KeySpace::Stats, STATFS_KEY)?;
-    let current = recorded
-        .as_deref()
-        .map(crate::format::records::StatfsRecord::decode);
+    let current = recorded.as_deref().map(StatfsRecord::decode);
     if !matches!(current, Some(Ok(ref record)) if *record == stats) {
         report.repair(
             "stats",

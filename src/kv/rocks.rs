@@ -112,7 +112,21 @@ impl RocksKv {
     /// Runs RocksDB's own repair on the database in `db_dir`: tables it cannot read are moved
     /// to `db_dir/lost/` (what they held is gone), and the manifest is rebuilt from the rest.
     /// Destructive: run it on a copy (`Store::salvage` does).
-    pub fn salvage(db_dir: &Path, wal_dir: Option<&Path>) -> Result<()> {
+    ///
+    /// RocksDB's repair turns the log into tables with default options (no freelist merge
+    /// operator, and only column families some table already names), and a log it cannot turn
+    /// into a table it moves aside, losing what it held. So the database is first opened as
+    /// the store opens it and flushed, which empties the log into tables properly; when even
+    /// that fails, the returned warning says the log's contents may be lost.
+    pub fn salvage(db_dir: &Path, wal_dir: Option<&Path>) -> Result<Option<String>> {
+        let warning =
+            match RocksKv::open(db_dir, wal_dir, KvOpenMode::ReadWrite).and_then(|kv| kv.flush()) {
+                Ok(()) => None,
+                Err(error) => Some(format!(
+                    "the log could not be flushed into tables before RocksDB's repair ({error}): \
+                 commits it held may be lost"
+                )),
+            };
         let mut options = Options::default();
         options.set_compression_type(DBCompressionType::None);
         if let Some(wal_dir) = wal_dir {
@@ -133,7 +147,8 @@ impl RocksKv {
             .map(|space| ColumnFamilyDescriptor::new(space.name(), column_family_options(*space)));
         DB::open_cf_descriptors(&options, db_dir, descriptors)
             .map(drop)
-            .map_err(failed)
+            .map_err(failed)?;
+        Ok(warning)
     }
 
     fn handle(&self, space: KeySpace) -> Result<&ColumnFamily> {

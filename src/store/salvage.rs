@@ -21,8 +21,8 @@ use super::open::{self as device_open};
 use super::{Store, open_kv};
 use crate::device::{Access, IoBackend};
 use crate::error::{Error, Result};
-use crate::format::keys::{self, KeySpace, STATFS_KEY};
-use crate::format::records::{CollectionRecord, StatfsRecord};
+use crate::format::keys::{self, KeySpace};
+use crate::format::records::CollectionRecord;
 use crate::fsck::{RepairOptions, RepairReport, repair_with};
 use crate::kv::{Kv, KvOpenMode, RocksKv};
 
@@ -43,6 +43,9 @@ pub struct SalvageReport {
     pub store: PathBuf,
     /// Table files RocksDB could not read and moved to `db/lost/`.
     pub tables_lost: Vec<String>,
+    /// Set when RocksDB's log could not be emptied into tables first: what it held may be
+    /// lost (its files are in `db/lost/` too).
+    pub log_warning: Option<String>,
     /// Every object that survived, as `collection/object`.
     pub survivors: Vec<String>,
     /// Objects whose metadata survived only in part, with why they were lost.
@@ -69,7 +72,7 @@ impl Store {
         };
         let work_dir = StoreDir::unlocked(&work)?;
         let lost_before = lost_tables(&work_dir.db());
-        RocksKv::salvage(&work_dir.db(), work_dir.wal_if_present().as_deref())?;
+        let log_warning = RocksKv::salvage(&work_dir.db(), work_dir.wal_if_present().as_deref())?;
         let tables_lost = lost_tables(&work_dir.db())
             .into_iter()
             .filter(|name| !lost_before.contains(name))
@@ -83,10 +86,6 @@ impl Store {
         };
         let device = device_open::open_device(&work_dir.block(), IoBackend::Sync, access)?;
         let kv = open_kv(&work_dir, KvOpenMode::ReadWrite)?;
-        let counted = kv
-            .get(KeySpace::Stats, STATFS_KEY)?
-            .and_then(|value| StatfsRecord::decode(&value).ok())
-            .map(|record| record.object_count);
         let options = RepairOptions {
             dry_run: false,
             drop_lost: true,
@@ -99,11 +98,15 @@ impl Store {
             .map(|r| r.detail.clone())
             .collect();
         let survivors = object_names(kv.as_ref())?;
+        // The statistics as they stood after the journal's replay: objects they count that
+        // neither survived nor were named lost went with a table.
+        let counted = repair.recorded_stats.map(|stats| stats.object_count);
         let vanished =
             counted.map(|count| count.saturating_sub((survivors.len() + lost.len()) as u64));
         Ok(SalvageReport {
             store: work,
             tables_lost,
+            log_warning,
             survivors,
             lost,
             vanished,
@@ -154,7 +157,7 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
 }
 
 /// Names of the tables in `db/lost/` (RocksDB's repair also archives there the old manifest
-/// and the logs it turned into tables; those lose nothing).
+/// and its logs; those lose nothing once the log was flushed first, see `log_warning`).
 fn lost_tables(db: &Path) -> Vec<String> {
     fs::read_dir(db.join("lost"))
         .map(|entries| {

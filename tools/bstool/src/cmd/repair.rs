@@ -104,6 +104,7 @@ fn salvage(cli: &Cli, path: &std::path::Path, args: &Args) -> CmdResult {
         "store": report.store.display().to_string(),
         "clean": report.repair.after.is_clean(),
         "tables_lost": report.tables_lost,
+        "log_warning": report.log_warning,
         "survivor_count": report.survivors.len(),
         "lost": report.lost,
         "vanished": report.vanished,
