@@ -183,3 +183,25 @@ fn collection_id(pair: &SimPair) -> u64 {
         .unwrap();
     id.expect("collection c exists")
 }
+
+#[test]
+fn a_batch_the_device_fails_once_is_read_again_run_by_run() {
+    let pair = populated();
+    // The first read of the data pass fails (a shallow fsck's reads come before it).
+    let before = pair.device.counters().reads;
+    Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    let shallow = pair.device.counters().reads - before;
+    let reads = pair.device.counters().reads;
+    pair.device.set_faults(bstore::device::SimFaults {
+        fail_read_number: Some(reads + shallow + 1),
+        ..Default::default()
+    });
+    let report = deep_fsck(&pair.device, pair.kv.as_ref());
+    assert!(
+        pair.device.counters().reads > reads + shallow + 1,
+        "the fault was reached"
+    );
+    assert!(report.is_clean(), "{:?}", report.errors);
+    let deep = report.deep.unwrap();
+    assert!(deep.bad_chunks.is_empty(), "{:?}", deep.bad_chunks);
+}

@@ -137,3 +137,29 @@ fn scrub_keeps_to_its_byte_budget() {
     );
     store.close().unwrap();
 }
+
+#[test]
+fn a_read_the_device_fails_is_a_finding_and_the_scrub_goes_on() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    for name in ["a", "b", "c"] {
+        store.put("c", name, &pattern(1, 100_000)).unwrap();
+    }
+    store.flush_deferred().unwrap();
+    // The scrub's second device read (object "b": objects are scrubbed in name order) fails.
+    let reads = pair.device.counters().reads;
+    pair.device.set_faults(bstore::device::SimFaults {
+        fail_read_number: Some(reads + 2),
+        ..Default::default()
+    });
+    let report = store.scrub(&unlimited()).unwrap();
+    assert_eq!(report.objects, 3, "the scrub went on: {report:?}");
+    assert_eq!(report.bad_chunks.len(), 1, "{:?}", report.bad_chunks);
+    assert_eq!(report.bad_chunks[0].object, "c/b");
+    assert!(matches!(
+        report.bad_chunks[0].problem,
+        ChunkProblem::ReadFailed(_)
+    ));
+    store.close().unwrap();
+}

@@ -5,8 +5,9 @@
 //! at queue depth rather than one chunk at a time. Deferred writes not yet applied are patched
 //! over what the device returns before the checks, as a mount would apply them first. A chunk of
 //! a shared blob is verified once, however many clones reference it. A chunk that fails is
-//! reported with its object, object offset, device offset and length; a read the device refuses
-//! is retried request by request, so one bad sector names its own objects and no others.
+//! reported with its object, object offset, device offset and length; a batch the device
+//! refuses is read again run by run (each run belongs to one object), so one bad sector names
+//! its own object and no others.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -388,7 +389,7 @@ fn read_batch(
     mut runs: Vec<ChunkRun>,
 ) -> ReadBatch {
     runs.sort_by_key(|run| run.device_offset);
-    let reads = merge_reads(&runs);
+    let mut reads = merge_reads(&runs);
     let requests = reads
         .iter()
         .map(|read| IoRequest::read(read.device_offset, read.length as usize))
@@ -398,15 +399,19 @@ fn read_batch(
             .into_iter()
             .map(|request| Ok(request.buf.into_owned()))
             .collect(),
-        // Find which reads fail, one by one.
-        Err(_) => reads
-            .iter()
-            .map(|read| {
-                device
-                    .read_at(read.device_offset, read.length as usize)
-                    .map_err(|error| error.to_string())
-            })
-            .collect(),
+        // Find which runs fail, one by one: a merged read spans runs of several objects, and
+        // a bad sector must name only the object whose run holds it.
+        Err(_) => {
+            reads = one_read_per_run(&runs);
+            reads
+                .iter()
+                .map(|read| {
+                    device
+                        .read_at(read.device_offset, read.length as usize)
+                        .map_err(|error| error.to_string())
+                })
+                .collect()
+        }
     };
     let buffers = reads
         .iter()
@@ -430,6 +435,18 @@ struct MergedRead {
     device_offset: u64,
     length: u64,
     runs: std::ops::Range<usize>,
+}
+
+/// One read for each run.
+fn one_read_per_run(runs: &[ChunkRun]) -> Vec<MergedRead> {
+    runs.iter()
+        .enumerate()
+        .map(|(index, run)| MergedRead {
+            device_offset: run.device_offset,
+            length: run.length(),
+            runs: index..index + 1,
+        })
+        .collect()
 }
 
 /// Groups sorted `runs` into reads: neighbours on the device share one read, up to

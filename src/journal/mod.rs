@@ -72,6 +72,11 @@ impl RecordHooks for NoHooks {
 const CHECKPOINT_QUARTERS: u64 = 2;
 /// The largest record is at most this share of the ring (in quarters)...
 const RECORD_QUARTERS_MAX: u64 = 1;
+// Since the last checkpoint at most half the ring plus one record is written, so the record
+// just behind the KV store's durable position is never overwritten before the next checkpoint
+// moves that position past it: mount's check that the device still holds that record
+// (`RingReader::require_previous`) depends on it.
+const _: () = assert!(CHECKPOINT_QUARTERS + RECORD_QUARTERS_MAX < 4);
 /// ...and at most this many bytes (so that mount's search for records behind the end of the
 /// log, which covers two of the largest records, stays short).
 const RECORD_BYTES_MAX: u64 = 16 << 20;

@@ -88,6 +88,13 @@ pub struct ReadPlan {
     requests: Vec<IoRequest>,
 }
 
+impl ReadPlan {
+    /// Where the first device read of the plan starts (`None` when memory holds everything).
+    pub fn first_device_offset(&self) -> Option<u64> {
+        self.requests.first().map(|request| request.device_offset)
+    }
+}
+
 /// The first half of [`read_object_with`]: copies what memory holds and plans the device reads.
 /// No I/O, so a caller may hold the object's slot lock across it, pairing the onode snapshot
 /// with the memory state installed together with it.

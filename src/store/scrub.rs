@@ -61,6 +61,9 @@ pub struct ScrubReport {
     pub elapsed: Duration,
     /// It was asked to stop before it was done.
     pub stopped: bool,
+    /// Pieces of objects that were overwritten under every attempt to verify them: not
+    /// verified this time (and never reported as bad).
+    pub pieces_busy: u64,
 }
 
 impl Store {
@@ -114,15 +117,27 @@ impl Store {
         let shown = format!("{}/{}", collection.display_name(), display_bytes(object));
         let mut offset = 0;
         loop {
-            let Some((size, bytes, bad)) = self.scrub_piece(collection, object, offset)? else {
-                return Ok(()); // removed while the scrub ran
+            let (size, bytes) = match self.scrub_piece(collection, object, offset)? {
+                Piece::Gone => return Ok(()), // removed while the scrub ran
+                Piece::Verified { size, bytes, bad } => {
+                    Counters::add(&self.engine.counters.scrub_bad_chunks, bad.len() as u64);
+                    let bad = bad.into_iter().map(|m| bad_chunk(&shown, m));
+                    report.bad_chunks.extend(bad);
+                    (size, bytes)
+                }
+                Piece::Busy { size, bytes } => {
+                    report.pieces_busy += 1;
+                    (size, bytes)
+                }
+                Piece::Unreadable(unreadable) => {
+                    Counters::add(&self.engine.counters.scrub_bad_chunks, 1);
+                    let size = unreadable.size;
+                    report.bad_chunks.push(unreadable.finding(&shown, offset));
+                    (size, 0)
+                }
             };
             Counters::add(&self.engine.counters.scrub_bytes_read, bytes);
-            Counters::add(&self.engine.counters.scrub_bad_chunks, bad.len() as u64);
             report.bytes_read += bytes;
-            report
-                .bad_chunks
-                .extend(bad.into_iter().map(|m| bad_chunk(&shown, m)));
             pace.spend(bytes);
             offset += PIECE_BYTES;
             if pace.stopped() {
@@ -135,16 +150,15 @@ impl Store {
         }
     }
 
-    /// Verifies `[offset, offset + PIECE_BYTES)` of the object: (object size, device bytes read,
-    /// chunks that failed under an unchanged onode), or `None` if the object is gone.
+    /// Verifies `[offset, offset + PIECE_BYTES)` of the object.
     fn scrub_piece(
         &self,
         collection: &Arc<Collection>,
         object: &[u8],
         offset: u64,
-    ) -> Result<Option<(u64, u64, Vec<Mismatch>)>> {
-        let mut attempts = 0;
-        loop {
+    ) -> Result<Piece> {
+        let mut bytes = 0;
+        for _ in 0..PIECE_ATTEMPTS_MAX {
             self.engine.check_poison()?;
             let _read = self.engine.reclaimer.begin_read(&self.engine.allocator);
             let slot = collection.onodes.slot(object);
@@ -152,21 +166,84 @@ impl Store {
             let (onode, plan) = {
                 let state = slot.lock();
                 let Some(onode) = state.onode.clone() else {
-                    return Ok(None);
+                    return Ok(Piece::Gone);
                 };
                 let plan = plan_read(&onode, offset, PIECE_BYTES, &EnginePending(&self.engine));
                 (onode, plan)
             };
-            let (bytes, bad) = verify_read(self.engine.device.as_ref(), &onode, plan)?;
-            attempts += 1;
-            if !bad.is_empty() && attempts < PIECE_ATTEMPTS_MAX {
-                match self.newest_onode_in(collection, object) {
-                    Ok((_, newest)) if !Arc::ptr_eq(&newest, &onode) => continue,
-                    Err(Error::NotFound(_)) => return Ok(None),
-                    _ => {}
+            let device_offset = plan.first_device_offset();
+            let (read, bad) = match verify_read(self.engine.device.as_ref(), &onode, plan) {
+                Ok(verified) => verified,
+                Err(error) => {
+                    return Ok(Piece::Unreadable(Unreadable {
+                        size: onode.size,
+                        length: PIECE_BYTES.min(onode.size.saturating_sub(offset)),
+                        device_offset: device_offset.unwrap_or_default(),
+                        error: error.to_string(),
+                    }));
+                }
+            };
+            bytes += read;
+            if bad.is_empty() {
+                return Ok(Piece::Verified {
+                    size: onode.size,
+                    bytes,
+                    bad,
+                });
+            }
+            match self.newest_onode_in(collection, object) {
+                // Changed since the snapshot: the bytes may be newer than its checksums.
+                Ok((_, newest)) if !Arc::ptr_eq(&newest, &onode) => continue,
+                Err(Error::NotFound(_)) => return Ok(Piece::Gone),
+                _ => {
+                    return Ok(Piece::Verified {
+                        size: onode.size,
+                        bytes,
+                        bad,
+                    });
                 }
             }
-            return Ok(Some((onode.size, bytes, bad)));
+        }
+        // Overwritten under every attempt: not verified this time, never reported as bad.
+        let size = self
+            .newest_onode_in(collection, object)
+            .map_or(0, |(_, onode)| onode.size);
+        Ok(Piece::Busy { size, bytes })
+    }
+}
+
+/// What scrubbing one piece of an object came to.
+enum Piece {
+    /// The object is gone.
+    Gone,
+    /// Verified under an unchanged onode; `bad` failed their checksums.
+    Verified {
+        size: u64,
+        bytes: u64,
+        bad: Vec<Mismatch>,
+    },
+    /// The object changed under every attempt: not verified.
+    Busy { size: u64, bytes: u64 },
+    /// The device failed the read.
+    Unreadable(Unreadable),
+}
+
+/// A piece the device would not read.
+struct Unreadable {
+    size: u64,
+    length: u64,
+    device_offset: u64,
+    error: String,
+}
+
+impl Unreadable {
+    fn finding(self, object: &str, object_offset: u64) -> BadChunk {
+        BadChunk {
+            object: object.to_string(),
+            object_offset,
+            device_offset: self.device_offset,
+            length: self.length,
+            problem: ChunkProblem::ReadFailed(self.error),
         }
     }
 }
