@@ -87,7 +87,13 @@ pub fn check_onodes(
             inventory.lost.push((key.to_vec(), shown));
             return Ok(true);
         };
-        let shown = format!("object {collection_id}/{}", name.escape_ascii());
+        // Named as deep fsck, scrub and salvage name objects: collection name, then object
+        // (the collection id when no collection has it).
+        let collection = collections.get(&collection_id).map_or_else(
+            || collection_id.to_string(),
+            |name| name.escape_ascii().to_string(),
+        );
+        let shown = format!("object {collection}/{}", name.escape_ascii());
         if !collections.contains_key(&collection_id) {
             report.error(
                 "onode.stray",
