@@ -5,7 +5,7 @@
 mod common;
 
 use bstore::Store;
-use common::{RealStore, pattern};
+use common::{RealStore, cp, pattern};
 
 #[test]
 fn a_truncated_block_file_is_reported_with_the_objects_it_cut_off() {
@@ -73,17 +73,6 @@ fn a_truncated_block_file_is_reported_with_the_objects_it_cut_off() {
     assert!(data.bytes_read >= 100_000);
 }
 
-/// Copies `from` to `to` keeping holes (block files are sparse).
-fn copy_sparse(from: &std::path::Path, to: &std::path::Path) {
-    let status = std::process::Command::new("cp")
-        .args(["--sparse=always"])
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 #[test]
 fn a_block_file_older_than_the_database_is_refused_and_fsck_says_why() {
     let real = RealStore::new(64 << 20);
@@ -92,7 +81,7 @@ fn a_block_file_older_than_the_database_is_refused_and_fsck_says_why() {
     store.put("c", "first", &pattern(1, 100_000)).unwrap();
     store.close().unwrap();
     let old_block = real.dir.path().join("block.old");
-    copy_sparse(&real.block(), &old_block);
+    cp(&["--sparse=always"], &real.block(), &old_block);
     let store = real.open();
     for i in 0..5u64 {
         store
@@ -102,7 +91,7 @@ fn a_block_file_older_than_the_database_is_refused_and_fsck_says_why() {
     store.close().unwrap();
 
     // The device restored from the copy: the database names records it never saw.
-    copy_sparse(&old_block, &real.block());
+    cp(&["--sparse=always"], &old_block, &real.block());
     let refused = Store::open(real.path(), &bstore::OpenOptions::default());
     let Err(bstore::Error::Corruption(why)) = refused else {
         panic!("a stale device mounted: {:?}", refused.map(|_| ()));
@@ -124,13 +113,7 @@ fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_r
     store.put("c", "first", &pattern(1, 100_000)).unwrap();
     store.close().unwrap();
     let old_db = real.dir.path().join("db.old");
-    let status = std::process::Command::new("cp")
-        .args(["-a"])
-        .arg(real.path().join("db"))
-        .arg(&old_db)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    cp(&["-a"], &real.path().join("db"), &old_db);
     let store = real.open();
     for i in 0..5u64 {
         store

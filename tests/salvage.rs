@@ -6,17 +6,7 @@ mod common;
 use bstore::{
     BlockSource, JournalSize, MkfsOptions, OpenOptions, SalvageTarget, Store, Transaction,
 };
-use common::{RealStore, pattern, scratch_dir};
-
-fn cp(args: &[&str], from: &std::path::Path, to: &std::path::Path) {
-    let status = std::process::Command::new("cp")
-        .args(args)
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
+use common::{RealStore, cp, pattern, scratch_dir};
 
 /// The RocksDB table holding the onode record of `name`, found by its bytes (no compression).
 fn table_holding(db: &std::path::Path, name: &[u8]) -> std::path::PathBuf {

@@ -155,11 +155,7 @@ pub fn check_data(
             let Ok(onode) = Onode::decode(kv, value, superblock.min_alloc_size) else {
                 return Ok(true);
             };
-            let collection = collections.get(&collection_id).map_or_else(
-                || collection_id.to_string(),
-                |c| c.escape_ascii().to_string(),
-            );
-            let object: Arc<str> = format!("{collection}/{}", name.escape_ascii()).into();
+            let object: Arc<str> = super::object_name(collections, collection_id, name).into();
             pass.plan_object(&onode, &object);
             if pass.batch_bytes >= BATCH_BYTES {
                 pass.submit_batch();

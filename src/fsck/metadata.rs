@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use bitvec::prelude::*;
 
-use super::{FsckReport, Inventory, space, unit_bytes};
+use super::{FsckReport, Inventory, object_name, space, unit_bytes};
 use crate::alloc::DeviceExtent;
 use crate::error::Result;
 use crate::format::deferred::DeferredRecord;
@@ -87,13 +87,7 @@ pub fn check_onodes(
             inventory.lost.push((key.to_vec(), shown));
             return Ok(true);
         };
-        // Named as deep fsck, scrub and salvage name objects: collection name, then object
-        // (the collection id when no collection has it).
-        let collection = collections.get(&collection_id).map_or_else(
-            || collection_id.to_string(),
-            |name| name.escape_ascii().to_string(),
-        );
-        let shown = format!("object {collection}/{}", name.escape_ascii());
+        let shown = format!("object {}", object_name(collections, collection_id, name));
         if !collections.contains_key(&collection_id) {
             report.error(
                 "onode.stray",
@@ -216,18 +210,14 @@ pub fn name_owners(
         };
         for (id, extent) in onode.extent_map.referenced_units() {
             if units.contains(&extent.offset) {
-                let collection = collections.get(&collection_id).map_or_else(
-                    || collection_id.to_string(),
-                    |c| c.escape_ascii().to_string(),
-                );
                 let via = match onode.extent_map.blob(id).shared_blob_id {
                     Some(sbid) => format!(" (shared blob {sbid})"),
                     None => String::new(),
                 };
-                owners
-                    .entry(extent.offset)
-                    .or_default()
-                    .push(format!("{collection}/{}{via}", name.escape_ascii()));
+                owners.entry(extent.offset).or_default().push(format!(
+                    "{}{via}",
+                    object_name(collections, collection_id, name)
+                ));
             }
         }
         Ok(true)

@@ -275,6 +275,16 @@ fn read_max(kv: &dyn Kv, key: &[u8]) -> Result<Option<u64>> {
         .and_then(|value| decode_counter(&value).ok()))
 }
 
+/// How fsck, deep fsck, scrub and salvage name an object: `collection/object`, escaped (the
+/// collection's id when no collection has it).
+fn object_name(collections: &BTreeMap<u64, Vec<u8>>, collection_id: u64, name: &[u8]) -> String {
+    let collection = collections.get(&collection_id).map_or_else(
+        || collection_id.to_string(),
+        |collection| collection.escape_ascii().to_string(),
+    );
+    format!("{collection}/{}", name.escape_ascii())
+}
+
 /// The allocation unit of a superblock, in bytes.
 fn unit_bytes(superblock: &Superblock) -> u64 {
     u64::from(superblock.min_alloc_size)

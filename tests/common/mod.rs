@@ -123,6 +123,22 @@ pub fn peek(path: &Path, offset: u64, length: usize) -> Vec<u8> {
     bytes
 }
 
+/// Runs `cp ARGS FROM TO` (`-a` for a directory, `--sparse=always` for a block file).
+pub fn cp(args: &[&str], from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .args(args)
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "cp {args:?} {} {}",
+        from.display(),
+        to.display()
+    );
+}
+
 /// Deterministic bytes for object contents.
 pub fn pattern(seed: u64, length: usize) -> Vec<u8> {
     let mut rng = bstore::rng::SplitMix64::new(seed);

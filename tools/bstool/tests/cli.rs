@@ -287,6 +287,21 @@ fn write_read_stat_attrs_omap_and_fsck() {
     assert!(text.contains("clean: true"), "{text}");
 }
 
+/// Frees a closed store's objects' space behind the metadata's back: the freelist key of
+/// region 0 rewritten as all free but the reserved start, so the objects' units look free
+/// (fsck: `space.false_free`).
+fn free_region_zero_behind_the_metadata(store: &Path) {
+    let kv = bstore::kv::RocksKv::open(&store.join("db"), None, bstore::kv::KvOpenMode::ReadWrite)
+        .unwrap();
+    let mut batch = bstore::kv::Batch::new();
+    batch.put(
+        bstore::kv::KeySpace::Freelist,
+        0u64.to_be_bytes().to_vec(),
+        vec![0b0000_0011],
+    );
+    bstore::kv::Kv::write(&kv, batch, bstore::kv::Durability::Sync).unwrap();
+}
+
 #[test]
 fn fsck_exits_one_when_it_finds_damage() {
     let s = Scratch::new();
@@ -296,23 +311,7 @@ fn fsck_exits_one_when_it_finds_damage() {
         &["put", "c", "o", "-"],
         Some(&[5u8; 10_000]),
     ));
-    // Free the object's space behind the metadata's back: rewrite the freelist key of region 0
-    // as all-free except the reserved start, so the object's units look free (false free).
-    {
-        let kv = bstore::kv::RocksKv::open(
-            &s.store().join("db"),
-            None,
-            bstore::kv::KvOpenMode::ReadWrite,
-        )
-        .unwrap();
-        let mut batch = bstore::kv::Batch::new();
-        batch.put(
-            bstore::kv::KeySpace::Freelist,
-            0u64.to_be_bytes().to_vec(),
-            vec![0b0000_0011],
-        );
-        bstore::kv::Kv::write(&kv, batch, bstore::kv::Durability::Sync).unwrap();
-    }
+    free_region_zero_behind_the_metadata(&s.store());
     let output = s.bstool(&["fsck"]);
     assert_eq!(output.status.code(), Some(1), "fsck found errors");
     let report = json(&String::from_utf8(output.stdout).unwrap());
@@ -335,22 +334,7 @@ fn repair_puts_a_broken_freelist_right_and_a_dry_run_changes_nothing() {
         &["put", "c", "o", "-"],
         Some(&[5u8; 10_000]),
     ));
-    // The freelist of region 0 rewritten as all free but the reserved start (as above).
-    {
-        let kv = bstore::kv::RocksKv::open(
-            &s.store().join("db"),
-            None,
-            bstore::kv::KvOpenMode::ReadWrite,
-        )
-        .unwrap();
-        let mut batch = bstore::kv::Batch::new();
-        batch.put(
-            bstore::kv::KeySpace::Freelist,
-            0u64.to_be_bytes().to_vec(),
-            vec![0b0000_0011],
-        );
-        bstore::kv::Kv::write(&kv, batch, bstore::kv::Durability::Sync).unwrap();
-    }
+    free_region_zero_behind_the_metadata(&s.store());
     let plan = json(&ok(s.bstool(&["repair", "--dry-run"])));
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["clean"], true, "the plan leaves a clean store: {plan}");
