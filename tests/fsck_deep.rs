@@ -100,6 +100,37 @@ fn deep_fsck_names_the_object_and_offsets_of_a_flipped_data_byte() {
 }
 
 #[test]
+fn deep_fsck_finds_flipped_bytes_read_into_reused_buffers() {
+    // Enough objects of one shape for several batches: later batches read into the buffers of
+    // verified ones, and a stale buffer must never pass for what the device holds.
+    let pair = SimPair::new(160 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let objects = 28;
+    for index in 0..objects {
+        store
+            .put("c", &format!("o{index:02}"), &pattern(index, 4 << 20))
+            .unwrap();
+    }
+    store.close().unwrap();
+    let flipped = ["o01", "o20", "o27"];
+    for object in flipped {
+        let target = device_offset_of(&pair, object, 1 << 20);
+        pair.device.corrupt_bit(target, 0);
+    }
+
+    let report = deep_fsck(&pair.device, pair.kv.as_ref());
+    let deep = report.deep.as_ref().unwrap();
+    assert_eq!(deep.bytes_read, objects * (4 << 20));
+    let named: Vec<_> = deep
+        .bad_chunks
+        .iter()
+        .map(|bad| bad.object.as_str())
+        .collect();
+    assert_eq!(named, ["c/o01", "c/o20", "c/o27"], "{:?}", deep.bad_chunks);
+}
+
+#[test]
 fn deep_fsck_finds_a_flipped_checksum_in_the_metadata() {
     let pair = populated();
     // Flip one recorded crc32c of "small" (its extent map is inline in the onode record),

@@ -164,10 +164,16 @@ pub struct IoRequest {
 impl IoRequest {
     /// A read of `length` bytes at `device_offset`.
     pub fn read(device_offset: u64, length: usize) -> Self {
+        Self::read_into(device_offset, AlignedBuf::zeroed(length))
+    }
+
+    /// A read of `buf.len()` bytes at `device_offset` into `buf`, whose old bytes are
+    /// overwritten: for a caller that reuses its buffers rather than allocating each read's.
+    pub fn read_into(device_offset: u64, buf: AlignedBuf) -> Self {
         IoRequest {
             kind: IoKind::Read,
             device_offset,
-            buf: IoBuf::Owned(AlignedBuf::zeroed(length)),
+            buf: IoBuf::Owned(buf),
         }
     }
 

@@ -9,7 +9,7 @@
 //! refuses is read again run by run (each run belongs to one object), so one bad sector names
 //! its own object and no others.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,8 @@ const BATCH_BYTES: u64 = 16 << 20;
 const READERS: usize = 2;
 /// Largest single read after merging neighbours.
 const MERGED_READ_BYTES: u64 = 4 << 20;
+/// Bytes of verified batches' buffers kept for the next batches' reads.
+const POOLED_BYTES_MAX: usize = 4 * (BATCH_BYTES + MERGED_READ_BYTES) as usize;
 
 /// What a deep fsck read and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,14 +123,16 @@ pub fn check_data(
 ) -> Result<DeepReport> {
     let started = Instant::now();
     let pending = PendingWrites::load(kv)?;
+    let pool = BufferPool::default();
     let (to_reader, batches) = crossbeam::channel::bounded::<Vec<ChunkRun>>(1);
     let (done, from_reader) = crossbeam::channel::bounded::<ReadBatch>(1);
     let mut report = std::thread::scope(|scope| {
         for _ in 0..READERS {
-            let (pending, batches, done) = (&pending, batches.clone(), done.clone());
+            let (pending, pool) = (&pending, &pool);
+            let (batches, done) = (batches.clone(), done.clone());
             scope.spawn(move || {
                 for runs in batches {
-                    if done.send(read_batch(device, pending, runs)).is_err() {
+                    if done.send(read_batch(device, pending, pool, runs)).is_err() {
                         return;
                     }
                 }
@@ -138,6 +142,7 @@ pub fn check_data(
         let mut pass = DataPass {
             to_reader,
             from_reader,
+            pool: &pool,
             in_flight: 0,
             batch: Vec::new(),
             batch_bytes: 0,
@@ -208,6 +213,8 @@ impl ChunkRun {
 struct DataPass<'a> {
     to_reader: crossbeam::channel::Sender<Vec<ChunkRun>>,
     from_reader: crossbeam::channel::Receiver<ReadBatch>,
+    /// Where verified batches' buffers go back for the readers to reuse.
+    pool: &'a BufferPool,
     /// Batches handed to the reader and not yet verified.
     in_flight: usize,
     batch: Vec<ChunkRun>,
@@ -329,6 +336,7 @@ impl DataPass<'_> {
             }
             self.report.bytes_read += read.length;
         }
+        self.pool.give_back(batch.buffers.into_iter().flatten());
         (self.progress)(FsckProgress {
             bytes_read: self.report.bytes_read,
             bytes_total: self.bytes_total,
@@ -382,13 +390,14 @@ struct ReadBatch {
 fn read_batch(
     device: &dyn BlockDevice,
     pending: &PendingWrites,
+    pool: &BufferPool,
     mut runs: Vec<ChunkRun>,
 ) -> ReadBatch {
     runs.sort_by_key(|run| run.device_offset);
     let mut reads = merge_reads(&runs);
     let requests = reads
         .iter()
-        .map(|read| IoRequest::read(read.device_offset, read.length as usize))
+        .map(|read| IoRequest::read_into(read.device_offset, pool.take(read.length as usize)))
         .collect();
     let results: Vec<_> = match device.run(requests) {
         Ok(done) => done
@@ -423,6 +432,46 @@ fn read_batch(
         runs,
         reads,
         buffers,
+    }
+}
+
+/// Read buffers of verified batches, by length, for the next batches to read into: a deep fsck
+/// reads the whole store, and allocating (and zeroing) every read's buffer afresh cost a fifth
+/// of its CPU, which on a small machine is taken from the device's own kernel threads.
+#[derive(Default)]
+struct BufferPool {
+    free: parking_lot::Mutex<PooledBuffers>,
+}
+
+#[derive(Default)]
+struct PooledBuffers {
+    by_length: HashMap<usize, Vec<AlignedBuf>>,
+    bytes: usize,
+}
+
+impl BufferPool {
+    /// A buffer of `length` bytes: a pooled one, or a new one.
+    fn take(&self, length: usize) -> AlignedBuf {
+        let mut free = self.free.lock();
+        match free.by_length.get_mut(&length).and_then(Vec::pop) {
+            Some(buf) => {
+                free.bytes -= length;
+                buf
+            }
+            None => AlignedBuf::zeroed(length),
+        }
+    }
+
+    /// Keeps `buffers` for reuse, up to [`POOLED_BYTES_MAX`] (lengths seldom seen again must not
+    /// pile up); the rest are freed.
+    fn give_back(&self, buffers: impl IntoIterator<Item = AlignedBuf>) {
+        let mut free = self.free.lock();
+        for buf in buffers {
+            if free.bytes + buf.len() <= POOLED_BYTES_MAX {
+                free.bytes += buf.len();
+                free.by_length.entry(buf.len()).or_default().push(buf);
+            }
+        }
     }
 }
 
@@ -553,6 +602,35 @@ mod tests {
         // A read that starts inside a write sees only its overlap.
         assert_eq!(patched(1536, 1024)[..512], [2; 512]);
         assert_eq!(patched(4096, 512), vec![9; 512]);
+    }
+
+    #[test]
+    fn the_buffer_pool_reuses_lengths_it_holds_and_keeps_no_more_than_its_bound() {
+        let pool = BufferPool::default();
+        let mut first = pool.take(16384);
+        first[0] = 7;
+        pool.give_back([first]);
+        assert_eq!(
+            pool.take(16384)[0],
+            7,
+            "a pooled buffer of that length is reused"
+        );
+        assert_eq!(
+            pool.take(16384)[0],
+            0,
+            "the pool is empty again: a new buffer"
+        );
+        assert_eq!(pool.take(8192).len(), 8192);
+
+        let large = MERGED_READ_BYTES as usize;
+        pool.give_back((0..POOLED_BYTES_MAX / large + 3).map(|_| AlignedBuf::zeroed(large)));
+        assert_eq!(pool.free.lock().bytes, POOLED_BYTES_MAX);
+        pool.give_back([AlignedBuf::zeroed(4096)]);
+        assert_eq!(
+            pool.free.lock().bytes,
+            POOLED_BYTES_MAX,
+            "a full pool frees what it gets"
+        );
     }
 
     #[test]
