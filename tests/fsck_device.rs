@@ -135,3 +135,69 @@ fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_r
     }
     store.close().unwrap();
 }
+
+/// A transaction too large for a journal record: it commits outside the ring.
+fn large_omap_commit(store: &Store) {
+    let values: Vec<_> = (0..6u8)
+        .map(|i| (vec![b'k', i], pattern(20 + u64::from(i), 4 << 20)))
+        .collect();
+    let txn = bstore::Transaction::new()
+        .touch("c", "omap")
+        .omap_setkeys("c", "omap", values)
+        .clone();
+    let before = store.counters().journal_bypasses;
+    store.apply(&txn).unwrap();
+    assert_eq!(store.counters().journal_bypasses, before + 1);
+}
+
+#[test]
+fn a_database_older_than_a_commit_made_outside_the_ring_is_refused_and_fsck_says_why() {
+    // The replay that brings an older database forward cannot bring back a commit the ring
+    // never carried; the ring's marks around it must stop the mount instead. The large commit
+    // is the last before close: nothing but those marks follows it.
+    let real = RealStore::new(64 << 20);
+    let store = real.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "first", &pattern(1, 100_000)).unwrap();
+    store.close().unwrap();
+    let old_db = real.dir.path().join("db.old");
+    cp(&["-a"], &real.path().join("db"), &old_db);
+    let store = real.open();
+    store.put("c", "later", &pattern(2, 100_000)).unwrap();
+    large_omap_commit(&store);
+    store.close().unwrap();
+
+    std::fs::remove_dir_all(real.path().join("db")).unwrap();
+    std::fs::rename(&old_db, real.path().join("db")).unwrap();
+    let refused = Store::open(real.path(), &bstore::OpenOptions::default());
+    let Err(bstore::Error::Corruption(why)) = refused else {
+        panic!(
+            "a database missing a commit mounted: {:?}",
+            refused.map(|_| ())
+        );
+    };
+    assert!(why.contains("older than the device"), "{why}");
+    let report = Store::fsck(real.path()).unwrap();
+    assert_eq!(report.errors.len(), 1, "{:?}", report.errors);
+    assert_eq!(report.errors[0].check, "journal");
+    assert!(report.errors[0].detail.contains("outside the ring"));
+    assert!(Store::open_read_only(real.path(), &bstore::OpenOptions::default()).is_err());
+}
+
+#[test]
+fn a_commit_made_outside_the_ring_leaves_a_store_that_mounts_again_and_again() {
+    let real = RealStore::new(64 << 20);
+    let store = real.open();
+    store.create_collection("c").unwrap();
+    large_omap_commit(&store);
+    store.put("c", "after", &pattern(3, 100_000)).unwrap();
+    store.close().unwrap();
+    for _ in 0..2 {
+        assert!(Store::fsck(real.path()).unwrap().is_clean());
+        let store = real.open();
+        assert_eq!(store.get("c", "after").unwrap(), pattern(3, 100_000));
+        let values = store.omap_get_values("c", "omap", [b"k\x05"]).unwrap();
+        assert!(values[&b"k\x05"[..]] == pattern(25, 4 << 20));
+        store.close().unwrap();
+    }
+}

@@ -304,6 +304,67 @@ fn a_commit_too_large_for_a_record_commits_through_a_checkpoint() {
 }
 
 #[test]
+fn a_power_cut_anywhere_in_a_commit_outside_the_ring_leaves_all_or_none_and_mounts_again() {
+    // The commit writes a record that marks it, checkpoints, makes one synced KV write that
+    // removes the mark, and writes an empty record. Cut at each of its I/O events in turn: the
+    // survivor holds the commit whole or not at all, and once a mount has seen a cut mark,
+    // later records behind it must not read as a database older than the device.
+    let big = pattern(7, 100 << 10);
+    let txn = Transaction::new()
+        .touch("c", "omap")
+        .omap_setkeys("c", "omap", [(b"big".to_vec(), big.clone())])
+        .clone();
+    let (mut cuts, mut marks_cut) = (0, 0);
+    for event in 1.. {
+        let (pair, store) = with_smallest_journal();
+        store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
+        let power = PowerCut::at(event);
+        pair.device.set_power(power.clone());
+        pair.kv.set_power(power.clone());
+        let acknowledged = store.apply(&txn).is_ok();
+        drop(store);
+        if !power.is_off() {
+            assert!(acknowledged, "the commit failed with the power on");
+            break;
+        }
+        cuts += 1;
+        let survivor = SimPair {
+            device: Arc::new(SimDevice::from_image(
+                pair.device.survivor(CrashMode::DropUnflushed),
+                DEVICE,
+                512,
+                false,
+            )),
+            kv: Arc::new(pair.kv.survivor(CrashMode::DropUnflushed)),
+            options: pair.options.clone(),
+        };
+        let store = open(&survivor).unwrap_or_else(|e| panic!("cut at event {event}: {e}"));
+        marks_cut += usize::from(store.journal_replay().unwrap().outside_cut);
+        let values = store.omap_get_values("c", "omap", [b"big"]);
+        match values {
+            Ok(values) => assert!(values[&b"big"[..]] == big, "cut at event {event}"),
+            Err(error) => assert!(!acknowledged, "cut at event {event}: {error}"),
+        }
+        // Records after the cut mark, made durable only in the ring, then replayed.
+        store.put("c", "o1", &pattern(1, OBJECT)).unwrap();
+        let again = power_cut(&survivor);
+        drop(store);
+        let store = open(&again).unwrap_or_else(|e| panic!("cut at event {event}, again: {e}"));
+        assert_objects(&store, 2);
+        store.close().unwrap();
+        let report = Store::fsck_on(again.device.as_ref(), again.kv.as_ref()).unwrap();
+        assert!(
+            report.is_clean(),
+            "cut at event {event}: {:?}",
+            report.errors
+        );
+    }
+    assert!(cuts >= 6, "only {cuts} I/O events in the commit");
+    assert!(marks_cut > 0, "no cut left the mark behind");
+    println!("{cuts} power cuts, {marks_cut} of them between the mark and the synced write");
+}
+
+#[test]
 fn a_store_without_a_journal_commits_through_the_kv_store() {
     let pair = SimPair::with_format(
         DEVICE,

@@ -78,6 +78,10 @@ pub const STATFS_KEY: &[u8] = b"statfs";
 /// carries it in its own ops, so the KV store's durable state always says which records it
 /// already holds.
 pub const JOURNAL_NEXT_KEY: &[u8] = b"journal_next";
+/// Super key present only while a commit too large for a journal record is being made outside
+/// the ring: a counter (the sequence of the record that set it), removed by the commit's own
+/// synced KV write (FORMAT.md §11.4).
+pub const JOURNAL_OUTSIDE_KEY: &[u8] = b"journal_outside";
 
 /// Omap key tag of the header.
 pub const OMAP_TAG_HEADER: u8 = 1;

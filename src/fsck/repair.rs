@@ -165,8 +165,8 @@ fn replay_journal(
     for position in unwanted.filter(|_| write_device) {
         journal::invalidate(device, region, position)?;
     }
-    if write_kv && replay.records > 0 {
-        target.flush()?;
+    if write_kv {
+        journal::settle(target, &replay)?;
     }
     Ok(())
 }

@@ -42,8 +42,9 @@ use crate::format::journal::{
     CommitPayload, DataCheck, JOURNAL_BLOCK, JOURNAL_HEADER_LENGTH, OpKind, OpRef, RecordHeader,
     decode_commit, decode_header, encode_commit, encode_record, payload_of,
 };
-use crate::format::keys::{JOURNAL_NEXT_KEY, KeySpace};
+use crate::format::keys::{JOURNAL_NEXT_KEY, JOURNAL_OUTSIDE_KEY, KeySpace};
 use crate::format::records::{JournalPosition, JournalRegion};
+use crate::format::records::{decode_counter, encode_counter};
 use crate::kv::{Batch, BatchOp, Durability, Kv};
 
 /// What a commit's caller does at two moments of [`Journal::commit`].
@@ -221,12 +222,28 @@ impl Journal {
         &self,
         device: &dyn BlockDevice,
         kv: &dyn Kv,
-        mut batch: Batch,
+        batch: Batch,
         checks: &[DataCheck],
         hooks: &mut dyn RecordHooks,
         flush: bool,
     ) -> Result<u64> {
         let mut state = self.state.lock();
+        let sequence = self.commit_locked(&mut state, device, kv, batch, checks, hooks, flush)?;
+        self.publish(&state);
+        Ok(sequence)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn commit_locked(
+        &self,
+        state: &mut State,
+        device: &dyn BlockDevice,
+        kv: &dyn Kv,
+        mut batch: Batch,
+        checks: &[DataCheck],
+        hooks: &mut dyn RecordHooks,
+        flush: bool,
+    ) -> Result<u64> {
         let payload_length = payload_estimate(&batch, checks.len()) + next_op_bytes();
         let record_length =
             ((JOURNAL_HEADER_LENGTH + payload_length) as u64).next_multiple_of(JOURNAL_BLOCK);
@@ -243,7 +260,7 @@ impl Journal {
             0
         };
         if state.in_use + skipped + record_length > self.region.length / 4 * CHECKPOINT_QUARTERS {
-            checkpoint(kv, &mut state)?;
+            checkpoint(kv, state)?;
         }
         let at = JournalPosition {
             sequence: state.next.sequence,
@@ -282,22 +299,47 @@ impl Journal {
         state.in_use += skipped + record_length;
         state.written.0 += 1;
         state.written.1 += record_length;
-        self.publish(&state);
         Ok(at.sequence)
     }
 
     /// Makes a batch too large for a record durable the old way, in journal order: a
     /// checkpoint (every earlier record becomes durable in the KV store), then one synced KV
-    /// write. The caller flushed the device for the batch's data. Returns the sequence of the
-    /// last record before it (which the checkpoint sealed).
-    pub fn commit_outside(&self, kv: &dyn Kv, batch: Batch) -> Result<u64> {
+    /// write. The caller flushed the device for the batch's data. Returns the sequence the
+    /// checkpoint sealed.
+    ///
+    /// The ring still learns of the commit: a record before it names it
+    /// ([`JOURNAL_OUTSIDE_KEY`]), the synced write removes that name, and an empty record
+    /// follows. A KV store restored from a copy older than the commit then replays the first
+    /// record and the next, and [`replay`] refuses it rather than apply later records on top of
+    /// a state that lacks the commit.
+    pub fn commit_outside(
+        &self,
+        device: &dyn BlockDevice,
+        kv: &dyn Kv,
+        batch: Batch,
+    ) -> Result<u64> {
         let mut state = self.state.lock();
-        checkpoint(kv, &mut state)?;
-        // Durability point: the batch is in the KV store's own log, behind everything the
-        // checkpoint made durable; records after it are replayed on top of it.
-        kv.write(batch, Durability::Sync)?;
+        let begun = state.next.sequence;
+        let mut marker = Batch::new();
+        marker.put(KeySpace::Super, JOURNAL_OUTSIDE_KEY, encode_counter(begun));
+        let marked = self.commit_locked(&mut state, device, kv, marker, &[], &mut NoHooks, true);
+        let result = marked.and_then(|sequence| {
+            debug_assert_eq!(sequence, begun);
+            // The marker must be durable in the KV store before the synced write removes it:
+            // RocksDB's log would otherwise bring the removal back without the marker, and
+            // replay would put the marker back after it.
+            checkpoint(kv, &mut state)?;
+            let mut batch = batch;
+            batch.delete(KeySpace::Super, JOURNAL_OUTSIDE_KEY);
+            // Durability point: the batch is in the KV store's own log, behind everything the
+            // checkpoint made durable; records after it are replayed on top of it.
+            kv.write(batch, Durability::Sync)?;
+            let closing = Batch::new();
+            self.commit_locked(&mut state, device, kv, closing, &[], &mut NoHooks, true)?;
+            Ok(begun)
+        });
         self.publish(&state);
-        Ok(state.next.sequence.saturating_sub(1))
+        result
     }
 
     /// Returns once record `sequence` can no longer be the last one replay finds: a later
@@ -469,6 +511,10 @@ pub struct JournalReplay {
     /// the ring it goes to the ring's start, where replay looks only if nothing of that
     /// sequence is at the end (a torn header there would hide it after the next crash).
     pub torn: Option<JournalPosition>,
+    /// The log ends at the record that begins a commit too large for a record
+    /// ([`Journal::commit_outside`]), and the KV store does not hold that commit: the power cut
+    /// it (never acknowledged). A read-write mount removes the mark ([`settle`]).
+    pub outside_cut: bool,
 }
 
 /// Applies every whole record from `start` on to `kv` (as journaled writes), in order. The log
@@ -536,7 +582,45 @@ pub fn replay(
     }
     reader.refuse_records_behind(at)?;
     summary.next = at;
+    summary.outside_cut = refuse_missing_outside_commit(kv, at)?;
     Ok(summary)
+}
+
+/// Whether a commit outside the ring was cut by the power (its mark is the log's last record);
+/// `Corruption` when records follow the mark, which only happens once the commit's synced
+/// write (which removes the mark) is durable: the KV store is older than the device.
+fn refuse_missing_outside_commit(kv: &dyn Kv, next: JournalPosition) -> Result<bool> {
+    let Some(value) = kv.get(KeySpace::Super, JOURNAL_OUTSIDE_KEY)? else {
+        return Ok(false);
+    };
+    let begun = decode_counter(&value)
+        .map_err(|e| Error::corruption(format!("the journal's outside-commit mark: {e}")))?;
+    if next.sequence <= begun + 1 {
+        return Ok(true);
+    }
+    Err(Error::corruption(format!(
+        "the KV store lacks the commit that journal record {begun} began outside the ring, while \
+         the device holds records written after it: the KV store is older than the device (db/ \
+         restored from an older copy?); refusing to apply later commits on top of a state that \
+         lacks it: use the db/ copied together with this device"
+    )))
+}
+
+/// Makes what a read-write replay did durable: the replayed records (so the ring behind them
+/// is free and no later mount applies them twice), then the removal of a cut outside commit's
+/// mark (after the records, or the next replay could apply the mark again).
+pub fn settle(kv: &dyn Kv, replay: &JournalReplay) -> Result<()> {
+    if replay.records > 0 {
+        // Durability point: the replayed records are durable in the KV store, so the ring
+        // behind them is free and deferred replay may write in place.
+        kv.flush()?;
+    }
+    if replay.outside_cut {
+        let mut clear = Batch::new();
+        clear.delete(KeySpace::Super, JOURNAL_OUTSIDE_KEY);
+        kv.write(clear, Durability::Sync)?;
+    }
+    Ok(())
 }
 
 /// Overwrites the header of a record replay dropped, so that it can never be taken for the

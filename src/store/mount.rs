@@ -133,11 +133,7 @@ fn replay_journal(
         for unwanted in replay.dropped.into_iter().chain(replay.torn) {
             journal::invalidate(device, region, unwanted)?;
         }
-        if replay.records > 0 {
-            // Durability point: the replayed records are durable in the KV store, so the
-            // ring behind them is free and deferred replay may write in place.
-            target.flush()?;
-        }
+        journal::settle(target.as_ref(), &replay)?;
     }
     Ok((
         target,

@@ -390,7 +390,8 @@ impl Shared {
                 engine.device.flush()?;
                 Counters::add(&engine.counters.device_flushes, 1);
             }
-            let sequence = journal.commit_outside(engine.kv.as_ref(), batch)?;
+            let sequence =
+                journal.commit_outside(engine.device.as_ref(), engine.kv.as_ref(), batch)?;
             Counters::add(&engine.counters.journal_bypasses, 1);
             Counters::add(&engine.counters.kv_syncs, 1);
             self.acknowledge(&mut group.members, Some(sequence));
