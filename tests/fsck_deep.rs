@@ -109,7 +109,7 @@ fn deep_fsck_finds_flipped_bytes_read_into_reused_buffers() {
     let objects = 28;
     for index in 0..objects {
         store
-            .put("c", &format!("o{index:02}"), &pattern(index, 4 << 20))
+            .put("c", format!("o{index:02}"), &pattern(index, 4 << 20))
             .unwrap();
     }
     store.close().unwrap();
