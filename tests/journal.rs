@@ -19,7 +19,8 @@ use bstore::device::{BlockDevice, CrashMode, PowerCut, SimDevice};
 use bstore::format::journal::{JOURNAL_BLOCK, decode_header};
 use bstore::format::keys::{JOURNAL_NEXT_KEY, SUPERBLOCK_KEY};
 use bstore::format::records::{JournalPosition, JournalRegion, Superblock};
-use bstore::kv::{KeySpace, Kv};
+use bstore::journal::NoHooks;
+use bstore::kv::{KeySpace, Kv, MemKv, MemKvFaults};
 use bstore::{Error, FormatOptions, JournalSize, OpenOptions, Store, Transaction};
 use common::{SimPair, manual_options, pattern};
 
@@ -309,11 +310,7 @@ fn a_power_cut_anywhere_in_a_commit_outside_the_ring_leaves_all_or_none_and_moun
     // removes the mark, and writes an empty record. Cut at each of its I/O events in turn: the
     // survivor holds the commit whole or not at all, and once a mount has seen a cut mark,
     // later records behind it must not read as a database older than the device.
-    let big = pattern(7, 100 << 10);
-    let txn = Transaction::new()
-        .touch("c", "omap")
-        .omap_setkeys("c", "omap", [(b"big".to_vec(), big.clone())])
-        .clone();
+    let (txn, big) = large_commit();
     let (mut cuts, mut marks_cut) = (0, 0);
     for event in 1.. {
         let (pair, store) = with_smallest_journal();
@@ -362,6 +359,129 @@ fn a_power_cut_anywhere_in_a_commit_outside_the_ring_leaves_all_or_none_and_moun
     assert!(cuts >= 6, "only {cuts} I/O events in the commit");
     assert!(marks_cut > 0, "no cut left the mark behind");
     println!("{cuts} power cuts, {marks_cut} of them between the mark and the synced write");
+}
+
+/// The large omap transaction of these tests (too large for the smallest journal's records).
+fn large_commit() -> (Transaction, Vec<u8>) {
+    let big = pattern(7, 100 << 10);
+    let txn = Transaction::new()
+        .touch("c", "omap")
+        .omap_setkeys("c", "omap", [(b"big".to_vec(), big.clone())])
+        .clone();
+    (txn, big)
+}
+
+#[test]
+fn a_failed_synced_write_in_a_commit_outside_the_ring_fences_the_journal_and_the_store_mounts() {
+    // The mark is durable and the synced write that would remove it fails: no record may
+    // follow the mark, or every later mount would take the KV store for an older copy.
+    let (pair, store) = with_smallest_journal();
+    store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
+    pair.kv.set_faults(MemKvFaults {
+        fail_sync_number: Some(pair.kv.synced_writes() + 1),
+    });
+    assert!(store.apply(&large_commit().0).is_err());
+    pair.kv.set_faults(MemKvFaults::default());
+    let refused = store.put("c", "o1", &pattern(1, OBJECT));
+    assert!(matches!(refused, Err(Error::Poisoned(_))), "{refused:?}");
+    let survivor = power_cut(&pair);
+    drop(store);
+    for _ in 0..2 {
+        let store = open(&survivor).expect("a store whose large commit failed mounts");
+        assert_objects(&store, 1);
+        assert!(store.omap_get_values("c", "omap", [b"big"]).is_err());
+        store.put("c", "o1", &pattern(1, OBJECT)).unwrap();
+        store.remove("c", "o1").unwrap();
+        drop(store);
+        let report = Store::fsck_on(survivor.device.as_ref(), survivor.kv.as_ref()).unwrap();
+        assert!(report.is_clean(), "{:?}", report.errors);
+    }
+}
+
+#[test]
+fn after_a_failure_behind_its_mark_the_journal_takes_no_more_records() {
+    // What the deferred applier (or a seal) would do if it reached the journal between the
+    // failed synced write and the store's poisoning: write a record behind the mark.
+    let (pair, store) = with_smallest_journal();
+    store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
+    store.close().unwrap();
+    let kv: &dyn Kv = pair.kv.as_ref();
+    let region = region(kv);
+    let uuid = bstore::device::label::read_label(pair.device.as_ref())
+        .unwrap()
+        .store_uuid;
+    let next = bstore::journal::durable_position(kv, region).unwrap();
+    let journal = bstore::journal::Journal::new(region, uuid, next);
+    pair.kv.set_faults(MemKvFaults {
+        fail_sync_number: Some(pair.kv.synced_writes() + 1),
+    });
+    let mut large = bstore::kv::Batch::new();
+    large.put(KeySpace::Super, b"test-large".to_vec(), vec![1; 64]);
+    assert!(
+        journal
+            .commit_outside(pair.device.as_ref(), kv, large)
+            .is_err()
+    );
+    pair.kv.set_faults(MemKvFaults::default());
+    let empty = bstore::kv::Batch::new();
+    let after = journal.commit(pair.device.as_ref(), kv, empty, &[], &mut NoHooks, true);
+    assert!(matches!(after, Err(Error::Poisoned(_))), "{after:?}");
+    let survivor = power_cut(&pair);
+    let store = open(&survivor).expect("the store mounts after the failed commit");
+    assert!(store.journal_replay().unwrap().outside_cut);
+    assert_objects(&store, 1);
+    store.close().unwrap();
+    open(&survivor).unwrap().close().unwrap();
+}
+
+#[test]
+fn an_older_kv_store_is_refused_behind_an_earlier_mark_when_a_later_commit_was_cut() {
+    // Two large commits; the KV store is restored from before the first, and the power cut the
+    // second after its mark and before its synced write. The second mark, last in the log,
+    // reads as a power cut; the first, with records behind it, still gives the KV store away.
+    let mut tried = 0;
+    for event in 1.. {
+        let (pair, store) = with_smallest_journal();
+        store.put("c", "o0", &pattern(0, OBJECT)).unwrap();
+        store.close().unwrap();
+        let old_kv = pair.kv.survivor(CrashMode::DropUnflushed);
+        let store = open(&pair).unwrap();
+        store.apply(&large_commit().0).unwrap();
+        store.put("c", "o1", &pattern(1, OBJECT)).unwrap();
+        let power = PowerCut::at(event);
+        pair.device.set_power(power.clone());
+        pair.kv.set_power(power.clone());
+        let second = Transaction::new()
+            .omap_setkeys("c", "omap", [(b"more".to_vec(), pattern(8, 100 << 10))])
+            .clone();
+        let acknowledged = store.apply(&second).is_ok();
+        drop(store);
+        assert!(
+            !acknowledged,
+            "the power cut came after the whole second commit"
+        );
+        let with_kv = |kv: MemKv| SimPair {
+            device: Arc::new(SimDevice::from_image(
+                pair.device.survivor(CrashMode::DropUnflushed),
+                DEVICE,
+                512,
+                false,
+            )),
+            kv: Arc::new(kv),
+            options: pair.options.clone(),
+        };
+        let own = open(&with_kv(pair.kv.survivor(CrashMode::DropUnflushed))).unwrap();
+        let cut_after_the_mark = own.journal_replay().unwrap().outside_cut;
+        assert_objects(&own, 2);
+        drop(own);
+        tried += 1;
+        if cut_after_the_mark {
+            let why = refused(open(&with_kv(old_kv)));
+            assert!(why.contains("older than the device"), "{why}");
+            return;
+        }
+    }
+    panic!("no power cut of {tried} left the second mark last");
 }
 
 #[test]

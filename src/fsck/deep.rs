@@ -462,16 +462,41 @@ impl BufferPool {
         }
     }
 
-    /// Keeps `buffers` for reuse, up to [`POOLED_BYTES_MAX`] (lengths seldom seen again must not
-    /// pile up); the rest are freed.
+    /// Keeps `buffers` for reuse, up to [`POOLED_BYTES_MAX`]: room for one is made by freeing
+    /// pooled buffers of other lengths, so lengths the reads have moved on from give way to the
+    /// ones they use now.
     fn give_back(&self, buffers: impl IntoIterator<Item = AlignedBuf>) {
         let mut free = self.free.lock();
         for buf in buffers {
-            if free.bytes + buf.len() <= POOLED_BYTES_MAX {
-                free.bytes += buf.len();
-                free.by_length.entry(buf.len()).or_default().push(buf);
+            let length = buf.len();
+            while free.bytes + length > POOLED_BYTES_MAX && free.evict_other_than(length) {}
+            if free.bytes + length <= POOLED_BYTES_MAX {
+                free.bytes += length;
+                free.by_length.entry(length).or_default().push(buf);
             }
         }
+    }
+}
+
+impl PooledBuffers {
+    /// Frees one pooled buffer of a length other than `length`; false when there is none.
+    fn evict_other_than(&mut self, length: usize) -> bool {
+        let Some(victim) = self
+            .by_length
+            .keys()
+            .copied()
+            .find(|other| *other != length)
+        else {
+            return false;
+        };
+        let buffers = self.by_length.entry(victim).or_default();
+        if let Some(buf) = buffers.pop() {
+            self.bytes -= buf.len();
+        }
+        if buffers.is_empty() {
+            self.by_length.remove(&victim);
+        }
+        true
     }
 }
 
@@ -624,13 +649,19 @@ mod tests {
 
         let large = MERGED_READ_BYTES as usize;
         pool.give_back((0..POOLED_BYTES_MAX / large + 3).map(|_| AlignedBuf::zeroed(large)));
-        assert_eq!(pool.free.lock().bytes, POOLED_BYTES_MAX);
-        pool.give_back([AlignedBuf::zeroed(4096)]);
         assert_eq!(
             pool.free.lock().bytes,
             POOLED_BYTES_MAX,
-            "a full pool frees what it gets"
+            "the rest were freed"
         );
+        pool.give_back([AlignedBuf::zeroed(4096)]);
+        let free = pool.free.lock();
+        assert_eq!(
+            free.bytes,
+            POOLED_BYTES_MAX - large + 4096,
+            "another length gave way"
+        );
+        assert_eq!(free.by_length[&4096].len(), 1);
     }
 
     #[test]

@@ -111,6 +111,10 @@ struct State {
     checkpoints: u64,
     /// Records written since mount, and their bytes.
     written: (u64, u64),
+    /// Why the journal takes no more records: a commit outside the ring failed after its mark
+    /// was applied, and a record behind the mark would make the next mount take the KV store
+    /// for an older copy ([`Journal::commit_outside`]).
+    fenced: Option<&'static str>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -167,6 +171,7 @@ impl Journal {
             tail: next,
             checkpoints: 0,
             written: (0, 0),
+            fenced: None,
         };
         Journal {
             region,
@@ -244,6 +249,9 @@ impl Journal {
         hooks: &mut dyn RecordHooks,
         flush: bool,
     ) -> Result<u64> {
+        if let Some(why) = state.fenced {
+            return Err(Error::Poisoned(why.into()));
+        }
         let payload_length = payload_estimate(&batch, checks.len()) + next_op_bytes();
         let record_length =
             ((JOURNAL_HEADER_LENGTH + payload_length) as u64).next_multiple_of(JOURNAL_BLOCK);
@@ -311,7 +319,9 @@ impl Journal {
     /// ([`JOURNAL_OUTSIDE_KEY`]), the synced write removes that name, and an empty record
     /// follows. A KV store restored from a copy older than the commit then replays the first
     /// record and the next, and [`replay`] refuses it rather than apply later records on top of
-    /// a state that lacks the commit.
+    /// a state that lacks the commit. Once the mark is applied, a failure fences the journal:
+    /// a record behind a mark the synced write did not remove would read, at the next mount, as
+    /// exactly that older copy.
     pub fn commit_outside(
         &self,
         device: &dyn BlockDevice,
@@ -325,17 +335,21 @@ impl Journal {
         let marked = self.commit_locked(&mut state, device, kv, marker, &[], &mut NoHooks, true);
         let result = marked.and_then(|sequence| {
             debug_assert_eq!(sequence, begun);
-            // The marker must be durable in the KV store before the synced write removes it:
-            // RocksDB's log would otherwise bring the removal back without the marker, and
-            // replay would put the marker back after it.
-            checkpoint(kv, &mut state)?;
-            let mut batch = batch;
-            batch.delete(KeySpace::Super, JOURNAL_OUTSIDE_KEY);
-            // Durability point: the batch is in the KV store's own log, behind everything the
-            // checkpoint made durable; records after it are replayed on top of it.
-            kv.write(batch, Durability::Sync)?;
+            let outcome = write_outside(kv, &mut state, batch);
+            if outcome.is_err() {
+                state.fenced = Some("a commit outside the journal failed after its mark");
+            }
+            outcome?;
+            // The commit is durable whatever happens to the closing record; without it, a
+            // KV store restored from before the commit replays its mark as the log's last
+            // record and cannot tell it from a power cut. So a failure here fences the journal
+            // rather than fail a durable commit.
             let closing = Batch::new();
-            self.commit_locked(&mut state, device, kv, closing, &[], &mut NoHooks, true)?;
+            let closed =
+                self.commit_locked(&mut state, device, kv, closing, &[], &mut NoHooks, true);
+            if closed.is_err() {
+                state.fenced = Some("the record closing a commit outside the journal failed");
+            }
             Ok(begun)
         });
         self.publish(&state);
@@ -368,6 +382,19 @@ impl Journal {
         self.publish(&state);
         Ok(())
     }
+}
+
+/// The middle of [`Journal::commit_outside`]: the mark made durable, then the batch (which
+/// removes it) in one synced write.
+fn write_outside(kv: &dyn Kv, state: &mut State, mut batch: Batch) -> Result<()> {
+    // The mark must be durable in the KV store before the synced write removes it: RocksDB's
+    // log would otherwise bring the removal back without the mark, and replay would put the
+    // mark back after it.
+    checkpoint(kv, state)?;
+    batch.delete(KeySpace::Super, JOURNAL_OUTSIDE_KEY);
+    // Durability point: the batch is in the KV store's own log, behind everything the
+    // checkpoint made durable; records after it are replayed on top of it.
+    kv.write(batch, Durability::Sync)
 }
 
 fn checkpoint(kv: &dyn Kv, state: &mut State) -> Result<()> {
@@ -550,9 +577,11 @@ pub fn replay(
             }
             Lookup::Absent => break,
         };
+        refuse_missing_outside_commit(kv, found_at.sequence)?;
         if let Some((batch, _, _)) = pending.take() {
             kv.write(batch, Durability::Journaled)?;
             summary.records += 1;
+            refuse_missing_outside_commit(kv, found_at.sequence)?;
         }
         covered += length + (found_at.ring_offset + region.length - at.ring_offset) % region.length;
         if covered > region.length {
@@ -582,21 +611,32 @@ pub fn replay(
     }
     reader.refuse_records_behind(at)?;
     summary.next = at;
-    summary.outside_cut = refuse_missing_outside_commit(kv, at)?;
+    summary.outside_cut = outside_mark(kv)?.is_some();
     Ok(summary)
 }
 
-/// Whether a commit outside the ring was cut by the power (its mark is the log's last record);
-/// `Corruption` when records follow the mark, which only happens once the commit's synced
-/// write (which removes the mark) is durable: the KV store is older than the device.
-fn refuse_missing_outside_commit(kv: &dyn Kv, next: JournalPosition) -> Result<bool> {
+/// The sequence of the record that began a commit outside the ring, while its synced write
+/// has not removed the mark ([`Journal::commit_outside`]).
+fn outside_mark(kv: &dyn Kv) -> Result<Option<u64>> {
     let Some(value) = kv.get(KeySpace::Super, JOURNAL_OUTSIDE_KEY)? else {
-        return Ok(false);
+        return Ok(None);
     };
-    let begun = decode_counter(&value)
-        .map_err(|e| Error::corruption(format!("the journal's outside-commit mark: {e}")))?;
-    if next.sequence <= begun + 1 {
-        return Ok(true);
+    decode_counter(&value)
+        .map(Some)
+        .map_err(|e| Error::corruption(format!("the journal's outside-commit mark: {e}")))
+}
+
+/// Replay is about to apply record `sequence` (or found it whole after the last applied one):
+/// `Corruption` when a mark of an earlier record is still there. Records after a mark are
+/// written only once the commit's synced write removed it, so the KV store lacks that write:
+/// it is older than the device. Checked at every record, not only at the end, because a later
+/// mark would overwrite an earlier one.
+fn refuse_missing_outside_commit(kv: &dyn Kv, sequence: u64) -> Result<()> {
+    let Some(begun) = outside_mark(kv)? else {
+        return Ok(());
+    };
+    if sequence <= begun {
+        return Ok(());
     }
     Err(Error::corruption(format!(
         "the KV store lacks the commit that journal record {begun} began outside the ring, while \
