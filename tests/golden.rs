@@ -522,3 +522,122 @@ fn journal_record_bytes_are_stable() {
     assert_eq!(decoded.ops.len(), 3);
     assert_eq!(decoded.ops[2].value, b"\x04\0\0\0\x0f");
 }
+
+/// §12: frame `index` of `kind` with `body`, and its crc32c.
+fn spec_frame(kind: u8, index: u64, body: Spec) -> Vec<u8> {
+    let mut bytes = Spec::default()
+        .u8(kind)
+        .u64(index)
+        .u32(body.0.len() as u32)
+        .raw(&body.0)
+        .0;
+    let crc = crc32c::crc32c(&bytes);
+    bytes.extend_from_slice(&crc.to_le_bytes());
+    bytes
+}
+
+#[test]
+fn the_export_stream_is_as_specified() {
+    use bstore::format::export::{
+        Frame, ObjectHead, STREAM_VERSION, StreamHeader, StreamReader, StreamWriter,
+    };
+    let header = StreamHeader {
+        version: STREAM_VERSION,
+        source_uuid: [0xab; 16],
+        commit_point: 9,
+        created_secs: 1_800_000_000,
+    };
+    let frames = [
+        Frame::Collection {
+            name: b"c".to_vec(),
+        },
+        Frame::Shared {
+            id: 1,
+            bytes: vec![0x55; 8],
+        },
+        Frame::Object(ObjectHead {
+            name: b"o".to_vec(),
+            size: 64,
+            xattrs: vec![(b"x".to_vec(), b"v".to_vec())],
+            omap_header: Some(b"h".to_vec()),
+        }),
+        Frame::Data {
+            offset: 0,
+            bytes: vec![0xaa; 4],
+        },
+        Frame::SharedRef {
+            offset: 16,
+            id: 1,
+            shared_offset: 2,
+            length: 6,
+        },
+        Frame::Omap(vec![(b"k".to_vec(), b"val".to_vec())]),
+    ];
+    let mut writer = StreamWriter::new(Vec::new(), &header).unwrap();
+    for frame in &frames {
+        writer.frame(frame).unwrap();
+    }
+    let (encoded, _) = writer.finish().unwrap();
+
+    let mut spec = b"bstore export\n\0\0".to_vec();
+    let bodies = [
+        (
+            1,
+            Spec::default()
+                .u32(1)
+                .u32(1)
+                .raw(&[0xab; 16])
+                .u64(9)
+                .u64(1_800_000_000),
+        ),
+        (2, Spec::default().u16(1).raw(b"c")),
+        (6, Spec::default().u64(1).u32(8).raw(&[0x55; 8])),
+        (
+            3,
+            Spec::default()
+                .u16(1)
+                .raw(b"o")
+                .u64(64)
+                .u32(1)
+                .u16(1)
+                .raw(b"x")
+                .u32(1)
+                .raw(b"v")
+                .u8(1)
+                .u32(1)
+                .raw(b"h"),
+        ),
+        (4, Spec::default().u64(0).u32(4).raw(&[0xaa; 4])),
+        (7, Spec::default().u64(16).u64(1).u32(2).u32(6)),
+        (
+            5,
+            Spec::default().u32(1).u16(1).raw(b"k").u32(3).raw(b"val"),
+        ),
+    ];
+    for (index, (kind, body)) in bodies.into_iter().enumerate() {
+        spec.extend(spec_frame(kind, index as u64, body));
+    }
+    let digest = crc32c::crc32c(&spec);
+    let trailer = Spec::default()
+        .u64(7) // frames before the trailer
+        .u64(1) // collections
+        .u64(1) // objects
+        .u64(4) // data bytes
+        .u64(8) // shared bytes
+        .u64(1) // omap entries
+        .u32(digest);
+    spec.extend(spec_frame(8, 7, trailer));
+    assert_spec("export stream", &encoded, &spec);
+
+    let bytes = golden("export-stream-v1", &encoded);
+    let mut reader = StreamReader::new(bytes.as_slice());
+    assert_eq!(reader.next_frame().unwrap(), Some(Frame::Header(header)));
+    for frame in frames {
+        assert_eq!(reader.next_frame().unwrap(), Some(frame));
+    }
+    assert!(matches!(
+        reader.next_frame().unwrap(),
+        Some(Frame::Trailer(_))
+    ));
+    assert_eq!(reader.next_frame().unwrap(), None);
+}

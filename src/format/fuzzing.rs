@@ -21,7 +21,7 @@ use super::shared::SharedBlobRecord;
 pub type FuzzTarget = fn(&[u8]);
 
 /// The fuzz targets by name, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: [(&str, FuzzTarget); 16] = [
+pub const TARGETS: [(&str, FuzzTarget); 18] = [
     ("label", label),
     ("onode", onode),
     ("extent_shard", extent_shard),
@@ -38,6 +38,8 @@ pub const TARGETS: [(&str, FuzzTarget); 16] = [
     ("small_records_sealed", small_records_sealed),
     ("deferred_sealed", deferred_sealed),
     ("shared_blob_sealed", shared_blob_sealed),
+    ("export_stream", export_stream),
+    ("export_stream_sealed", export_stream_sealed),
 ];
 
 /// Wraps arbitrary bytes in a valid envelope: byte 0 is the struct version, byte 1 the compat
@@ -208,4 +210,71 @@ fn encode_payload(commit: &super::journal::CommitPayload) -> Vec<u8> {
         value: &op.value,
     });
     encode_commit(&commit.checks, ops)
+}
+
+/// The export stream reader (§12). It never panics; a stream it reads whole is written again
+/// by the writer, which must accept every frame in the order read, and reads back the same.
+pub fn export_stream(data: &[u8]) {
+    use super::export::{Frame, StreamWriter};
+    let Some(frames) = read_stream(data) else {
+        return;
+    };
+    let header = frames
+        .first()
+        .and_then(|frame| match frame {
+            Frame::Header(header) => Some(header),
+            _ => None,
+        })
+        .expect("a whole stream starts with its header");
+    let (last, middle) = frames
+        .get(1..)
+        .and_then(<[Frame]>::split_last)
+        .expect("a whole stream has a trailer");
+    assert!(
+        matches!(last, Frame::Trailer(_)),
+        "a whole stream ends with its trailer"
+    );
+    let mut writer = StreamWriter::new(Vec::new(), header).expect("writing to memory");
+    for frame in middle {
+        writer
+            .frame(frame)
+            .expect("the writer accepts what the reader did");
+    }
+    let (bytes, _) = writer.finish().expect("writing to memory");
+    let again = read_stream(&bytes).expect("a written stream reads back");
+    assert_eq!(
+        again.get(..middle.len() + 1),
+        frames.get(..middle.len() + 1)
+    );
+}
+
+/// [`export_stream`] behind valid frame crcs and indexes: the input is cut into pieces of
+/// `u8 kind`, `u16 length` and that many body bytes, each framed as the next frame.
+pub fn export_stream_sealed(data: &[u8]) {
+    let mut stream = super::export::STREAM_MAGIC.to_vec();
+    let mut rest = data;
+    let mut index = 0;
+    while let Some((&kind, after)) = rest.split_first() {
+        let Some((length, after)) = after.split_first_chunk::<2>() else {
+            break;
+        };
+        let length = (u16::from_le_bytes(*length) as usize).min(after.len());
+        let (body, after) = after.split_at(length);
+        stream.extend(super::export::frame_bytes(kind, index, body));
+        index += 1;
+        rest = after;
+    }
+    export_stream(&stream);
+}
+
+fn read_stream(data: &[u8]) -> Option<Vec<super::export::Frame>> {
+    let mut reader = super::export::StreamReader::new(data);
+    let mut frames = Vec::new();
+    loop {
+        match reader.next_frame() {
+            Ok(Some(frame)) => frames.push(frame),
+            Ok(None) => return Some(frames),
+            Err(_) => return None,
+        }
+    }
 }

@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod deferred;
 pub mod envelope;
+pub mod export;
 pub mod freelist;
 pub mod fuzzing;
 pub mod journal;
