@@ -35,6 +35,7 @@ use crate::kv::records::read_superblock;
 use crate::kv::{Kv, OverlayKv};
 
 pub use deep::{BadChunk, ChunkProblem, DeepReport};
+#[cfg(feature = "rocksdb")]
 pub(crate) use repair::repair_with;
 pub use repair::{Repair, RepairOptions, RepairReport, repair};
 
