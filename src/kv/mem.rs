@@ -281,6 +281,57 @@ impl Kv for MemKv {
         }
         Ok(())
     }
+
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>> {
+        Ok(Box::new(FrozenKv {
+            spaces: self.state.lock().visible.clone(),
+        }))
+    }
+}
+
+/// A copy of a [`MemKv`]'s key spaces: its snapshot.
+struct FrozenKv {
+    spaces: Vec<Space>,
+}
+
+impl Kv for FrozenKv {
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.spaces[space.index()].get(key).cloned())
+    }
+
+    fn write(&self, _batch: Batch, _durability: Durability) -> Result<()> {
+        Err(super::snapshot_refuses_writes())
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        let upper = end.map_or(Bound::Unbounded, Bound::Excluded);
+        for (key, value) in
+            self.spaces[space.index()].range::<[u8], _>((Bound::Included(start), upper))
+        {
+            if !visit(key, value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn bytes_written(&self) -> u64 {
+        0
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>> {
+        Ok(Box::new(super::Unchanging(self)))
+    }
 }
 
 fn apply(spaces: &mut [Space], batch: &Batch) {
@@ -386,5 +437,10 @@ mod tests {
             .unwrap();
         let keys: Vec<&[u8]> = got.iter().map(|(k, _)| k.as_slice()).collect();
         assert_eq!(keys, vec![&b"b"[..], &b"c"[..]]);
+    }
+
+    #[test]
+    fn a_snapshot_ignores_later_writes() {
+        crate::kv::assert_snapshots_ignore_later_writes(&MemKv::new());
     }
 }

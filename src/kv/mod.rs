@@ -199,6 +199,51 @@ pub trait Kv: Send + Sync {
     /// Moves buffered data into durable tables (RocksDB: flush memtables), so the next open
     /// does not replay the log. Called at clean close; durability never depends on it.
     fn flush(&self) -> Result<()>;
+
+    /// Every key space as of this moment, unchanged by later writes: RocksDB's snapshot, a
+    /// copy in memory. What a reader needs to see one commit point while writers go on (an
+    /// export). The snapshot refuses writes (`ReadOnly`); a snapshot of it is itself.
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>>;
+}
+
+/// A snapshot's snapshot: the same unchanging view, borrowed.
+pub(crate) struct Unchanging<'a>(pub(crate) &'a dyn Kv);
+
+impl Kv for Unchanging<'_> {
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.0.get(space, key)
+    }
+
+    fn write(&self, batch: Batch, durability: Durability) -> Result<()> {
+        self.0.write(batch, durability)
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        self.0.scan(space, start, end, visit)
+    }
+
+    fn bytes_written(&self) -> u64 {
+        0
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>> {
+        Ok(Box::new(Unchanging(self.0)))
+    }
+}
+
+/// The error a snapshot's `write` returns.
+pub(crate) fn snapshot_refuses_writes() -> crate::error::Error {
+    crate::error::Error::ReadOnly("a KV snapshot does not take writes".into())
 }
 
 impl dyn Kv + '_ {
@@ -220,4 +265,66 @@ impl dyn Kv + '_ {
         })?;
         Ok(entries)
     }
+}
+
+/// The property every [`Kv::snapshot`] has, checked by each implementation's tests.
+#[cfg(test)]
+pub(crate) fn assert_snapshots_ignore_later_writes(kv: &dyn Kv) {
+    use crate::format::freelist::encode_operand;
+    let mut before = Batch::new();
+    for key in [b"a", b"b", b"c", b"d"] {
+        before.put(KeySpace::Onodes, key.to_vec(), key.to_vec());
+    }
+    before.merge(
+        KeySpace::Freelist,
+        b"f".to_vec(),
+        encode_operand(0, &[0x0f]),
+    );
+    kv.write(before, Durability::Sync).unwrap();
+    let snapshot = kv.snapshot().unwrap();
+    let mut after = Batch::new();
+    after.put(KeySpace::Onodes, b"a".to_vec(), b"changed".to_vec());
+    after.delete(KeySpace::Onodes, b"b".to_vec());
+    after.delete_range(KeySpace::Onodes, b"c".to_vec(), b"d".to_vec());
+    after.put(KeySpace::Onodes, b"e".to_vec(), b"new".to_vec());
+    after.merge(
+        KeySpace::Freelist,
+        b"f".to_vec(),
+        encode_operand(0, &[0xf0]),
+    );
+    kv.write(after, Durability::NoSync).unwrap();
+
+    let nested = snapshot.snapshot().unwrap();
+    let views: [&dyn Kv; 2] = [snapshot.as_ref(), nested.as_ref()];
+    for view in views {
+        let entries = view.scan_collect(KeySpace::Onodes, b"", None, 10).unwrap();
+        let keys: Vec<_> = entries
+            .iter()
+            .map(|(key, value)| (key.as_slice(), value.as_slice()))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                (&b"a"[..], &b"a"[..]),
+                (b"b", b"b"),
+                (b"c", b"c"),
+                (b"d", b"d")
+            ]
+        );
+        assert_eq!(view.get(KeySpace::Onodes, b"e").unwrap(), None);
+        assert_eq!(
+            view.get(KeySpace::Freelist, b"f").unwrap(),
+            Some(vec![0x0f])
+        );
+        let refused = view.write(Batch::new(), Durability::Sync);
+        assert!(
+            matches!(refused, Err(crate::Error::ReadOnly(_))),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        kv.get(KeySpace::Onodes, b"a").unwrap(),
+        Some(b"changed".to_vec())
+    );
+    assert_eq!(kv.get(KeySpace::Freelist, b"f").unwrap(), Some(vec![0xff]));
 }

@@ -23,12 +23,16 @@ type Layer = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 pub struct OverlayKv<'a> {
     base: Base<'a>,
     top: Mutex<Vec<Layer>>,
+    /// A snapshot: writes are refused.
+    frozen: bool,
 }
 
 /// The store under an overlay: owned by a mounted engine, borrowed by fsck.
 enum Base<'a> {
     Shared(Arc<dyn Kv>),
     Borrowed(&'a dyn Kv),
+    /// A snapshot of the base, under a snapshot of the overlay.
+    Owned(Box<dyn Kv + 'a>),
 }
 
 impl std::fmt::Debug for OverlayKv<'_> {
@@ -54,6 +58,7 @@ impl<'a> OverlayKv<'a> {
         OverlayKv {
             base,
             top: Mutex::new(vec![Layer::new(); KeySpace::ALL.len()]),
+            frozen: false,
         }
     }
 
@@ -61,6 +66,7 @@ impl<'a> OverlayKv<'a> {
         match &self.base {
             Base::Shared(kv) => kv.as_ref(),
             Base::Borrowed(kv) => *kv,
+            Base::Owned(kv) => kv.as_ref(),
         }
     }
 
@@ -114,6 +120,9 @@ impl Kv for OverlayKv<'_> {
     /// Applies the batch to the overlay, whatever the durability asked (nothing here is
     /// durable; the base is never written).
     fn write(&self, batch: Batch, _durability: Durability) -> Result<()> {
+        if self.frozen {
+            return Err(super::snapshot_refuses_writes());
+        }
         batch.ops().iter().try_for_each(|op| self.apply(op))
     }
 
@@ -155,6 +164,15 @@ impl Kv for OverlayKv<'_> {
         Err(Error::ReadOnly(
             "the journal's records are held in memory only (a read-only view)".into(),
         ))
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>> {
+        let top = self.top.lock().clone();
+        Ok(Box::new(OverlayKv {
+            base: Base::Owned(self.base().snapshot()?),
+            top: Mutex::new(top),
+            frozen: true,
+        }))
     }
 }
 
@@ -264,6 +282,17 @@ mod tests {
             base.get(KeySpace::Omap, b"b").unwrap(),
             Some(b"base".to_vec()),
             "the base is never written"
+        );
+    }
+
+    #[test]
+    fn a_snapshot_ignores_later_writes() {
+        let base = MemKv::new();
+        crate::kv::assert_snapshots_ignore_later_writes(&OverlayKv::over(&base));
+        assert_eq!(
+            base.get(KeySpace::Onodes, b"a").unwrap(),
+            None,
+            "the base is untouched"
         );
     }
 }

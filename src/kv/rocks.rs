@@ -151,6 +151,34 @@ impl RocksKv {
         Ok(warning)
     }
 
+    /// [`Kv::scan`] with `options` (a snapshot's).
+    fn scan_with(
+        &self,
+        mut options: ReadOptions,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        if let Some(end) = end {
+            options.set_iterate_upper_bound(end.to_vec());
+        }
+        let mut iterator = self.db.raw_iterator_cf_opt(self.handle(space)?, options);
+        iterator.seek(start);
+        while iterator.valid() {
+            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
+                break;
+            };
+            if !visit(key, value)? {
+                return Ok(());
+            }
+            iterator.next();
+        }
+        iterator
+            .status()
+            .map_err(|e| self.error(&format!("scanning {}", space.name()), e))
+    }
+
     fn handle(&self, space: KeySpace) -> Result<&ColumnFamily> {
         self.db
             .cf_handle(space.name())
@@ -263,24 +291,7 @@ impl Kv for RocksKv {
         end: Option<&[u8]>,
         visit: &mut ScanVisitor<'_>,
     ) -> Result<()> {
-        let mut options = ReadOptions::default();
-        if let Some(end) = end {
-            options.set_iterate_upper_bound(end.to_vec());
-        }
-        let mut iterator = self.db.raw_iterator_cf_opt(self.handle(space)?, options);
-        iterator.seek(start);
-        while iterator.valid() {
-            let (Some(key), Some(value)) = (iterator.key(), iterator.value()) else {
-                break;
-            };
-            if !visit(key, value)? {
-                return Ok(());
-            }
-            iterator.next();
-        }
-        iterator
-            .status()
-            .map_err(|e| self.error(&format!("scanning {}", space.name()), e))
+        self.scan_with(ReadOptions::default(), space, start, end, visit)
     }
 
     fn bytes_written(&self) -> u64 {
@@ -306,6 +317,63 @@ impl Kv for RocksKv {
         self.db
             .flush_cfs_opt(&handles, &rocksdb::FlushOptions::default())
             .map_err(|e| self.error("flushing memtables", e))
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>> {
+        Ok(Box::new(RocksSnapshot {
+            kv: self,
+            snapshot: self.db.snapshot(),
+        }))
+    }
+}
+
+/// A RocksDB snapshot of a [`RocksKv`].
+struct RocksSnapshot<'a> {
+    kv: &'a RocksKv,
+    snapshot: rocksdb::Snapshot<'a>,
+}
+
+impl RocksSnapshot<'_> {
+    fn options(&self) -> ReadOptions {
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        options
+    }
+}
+
+impl Kv for RocksSnapshot<'_> {
+    fn get(&self, space: KeySpace, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.kv
+            .db
+            .get_pinned_cf_opt(self.kv.handle(space)?, key, &self.options())
+            .map(|value| value.map(|v| v.to_vec()))
+            .map_err(|e| self.kv.error(&format!("reading {}", space.name()), e))
+    }
+
+    fn write(&self, _batch: Batch, _durability: Durability) -> Result<()> {
+        Err(super::snapshot_refuses_writes())
+    }
+
+    fn scan(
+        &self,
+        space: KeySpace,
+        start: &[u8],
+        end: Option<&[u8]>,
+        visit: &mut ScanVisitor<'_>,
+    ) -> Result<()> {
+        self.kv.scan_with(self.options(), space, start, end, visit)
+    }
+
+    fn bytes_written(&self) -> u64 {
+        0
+    }
+
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Kv + '_>> {
+        Ok(Box::new(super::Unchanging(self)))
     }
 }
 
@@ -362,5 +430,12 @@ mod tests {
         assert!(RocksKv::open(&db_dir, None, KvOpenMode::ReadWrite).is_err());
         drop(RocksKv::open(&db_dir, None, KvOpenMode::Create).unwrap());
         assert!(RocksKv::open(&db_dir, None, KvOpenMode::Create).is_err());
+    }
+
+    #[test]
+    fn a_snapshot_ignores_later_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let kv = RocksKv::open(&dir.path().join("db"), None, KvOpenMode::Create).unwrap();
+        crate::kv::assert_snapshots_ignore_later_writes(&kv);
     }
 }
