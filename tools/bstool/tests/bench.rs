@@ -133,3 +133,20 @@ fn fio_comparisons_give_ratios() {
         assert!(number(&row["fio"], "iops") > 0.0);
     }
 }
+
+#[test]
+fn a_scrub_beside_the_workload_reports_what_it_verified() {
+    let report = run_bench(&["--scrub", "--workload", "seq-write"]);
+    let row = &report["results"].as_array().unwrap()[0];
+    let scrub = &row["scrub"];
+    assert!(
+        number(scrub, "bytes_read") > 0.0,
+        "the scrub read nothing: {row}"
+    );
+    assert_eq!(scrub["bad_chunks"], 0, "{row}");
+    let plain = run_bench(&["--workload", "seq-write"]);
+    assert!(
+        plain["results"][0]["scrub"].is_null(),
+        "no scrub, no figure"
+    );
+}

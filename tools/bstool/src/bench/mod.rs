@@ -295,7 +295,7 @@ impl Suite<'_> {
             store.statfs().ok().map(|s| s.allocated_bytes as i64)
         };
         let allocated_before = allocated();
-        let outcome = self.beside_scrub(|| match workload {
+        let (outcome, scrub) = self.beside_scrub(|| match workload {
             Workload::Aging => workload::run_aging(self.engine, self.params, self.data),
             Workload::OsdBench => self.engine.osd_bench(self.params.seed).unwrap_or_else(|| {
                 Err(format!(
@@ -325,6 +325,7 @@ impl Suite<'_> {
             rounds: Vec::new(),
             skipped: None,
             allocated_bytes: allocated().zip(allocated_before).map(|(a, b)| a - b),
+            scrub,
         };
         match outcome {
             Err(reason) => row.skipped = Some(reason),
@@ -345,10 +346,11 @@ impl Suite<'_> {
 }
 
 impl Suite<'_> {
-    /// Runs `work`, with scrubs of the whole store going on beside it when asked (bstore only).
-    fn beside_scrub<T>(&self, work: impl FnOnce() -> T) -> T {
+    /// Runs `work`, with scrubs of the whole store going on beside it when asked (bstore
+    /// only), and says what they verified meanwhile.
+    fn beside_scrub<T>(&self, work: impl FnOnce() -> T) -> (T, Option<report::ScrubTotals>) {
         let (true, Some(store)) = (self.scrub, self.engine.store()) else {
-            return work();
+            return (work(), None);
         };
         let done = std::sync::atomic::AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -365,12 +367,15 @@ impl Suite<'_> {
             let result = work();
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             let after = store.counters();
+            let totals = report::ScrubTotals {
+                bytes_read: after.scrub_bytes_read - before.scrub_bytes_read,
+                bad_chunks: after.scrub_bad_chunks - before.scrub_bad_chunks,
+            };
             crate::output::warn(&format!(
                 "scrub beside the workload: {} bytes verified, {} bad chunks",
-                after.scrub_bytes_read - before.scrub_bytes_read,
-                after.scrub_bad_chunks - before.scrub_bad_chunks
+                totals.bytes_read, totals.bad_chunks
             ));
-            result
+            (result, Some(totals))
         })
     }
 }

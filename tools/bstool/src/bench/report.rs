@@ -44,6 +44,17 @@ pub struct Row {
     pub skipped: Option<String>,
     /// Change of the store's allocated bytes over the workload (bstore).
     pub allocated_bytes: Option<i64>,
+    /// What the scrub beside the workload verified (`--scrub`, bstore).
+    pub scrub: Option<ScrubTotals>,
+}
+
+/// What an online scrub verified while a workload ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrubTotals {
+    /// Device bytes read and verified.
+    pub bytes_read: u64,
+    /// Chunks that failed their checksum.
+    pub bad_chunks: u64,
 }
 
 impl Row {
@@ -106,6 +117,7 @@ impl Row {
             "fio_ratio": self.fio_ratio(),
             "metadata_bytes_per_op": self.metadata_bytes as f64 / self.ops.max(1) as f64,
             "allocated_bytes_per_op": self.allocated_bytes.map(|b| b as f64 / self.ops.max(1) as f64),
+            "scrub": self.scrub.map(|s| json!({"bytes_read": s.bytes_read, "bad_chunks": s.bad_chunks})),
             "aging_rounds": self.rounds.iter().map(|r| json!({
                 "mib_per_sec": r.bytes_per_sec / (1 << 20) as f64,
                 "free_score": r.free_score,
