@@ -123,6 +123,9 @@ enum Command {
     /// Verify every referenced byte of a stopped store against its checksums (fsck --deep,
     /// reporting the data only); exit 0 when clean, 1 when bad chunks were found.
     Scrub(cmd::fsck::ScrubArgs),
+    /// Check an export stream without importing it (no store needed); exit 0 when it is
+    /// whole and valid, 1 when it is not.
+    VerifyExport(cmd::export::VerifyArgs),
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
@@ -175,6 +178,7 @@ fn run(cli: &Cli) -> CmdResult {
         Command::Fsck(args) => cmd::fsck::run(cli, args),
         Command::Repair(args) => cmd::repair::run(cli, args),
         Command::Scrub(args) => cmd::fsck::run_scrub(cli, args),
+        Command::VerifyExport(args) => cmd::export::verify(cli, args),
         Command::Bench(args) => bench::run(cli, args),
     }
 }

@@ -454,3 +454,82 @@ fn clone_and_clone_range_share_data_and_stat_shows_it() {
     let report = json(&ok(s.bstool(&["fsck"])));
     assert_eq!(report["clean"], true, "{report}");
 }
+
+/// A small export stream: one collection, one object with data, xattrs and omap.
+fn sample_export_stream() -> Vec<u8> {
+    use bstore::format::export::{Frame, ObjectHead, STREAM_VERSION, StreamHeader, StreamWriter};
+    let header = StreamHeader {
+        version: STREAM_VERSION,
+        source_uuid: [7; 16],
+        commit_point: 3,
+        created_secs: 1_800_000_000,
+    };
+    let mut writer = StreamWriter::new(Vec::new(), &header).unwrap();
+    let frames = [
+        Frame::Collection {
+            name: b"c".to_vec(),
+        },
+        Frame::Object(ObjectHead {
+            name: b"o".to_vec(),
+            size: 10_000,
+            xattrs: vec![(b"a".to_vec(), b"1".to_vec())],
+            omap_header: None,
+        }),
+        Frame::Data {
+            offset: 0,
+            bytes: vec![9; 10_000],
+        },
+        Frame::Omap(vec![(b"k".to_vec(), b"v".to_vec())]),
+    ];
+    for frame in &frames {
+        writer.frame(frame).unwrap();
+    }
+    writer.finish().unwrap().0
+}
+
+#[test]
+fn verify_export_checks_a_stream_and_says_where_it_is_broken() {
+    let scratch = Scratch::new();
+    let stream = sample_export_stream();
+    let file = scratch.file("export.bin");
+    std::fs::write(&file, &stream).unwrap();
+    let path = file.to_str().unwrap();
+
+    let report = json(&ok(scratch.bstool(&["verify-export", path])));
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["collections"], 1);
+    assert_eq!(report["objects"], 1);
+    assert_eq!(report["data_bytes"], 10_000);
+    assert_eq!(report["omap_entries"], 1);
+    assert_eq!(report["bytes"], stream.len());
+    let piped = bstool_at(&scratch.store(), &["verify-export", "-"], Some(&stream));
+    assert_eq!(json(&ok(piped))["valid"], true, "the stream on stdin");
+
+    let mut flipped = stream.clone();
+    flipped[200] ^= 0x10;
+    std::fs::write(&file, &flipped).unwrap();
+    let output = scratch.bstool(&["verify-export", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(report["valid"], false);
+    assert!(
+        report["error"]
+            .as_str()
+            .unwrap()
+            .contains("crc32c mismatch"),
+        "{report}"
+    );
+
+    std::fs::write(&file, &stream[..stream.len() - 30]).unwrap();
+    let output = scratch.bstool(&["verify-export", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&String::from_utf8(output.stdout).unwrap());
+    assert!(
+        report["error"].as_str().unwrap().contains("cut short"),
+        "{report}"
+    );
+
+    let missing = scratch.bstool(&["verify-export", "/nonexistent/export.bin"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("opening /nonexistent"));
+}
