@@ -105,8 +105,8 @@ fn a_block_file_older_than_the_database_is_refused_and_fsck_says_why() {
     assert!(Store::open_read_only(real.path(), &bstore::OpenOptions::default()).is_err());
 }
 
-#[test]
-fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_records() {
+/// A closed store holding `c/first`, and a copy of its `db/` taken then.
+fn store_with_a_copy_of_its_database() -> (RealStore, std::path::PathBuf) {
     let real = RealStore::new(64 << 20);
     let store = real.open();
     store.create_collection("c").unwrap();
@@ -114,6 +114,18 @@ fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_r
     store.close().unwrap();
     let old_db = real.dir.path().join("db.old");
     cp(&["-a"], &real.path().join("db"), &old_db);
+    (real, old_db)
+}
+
+/// Puts the copy of `db/` back in place of the current one, as an operator restoring it would.
+fn restore_database(real: &RealStore, old_db: &std::path::Path) {
+    std::fs::remove_dir_all(real.path().join("db")).unwrap();
+    std::fs::rename(old_db, real.path().join("db")).unwrap();
+}
+
+#[test]
+fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_records() {
+    let (real, old_db) = store_with_a_copy_of_its_database();
     let store = real.open();
     for i in 0..5u64 {
         store
@@ -123,8 +135,7 @@ fn a_database_older_than_the_block_is_brought_forward_while_the_ring_holds_its_r
     store.close().unwrap();
 
     // Restoring the older database loses nothing: the journal still holds every record since.
-    std::fs::remove_dir_all(real.path().join("db")).unwrap();
-    std::fs::rename(&old_db, real.path().join("db")).unwrap();
+    restore_database(&real, &old_db);
     assert!(Store::fsck(real.path()).unwrap().is_clean());
     let store = real.open();
     for i in 0..5u64 {
@@ -155,20 +166,13 @@ fn a_database_older_than_a_commit_made_outside_the_ring_is_refused_and_fsck_says
     // The replay that brings an older database forward cannot bring back a commit the ring
     // never carried; the ring's marks around it must stop the mount instead. The large commit
     // is the last before close: nothing but those marks follows it.
-    let real = RealStore::new(64 << 20);
-    let store = real.open();
-    store.create_collection("c").unwrap();
-    store.put("c", "first", &pattern(1, 100_000)).unwrap();
-    store.close().unwrap();
-    let old_db = real.dir.path().join("db.old");
-    cp(&["-a"], &real.path().join("db"), &old_db);
+    let (real, old_db) = store_with_a_copy_of_its_database();
     let store = real.open();
     store.put("c", "later", &pattern(2, 100_000)).unwrap();
     large_omap_commit(&store);
     store.close().unwrap();
 
-    std::fs::remove_dir_all(real.path().join("db")).unwrap();
-    std::fs::rename(&old_db, real.path().join("db")).unwrap();
+    restore_database(&real, &old_db);
     let refused = Store::open(real.path(), &bstore::OpenOptions::default());
     let Err(bstore::Error::Corruption(why)) = refused else {
         panic!(

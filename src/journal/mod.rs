@@ -577,12 +577,13 @@ pub fn replay(
             }
             Lookup::Absent => break,
         };
-        refuse_missing_outside_commit(kv, found_at.sequence)?;
         if let Some((batch, _, _)) = pending.take() {
             kv.write(batch, Durability::Journaled)?;
             summary.records += 1;
-            refuse_missing_outside_commit(kv, found_at.sequence)?;
         }
+        // After the record before it (no record removes a mark, so one the KV store held is
+        // still there, and one that record set is seen too).
+        refuse_missing_outside_commit(kv, found_at.sequence)?;
         covered += length + (found_at.ring_offset + region.length - at.ring_offset) % region.length;
         if covered > region.length {
             return Err(Error::corruption(
