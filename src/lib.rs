@@ -52,7 +52,8 @@ pub use fsck::{
 };
 pub use journal::{JournalReplay, JournalStatus};
 pub use store::{
-    Background, BlockSource, CountersSnapshot, DeferredPolicy, ExtentInfo, FormatOptions,
+    Background, BlockSource, CountersSnapshot, DeferredPolicy, ExportOptions, ExportProgress,
+    ExportReport, ExtentInfo, FormatOptions, ImportOptions, ImportProgress, ImportReport,
     JournalSize, MkfsOptions, ObjectStat, OpenOptions, ScrubOptions, ScrubReport, Statfs, Store,
     Work,
 };

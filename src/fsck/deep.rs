@@ -20,6 +20,7 @@ use crate::format::keys::{self, KeySpace};
 use crate::format::onode::{Blob, CsumType};
 use crate::format::records::Superblock;
 use crate::kv::Kv;
+use crate::onode::read::PendingBytes;
 use crate::onode::{Onode, Piece};
 
 use super::{FsckProgress, FsckReport};
@@ -551,7 +552,7 @@ fn expected_crc(blob: &Blob, index: u64) -> Option<u32> {
 
 /// Deferred writes committed but not yet applied: the device is older than the metadata there.
 #[derive(Debug, Default)]
-struct PendingWrites {
+pub(crate) struct PendingWrites {
     /// `(device_offset, order, data)`, sorted by offset; `order` is the order of application.
     writes: Vec<(u64, usize, Vec<u8>)>,
     longest: u64,
@@ -559,7 +560,7 @@ struct PendingWrites {
 
 impl PendingWrites {
     /// Every decodable deferred record, in the order a mount applies them (key order).
-    fn load(kv: &dyn Kv) -> Result<PendingWrites> {
+    pub(crate) fn load(kv: &dyn Kv) -> Result<PendingWrites> {
         let mut pending = PendingWrites::default();
         kv.scan(KeySpace::Deferred, &[], None, &mut |_, value| {
             // Undecodable records were reported by the shallow pass.
@@ -580,17 +581,22 @@ impl PendingWrites {
         Ok(pending)
     }
 
-    /// Applies every pending write over `bytes` (read at `device_offset`), in order.
-    fn patch(&self, device_offset: u64, bytes: &mut [u8]) {
-        let end = device_offset + bytes.len() as u64;
+    /// The pending writes overlapping `[device_offset, end)`, by device offset.
+    fn overlapping(&self, device_offset: u64, end: u64) -> Vec<&(u64, usize, Vec<u8>)> {
         let from = self
             .writes
             .partition_point(|(offset, _, _)| *offset + self.longest <= device_offset);
-        let mut hits: Vec<&(u64, usize, Vec<u8>)> = self.writes[from..]
+        self.writes[from..]
             .iter()
             .take_while(|(offset, _, _)| *offset < end)
             .filter(|(offset, _, data)| offset + data.len() as u64 > device_offset)
-            .collect();
+            .collect()
+    }
+
+    /// Applies every pending write over `bytes` (read at `device_offset`), in order.
+    fn patch(&self, device_offset: u64, bytes: &mut [u8]) {
+        let end = device_offset + bytes.len() as u64;
+        let mut hits = self.overlapping(device_offset, end);
         hits.sort_by_key(|(_, order, _)| *order);
         for (offset, _, data) in hits {
             let start = (*offset).max(device_offset);
@@ -598,6 +604,32 @@ impl PendingWrites {
             bytes[(start - device_offset) as usize..(stop - device_offset) as usize]
                 .copy_from_slice(&data[(start - offset) as usize..(stop - offset) as usize]);
         }
+    }
+}
+
+/// The pending writes as a reader's layer over the device (an export reading a KV snapshot's
+/// commit point): a range is served from them only when they cover all of it.
+impl PendingBytes for PendingWrites {
+    fn copy_out(&self, device_offset: u64, target: &mut [u8]) -> bool {
+        let end = device_offset + target.len() as u64;
+        let mut covered_to = device_offset;
+        for (offset, _, data) in self.overlapping(device_offset, end) {
+            if *offset > covered_to {
+                return false;
+            }
+            covered_to = covered_to.max(offset + data.len() as u64);
+        }
+        if covered_to < end {
+            return false;
+        }
+        self.patch(device_offset, target);
+        true
+    }
+
+    fn holds_any(&self, device_offset: u64, length: u64) -> bool {
+        !self
+            .overlapping(device_offset, device_offset + length)
+            .is_empty()
     }
 }
 
@@ -627,6 +659,32 @@ mod tests {
         // A read that starts inside a write sees only its overlap.
         assert_eq!(patched(1536, 1024)[..512], [2; 512]);
         assert_eq!(patched(4096, 512), vec![9; 512]);
+    }
+
+    #[test]
+    fn pending_writes_serve_a_range_only_when_they_cover_all_of_it() {
+        let pending = PendingWrites {
+            writes: vec![(1024, 0, vec![1; 1024]), (2048, 1, vec![2; 1024])],
+            longest: 1024,
+        };
+        let mut whole = vec![9; 2048];
+        assert!(pending.copy_out(1024, &mut whole), "two writes end to end");
+        assert_eq!(&whole[..1024], &[1; 1024][..]);
+        assert_eq!(&whole[1024..], &[2; 1024][..]);
+        let mut past_the_end = vec![9; 2048];
+        assert!(!pending.copy_out(2048, &mut past_the_end));
+        assert_eq!(
+            past_the_end,
+            vec![9; 2048],
+            "a range not served is left alone"
+        );
+        assert!(
+            !pending.copy_out(512, &mut [0; 1024]),
+            "starts before the first"
+        );
+        assert!(pending.holds_any(0, 1025));
+        assert!(!pending.holds_any(0, 1024));
+        assert!(!pending.holds_any(3072, 4096));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::journal::{self, JournalSummary};
 use crate::kv::records::read_superblock;
 use crate::kv::{Kv, OverlayKv};
 
+pub(crate) use deep::PendingWrites;
 pub use deep::{BadChunk, ChunkProblem, DeepReport};
 #[cfg(feature = "rocksdb")]
 pub(crate) use repair::repair_with;

@@ -4,6 +4,8 @@
 //! visible to reads once submitted and durable when their commit callback fires (or when
 //! [`Store::apply`] returns).
 
+pub mod export;
+pub mod import;
 pub mod layout;
 pub mod mkfs;
 #[cfg(feature = "rocksdb")]
@@ -19,6 +21,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+pub use export::{ExportOptions, ExportProgress, ExportReport};
+pub use import::{ImportOptions, ImportProgress, ImportReport};
 pub use options::{
     Background, BlockSource, DeferredPolicy, FormatOptions, JournalSize, MkfsOptions, OpenOptions,
     Work,
@@ -356,12 +360,14 @@ impl Store {
     ) -> Result<Store> {
         let engine = Arc::new(mount::mount(device, kv, options, Access::ReadWrite)?);
         let pipeline = Pipeline::start(Arc::clone(&engine))?;
-        Ok(Store {
+        let store = Store {
             engine,
             pipeline: Some(pipeline),
             io_fallback: None,
             _dir: None,
-        })
+        };
+        store.remove_leftover_imports()?;
+        Ok(store)
     }
 
     /// Mounts a store read-only on an opened device and KV store (see [`Store::open_read_only`]).
@@ -504,7 +510,11 @@ impl Store {
     /// Names of all collections, in byte order.
     pub fn list_collections(&self) -> Result<Vec<Vec<u8>>> {
         self.engine.check_poison()?;
-        Ok(self.engine.collections.read().keys().cloned().collect())
+        let namespace = self.engine.collections.read();
+        let visible = namespace
+            .keys()
+            .filter(|name| !import::is_hidden_collection(name));
+        Ok(visible.cloned().collect())
     }
 
     /// Space accounting, including every transaction acknowledged before the call (it waits

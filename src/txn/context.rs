@@ -96,6 +96,10 @@ impl<'e> TxnContext<'e> {
         match op {
             Op::CreateCollection { collection } => self.create_collection(collection),
             Op::RemoveCollection { collection } => self.remove_collection(collection),
+            Op::RenameCollection {
+                collection,
+                new_name,
+            } => self.rename_collection(collection, new_name),
             Op::Object {
                 collection,
                 object,
@@ -214,6 +218,48 @@ impl<'e> TxnContext<'e> {
         self.collections.insert(name.to_vec(), None);
         self.created_collections.retain(|c| c.id != collection.id);
         self.removed_collections.push(name.to_vec());
+        Ok(())
+    }
+
+    /// Moves the collection's record to `new_name`: its id, and so the keys of its objects,
+    /// stay. The collection gets a fresh in-memory state under the new name, started from the
+    /// KV store once every transaction on it has finished (the namespace is held exclusively,
+    /// so none can start meanwhile).
+    fn rename_collection(&mut self, name: &[u8], new_name: &[u8]) -> Result<()> {
+        let collection = self.collection(name)?;
+        if name == new_name {
+            return Ok(());
+        }
+        if self.collections.get(new_name).is_some_and(Option::is_some) {
+            return Err(Error::AlreadyExists(format!(
+                "collection {}",
+                display_bytes(new_name)
+            )));
+        }
+        if self.objects.keys().any(|(id, _)| *id == collection.id) {
+            return Err(Error::invalid(format!(
+                "collection {} is renamed after changes to its objects in the same transaction",
+                display_bytes(name)
+            )));
+        }
+        collection.sequencer.wait_settled(self.engine.waiting());
+        let record = CollectionRecord {
+            collection_id: collection.id,
+        };
+        self.batch.delete(KeySpace::Collections, name);
+        self.batch
+            .put(KeySpace::Collections, new_name, record.encode());
+        let renamed = Arc::new(Collection::new(
+            collection.id,
+            new_name.to_vec(),
+            self.engine.config.onode_cache_bytes,
+        ));
+        self.collections.insert(name.to_vec(), None);
+        self.collections
+            .insert(new_name.to_vec(), Some(Arc::clone(&renamed)));
+        self.created_collections.retain(|c| c.id != collection.id);
+        self.removed_collections.push(name.to_vec());
+        self.created_collections.push(renamed);
         Ok(())
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -274,6 +274,9 @@ pub struct Engine {
     pub transactions: Sequencer,
     /// What mount found in the commit journal (format-2 stores).
     pub journal_at_mount: Option<JournalSummary>,
+    /// Exports holding a commit point: while any does, no write goes in place (see
+    /// `store::export`).
+    pub exports_pinned: AtomicUsize,
     poison: Mutex<Option<String>>,
 }
 
@@ -337,6 +340,7 @@ impl Engine {
             stepper: Stepper::default(),
             transactions: Sequencer::default(),
             journal_at_mount: parts.journal_at_mount,
+            exports_pinned: AtomicUsize::new(0),
             poison: Mutex::new(None),
         }
     }

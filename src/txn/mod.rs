@@ -37,6 +37,15 @@ pub enum Op {
         /// Collection name.
         collection: Vec<u8>,
     },
+    /// Give a collection a new name, with every object in it (metadata only: one key moves).
+    /// Fails with `AlreadyExists` if the new name is taken. An import builds a collection under
+    /// a hidden name and renames it into place, so it appears whole or not at all.
+    RenameCollection {
+        /// Collection name.
+        collection: Vec<u8>,
+        /// Its new name.
+        new_name: Vec<u8>,
+    },
     /// An operation on one object of a collection.
     Object {
         /// Collection name.
@@ -155,15 +164,25 @@ impl Op {
         match self {
             Op::CreateCollection { collection }
             | Op::RemoveCollection { collection }
+            | Op::RenameCollection { collection, .. }
             | Op::Object { collection, .. } => collection,
         }
+    }
+
+    /// Every collection the op names: its own, and a rename's new name.
+    pub fn collections(&self) -> impl Iterator<Item = &[u8]> {
+        let new_name = match self {
+            Op::RenameCollection { new_name, .. } => Some(new_name.as_slice()),
+            _ => None,
+        };
+        std::iter::once(self.collection()).chain(new_name)
     }
 
     /// True for ops that add or remove collections (they need the namespace exclusively).
     pub fn changes_namespace(&self) -> bool {
         matches!(
             self,
-            Op::CreateCollection { .. } | Op::RemoveCollection { .. }
+            Op::CreateCollection { .. } | Op::RemoveCollection { .. } | Op::RenameCollection { .. }
         )
     }
 }
@@ -179,12 +198,25 @@ impl Op {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transaction {
     ops: Vec<Op>,
+    /// The store's own (an import): may name its hidden collections.
+    internal: bool,
 }
 
 impl Transaction {
     /// An empty transaction.
     pub fn new() -> Self {
         Transaction::default()
+    }
+
+    /// A transaction of the store's own, which may name hidden collections.
+    pub(crate) fn internal(mut self) -> Self {
+        self.internal = true;
+        self
+    }
+
+    /// Whether the store made it for itself.
+    pub(crate) fn is_internal(&self) -> bool {
+        self.internal
     }
 
     /// The ops, in order.
@@ -222,6 +254,19 @@ impl Transaction {
     pub fn remove_collection(&mut self, collection: impl AsRef<[u8]>) -> &mut Self {
         self.push(Op::RemoveCollection {
             collection: collection.as_ref().to_vec(),
+        })
+    }
+
+    /// Renames a collection with everything in it; fails with `AlreadyExists` if `new_name`
+    /// is taken. Objects of the collection may not be changed earlier in the same transaction.
+    pub fn rename_collection(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        new_name: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        self.push(Op::RenameCollection {
+            collection: collection.as_ref().to_vec(),
+            new_name: new_name.as_ref().to_vec(),
         })
     }
 

@@ -18,6 +18,7 @@ use super::pipeline::{CommitCallback, Pipeline};
 use super::{ObjectOp, Op, Transaction, metadata};
 use crate::error::{Error, Result};
 use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
+use crate::store::import::is_hidden_collection;
 
 /// Prepares `txn` and queues it; `on_commit` runs once it is durable or has failed.
 /// On error nothing was changed and `on_commit` is not called.
@@ -29,7 +30,19 @@ pub fn submit(
 ) -> Result<()> {
     engine.check_poison()?;
     txn.ops().iter().try_for_each(validate)?;
-    let names: BTreeSet<&[u8]> = txn.ops().iter().map(Op::collection).collect();
+    if !txn.is_internal()
+        && let Some(name) = txn
+            .ops()
+            .iter()
+            .flat_map(Op::collections)
+            .find(|name| is_hidden_collection(name))
+    {
+        return Err(Error::invalid(format!(
+            "collection {}: names starting with \\0bstore. are the store's own",
+            display_bytes(name)
+        )));
+    }
+    let names: BTreeSet<&[u8]> = txn.ops().iter().flat_map(Op::collections).collect();
     if txn.ops().iter().any(Op::changes_namespace) {
         let mut namespace = engine.collections.write();
         let view = names
@@ -97,6 +110,9 @@ fn validate(op: &Op) -> Result<()> {
             metadata::validate(op)
         }
         Op::CreateCollection { .. } | Op::RemoveCollection { .. } => Ok(()),
+        Op::RenameCollection { new_name, .. } => {
+            check_name("collection", new_name, COLLECTION_NAME_LENGTH_MAX)
+        }
     }
 }
 

@@ -18,6 +18,7 @@
 //!   the write costs one synced KV write instead of a data write, a flush and a new blob.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 
 use super::context::{ObjectKey, TxnContext};
 use super::engine::{Counters, EngineConfig, EnginePending};
@@ -321,13 +322,19 @@ fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u
     let config = ctx.engine().config.clone();
     let onode = ctx.onode(key);
     let shard_starts = onode.shard_starts_within(0, u64::MAX);
-    let plan = plan_write(
+    let mut plan = plan_write(
         &onode.extent_map,
         onode.size,
         (offset, data.len() as u64),
         &shard_starts,
         &config,
     );
+    // An export reads the blobs of its commit point from the device while writes go on; a
+    // write in place would change bytes it has yet to read. New space never does (the export
+    // holds freed space back from reuse).
+    if ctx.engine().exports_pinned.load(Ordering::SeqCst) > 0 {
+        plan.strategy = WriteStrategy::NewSpace;
+    }
     let merged = if plan.merge_reads.is_empty() {
         Vec::new()
     } else {

@@ -99,6 +99,23 @@ impl Model {
                 self.collections.remove(collection);
                 Ok(())
             }
+            Op::RenameCollection {
+                collection,
+                new_name,
+            } => {
+                if !self.collections.contains_key(collection) {
+                    return Err(Failure::NotFound);
+                }
+                if collection == new_name {
+                    return Ok(());
+                }
+                if self.collections.contains_key(new_name) {
+                    return Err(Failure::AlreadyExists);
+                }
+                let objects = self.collections.remove(collection).expect("checked above");
+                self.collections.insert(new_name.clone(), objects);
+                Ok(())
+            }
             Op::Object {
                 collection,
                 object,

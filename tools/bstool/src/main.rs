@@ -126,6 +126,12 @@ enum Command {
     /// Check an export stream without importing it (no store needed); exit 0 when it is
     /// whole and valid, 1 when it is not.
     VerifyExport(cmd::export::VerifyArgs),
+    /// Write a consistent stream of the store's collections (the store is only read), for
+    /// backup or to move collections to another store.
+    Export(cmd::export::ExportArgs),
+    /// Import an export stream: each collection appears whole once the stream has verified,
+    /// or the store is left as it was.
+    Import(cmd::export::ImportArgs),
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
@@ -179,6 +185,8 @@ fn run(cli: &Cli) -> CmdResult {
         Command::Repair(args) => cmd::repair::run(cli, args),
         Command::Scrub(args) => cmd::fsck::run_scrub(cli, args),
         Command::VerifyExport(args) => cmd::export::verify(cli, args),
+        Command::Export(args) => cmd::export::export(cli, args),
+        Command::Import(args) => cmd::export::import(cli, args),
         Command::Bench(args) => bench::run(cli, args),
     }
 }

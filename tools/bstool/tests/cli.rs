@@ -40,7 +40,11 @@ fn bstool_at(store: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = command.spawn().unwrap();
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input).unwrap();
+        // A command that fails early stops reading: a closed pipe here is its answer.
+        let written = child.stdin.take().unwrap().write_all(input);
+        if let Err(error) = written {
+            assert_eq!(error.kind(), std::io::ErrorKind::BrokenPipe, "{error}");
+        }
     }
     child.wait_with_output().unwrap()
 }
@@ -532,4 +536,161 @@ fn verify_export_checks_a_stream_and_says_where_it_is_broken() {
     let missing = scratch.bstool(&["verify-export", "/nonexistent/export.bin"]);
     assert_eq!(missing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&missing.stderr).contains("opening /nonexistent"));
+}
+
+/// A store at `store` with a collection `c`: objects of data, a clone, xattrs and omap.
+fn store_to_export(store: &Path, objects: usize, object_bytes: usize) {
+    ok(bstool_at(store, &["mkfs", "--size", "1G"], None));
+    for i in 0..objects {
+        let data: Vec<u8> = (0..object_bytes).map(|b| (b * 7 + i) as u8).collect();
+        let name = format!("o{i}");
+        ok(bstool_at(store, &["put", "c", &name, "-"], Some(&data)));
+    }
+    ok(bstool_at(store, &["clone", "c", "o0", "o0-clone"], None));
+    ok(bstool_at(
+        store,
+        &["setattr", "c", "o0", "user.a", "1"],
+        None,
+    ));
+    ok(bstool_at(store, &["omap-set", "c", "o0", "k", "v"], None));
+}
+
+/// What `bstool get` returns for every object of `c` (empty when `c` does not exist).
+fn contents(store: &Path) -> Vec<(String, Vec<u8>)> {
+    let listed = bstool_at(store, &["ls", "c"], None);
+    if !listed.status.success() {
+        return Vec::new();
+    }
+    let names = String::from_utf8(listed.stdout).unwrap();
+    names
+        .lines()
+        .map(|name| {
+            let got = bstool_at(store, &["get", "c", name, "-"], None);
+            assert!(got.status.success(), "get {name}");
+            (name.to_string(), got.stdout)
+        })
+        .collect()
+}
+
+#[test]
+fn export_and_import_move_a_store_through_a_file_or_a_pipe() {
+    let scratch = Scratch::new();
+    let source = scratch.store();
+    store_to_export(&source, 3, 300_000);
+    let file = scratch.file("backup.bstore");
+    let file_arg = file.to_str().unwrap();
+    let exported = json(&ok(scratch.bstool(&["export", "-o", file_arg])));
+    assert_eq!(exported["objects"], 4);
+    assert!(
+        exported["shared_bytes"].as_u64().unwrap() >= 300_000,
+        "{exported}"
+    );
+    assert_eq!(
+        exported["stream_bytes"],
+        std::fs::metadata(&file).unwrap().len()
+    );
+    let again = scratch.bstool(&["export", "-o", file_arg]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "an existing file is not replaced"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(
+        json(&ok(scratch.bstool(&["verify-export", file_arg])))["valid"],
+        true
+    );
+
+    let target = scratch.file("target");
+    ok(bstool_at(&target, &["mkfs", "--size", "1G"], None));
+    let imported = json(&ok(bstool_at(&target, &["import", "-i", file_arg], None)));
+    assert_eq!(imported["objects"], 4);
+    let expected = contents(&source);
+    assert_eq!(expected.len(), 4);
+    assert_eq!(contents(&target), expected);
+    let omap = ok(bstool_at(&target, &["omap-get", "c", "o0", "k"], None));
+    assert_eq!(omap, "v");
+    // The collection exists now: refused, and the target is unchanged.
+    let refused = bstool_at(&target, &["import", "-i", file_arg], None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("already exists"));
+    assert_eq!(contents(&target), expected);
+    // Through a pipe, replacing it.
+    let stream = std::fs::read(&file).unwrap();
+    let piped = bstool_at(&target, &["import", "-i", "-", "--force"], Some(&stream));
+    assert_eq!(json(&ok(piped))["replaced"], 1);
+    assert_eq!(contents(&target), expected);
+    let statfs = json(&ok(bstool_at(&target, &["statfs"], None)));
+    assert_eq!(statfs["object_count"], 4, "the replaced collection is gone");
+    let fsck = json(&ok(bstool_at(&target, &["fsck"], None)));
+    assert_eq!(fsck["clean"], true, "{fsck}");
+    // A damaged stream changes nothing.
+    let mut damaged = stream.clone();
+    damaged[stream.len() / 2] ^= 1;
+    let output = bstool_at(&target, &["import", "-i", "-", "--force"], Some(&damaged));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unchanged"));
+    assert_eq!(contents(&target), expected);
+}
+
+#[test]
+fn an_import_killed_at_any_moment_leaves_the_collection_whole_or_absent() {
+    let seed = bstore::rng::test_seed();
+    println!("seed {seed} (BSTORE_SEED={seed} replays it)");
+    let mut rng = bstore::rng::SplitMix64::new(seed);
+    let scratch = Scratch::new();
+    store_to_export(&scratch.store(), 24, 1 << 20);
+    let file = scratch.file("backup.bstore");
+    let file_arg = file.to_str().unwrap();
+    ok(scratch.bstool(&["export", "-o", file_arg]));
+    let expected = contents(&scratch.store());
+    // How long a whole import takes, to spread the kills over it.
+    let timed = scratch.file("timed");
+    ok(bstool_at(&timed, &["mkfs", "--size", "1G"], None));
+    let started = std::time::Instant::now();
+    ok(bstool_at(&timed, &["import", "-i", file_arg], None));
+    let whole_run = started.elapsed();
+    let (mut whole, mut absent) = (0, 0);
+    for kill in 0..8 {
+        let target = scratch.file(&format!("kill{kill}"));
+        ok(bstool_at(&target, &["mkfs", "--size", "1G"], None));
+        let delay = whole_run.mul_f64((rng.next_u64() % 1000) as f64 / 1000.0);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_bstool"))
+            .arg("--path")
+            .arg(&target)
+            .args(["import", "-i", file_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let finished = child.wait().unwrap().success();
+        // A read-write mount (this put's) removes what the killed import left hidden.
+        ok(bstool_at(&target, &["put", "other", "x", "-"], Some(b"x")));
+        let found = contents(&target);
+        if found.is_empty() {
+            assert!(
+                !finished,
+                "kill {kill} after {delay:?}: a finished import was lost"
+            );
+            absent += 1;
+        } else {
+            assert!(
+                found == expected,
+                "kill {kill} after {delay:?}: a partial collection"
+            );
+            whole += 1;
+        }
+        let statfs = json(&ok(bstool_at(&target, &["statfs"], None)));
+        let visible = found.len() + 1;
+        assert_eq!(
+            statfs["object_count"], visible,
+            "kill {kill}: hidden objects left"
+        );
+        let fsck = json(&ok(bstool_at(&target, &["fsck"], None)));
+        assert_eq!(fsck["clean"], true, "kill {kill}: {fsck}");
+    }
+    println!("8 kills over a {whole_run:?} import: {whole} whole, {absent} absent");
+    assert!(absent > 0, "no kill landed inside the import");
 }

@@ -1,19 +1,24 @@
-//! `bstool verify-export`: check an export stream (FORMAT.md §12) without importing it.
+//! `bstool export`, `import` and `verify-export`: backup and restore through export streams
+//! (FORMAT.md §12).
 //!
-//! Reads the whole stream (a file, or `-` for stdin) through the same checks an import makes:
+//! `verify-export` reads the whole stream (a file, or `-` for stdin) through the same checks an import makes:
 //! every frame's crc32c and index, the order of frames, and the trailer's counts and digest.
 //! Prints what the stream holds; exits 0 when it is whole and valid, 1 when it is not (saying
 //! where and why), 2 when it cannot be read at all.
 
-use std::io::{BufReader, Read};
-use std::path::PathBuf;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use bstore::format::export::{Frame, StreamError, StreamHeader, StreamReader, StreamTrailer};
+use bstore::{ExportOptions, ExportProgress, ImportOptions, ImportProgress};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
 use crate::output::{Format, Out};
-use crate::{Cli, CmdResult};
+use crate::{Cli, CmdResult, arg_bytes};
 
 /// `bstool verify-export` options.
 #[derive(Debug, clap::Args)]
@@ -105,4 +110,187 @@ fn summary(header: &StreamHeader, trailer: &StreamTrailer, bytes: u64) -> Value 
         "shared_bytes": trailer.shared_bytes,
         "omap_entries": trailer.omap_entries,
     })
+}
+
+/// `bstool export` options.
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// Export only this collection (repeatable; default: every collection).
+    #[arg(long = "collection", value_name = "C")]
+    collections: Vec<OsString>,
+    /// Where the stream goes: a new file, or `-` for standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE|-")]
+    output: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Writes an export stream of the store (opened read-only: the store is not changed) and
+/// prints what it holds: on stdout, or on stderr when the stream itself goes to stdout.
+pub fn export(cli: &Cli, args: &ExportArgs) -> CmdResult {
+    let store = cli.inspect_store()?;
+    let to_stdout = args.output.as_os_str() == "-";
+    let sink: Box<dyn Write> = if to_stdout {
+        Box::new(std::io::stdout().lock())
+    } else {
+        Box::new(create_output(&args.output, args.force)?)
+    };
+    let bar = byte_bar(!args.quiet, "export");
+    let mut show = |progress: ExportProgress| {
+        bar.set_length(progress.bytes_total.max(progress.bytes));
+        bar.set_position(progress.bytes);
+    };
+    let options = ExportOptions {
+        collections: args
+            .collections
+            .iter()
+            .map(|c| arg_bytes(c).to_vec())
+            .collect(),
+        progress: Some(&mut show),
+    };
+    let report = store.export(BufWriter::with_capacity(1 << 20, sink), options);
+    bar.finish_and_clear();
+    let report = report.map_err(|e| {
+        if !to_stdout {
+            let _ = std::fs::remove_file(&args.output);
+        }
+        format!("export: {e}")
+    })?;
+    let seconds = report.elapsed.as_secs_f64();
+    let value = json!({
+        "collections": report.collections,
+        "objects": report.objects,
+        "data_bytes": report.data_bytes,
+        "shared_bytes": report.shared_bytes,
+        "omap_entries": report.omap_entries,
+        "stream_bytes": report.stream_bytes,
+        "commit_point": report.commit_point,
+        "seconds": seconds,
+        "mib_per_second": mib_per_second(report.stream_bytes, seconds),
+    });
+    if to_stdout {
+        crate::output::warn(&crate::output::pretty(&value));
+    } else {
+        let mut out = Out::new();
+        out.value(cli.format_or(Format::Json), &value)?;
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `bstool import` options.
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The stream: a file, or `-` for standard input.
+    #[arg(short = 'i', long = "input", value_name = "FILE|-")]
+    input: PathBuf,
+    /// Import only this collection of the stream (repeatable; default: every collection).
+    #[arg(long = "collection", value_name = "C")]
+    collections: Vec<OsString>,
+    /// Replace collections the store already has (otherwise: an error, nothing written).
+    #[arg(long)]
+    force: bool,
+    /// No progress bar (it is shown only when stderr is a terminal anyway).
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// Imports an export stream into the store: every collection appears whole once the stream
+/// has verified, or the store is left as it was.
+pub fn import(cli: &Cli, args: &ImportArgs) -> CmdResult {
+    let (source, length) = open_input(&args.input)?;
+    let store = cli.open_store()?;
+    let bar = byte_bar(!args.quiet, "import");
+    bar.set_length(length);
+    let mut show = |progress: ImportProgress| {
+        bar.set_length(length.max(progress.stream_bytes));
+        bar.set_position(progress.stream_bytes);
+    };
+    let options = ImportOptions {
+        collections: args
+            .collections
+            .iter()
+            .map(|c| arg_bytes(c).to_vec())
+            .collect(),
+        force: args.force,
+        progress: Some(&mut show),
+    };
+    let report = store.import(BufReader::with_capacity(1 << 20, source), options);
+    bar.finish_and_clear();
+    let report = report.map_err(|e| format!("import: {e}; the store is unchanged"))?;
+    store
+        .close()
+        .map_err(|e| format!("closing the store: {e}"))?;
+    let seconds = report.elapsed.as_secs_f64();
+    let value = json!({
+        "collections": report.collections,
+        "replaced": report.replaced,
+        "objects": report.objects,
+        "data_bytes": report.data_bytes,
+        "shared_bytes": report.shared_bytes,
+        "omap_entries": report.omap_entries,
+        "stream_bytes": report.stream_bytes,
+        "commit_point": report.commit_point,
+        "seconds": seconds,
+        "mib_per_second": mib_per_second(report.stream_bytes, seconds),
+    });
+    let mut out = Out::new();
+    out.value(cli.format_or(Format::Json), &value)?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mib_per_second(bytes: u64, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        (bytes as f64 / seconds / f64::from(1 << 20) * 10.0).round() / 10.0
+    } else {
+        0.0
+    }
+}
+
+/// A new output file; an existing one is replaced only with `force`.
+fn create_output(path: &Path, force: bool) -> Result<File, String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    options.open(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            " (--force replaces it)"
+        } else {
+            ""
+        };
+        format!("creating {}: {e}{hint}", path.display())
+    })
+}
+
+/// The input and its length when known (a file), for the progress bar.
+fn open_input(path: &Path) -> Result<(Box<dyn Read>, u64), String> {
+    if path.as_os_str() == "-" {
+        return Ok((Box::new(std::io::stdin().lock()), 0));
+    }
+    let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let length = file.metadata().map_or(0, |m| m.len());
+    Ok((Box::new(file), length))
+}
+
+/// A byte-count bar on stderr; hidden when stderr is not a terminal.
+fn byte_bar(shown: bool, what: &str) -> ProgressBar {
+    if !shown {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    let template =
+        format!("{what} [{{bar:40}}] {{bytes}}/{{total_bytes}} {{binary_bytes_per_sec}} {{eta}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
 }
