@@ -132,6 +132,9 @@ enum Command {
     /// Import an export stream: each collection appears whole once the stream has verified,
     /// or the store is left as it was.
     Import(cmd::export::ImportArgs),
+    /// Compare this store with another store or an export stream, object by object (names,
+    /// sizes, bytes, xattrs, omap); exit 0 when equal, 1 when not.
+    Diff(cmd::diff::Args),
     /// Benchmark bstore end to end (with no --path or --device: a temporary 8 GiB store).
     Bench(bench::Args),
 }
@@ -187,6 +190,7 @@ fn run(cli: &Cli) -> CmdResult {
         Command::VerifyExport(args) => cmd::export::verify(cli, args),
         Command::Export(args) => cmd::export::export(cli, args),
         Command::Import(args) => cmd::export::import(cli, args),
+        Command::Diff(args) => cmd::diff::run(cli, args),
         Command::Bench(args) => bench::run(cli, args),
     }
 }

@@ -610,6 +610,50 @@ fn export_and_import_move_a_store_through_a_file_or_a_pipe() {
     assert_eq!(contents(&target), expected);
     let omap = ok(bstool_at(&target, &["omap-get", "c", "o0", "k"], None));
     assert_eq!(omap, "v");
+    let target_arg = target.to_str().unwrap();
+    let same = json(&ok(scratch.bstool(&["diff", target_arg])));
+    assert_eq!(
+        (same["equal"].clone(), same["objects_compared"].clone()),
+        (true.into(), 4.into())
+    );
+    assert_eq!(
+        json(&ok(scratch.bstool(&["diff", file_arg])))["equal"],
+        true,
+        "store and stream"
+    );
+    ok(bstool_at(
+        &target,
+        &["write", "c", "o1", "--offset", "1000", "-"],
+        Some(b"!"),
+    ));
+    ok(bstool_at(&target, &["put", "c", "extra", "-"], Some(b"x")));
+    let differ = scratch.bstool(&["diff", target_arg]);
+    assert_eq!(differ.status.code(), Some(1));
+    let report = json(&String::from_utf8(differ.stdout).unwrap());
+    let found: Vec<String> = report["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {}",
+                d["object"].as_str().unwrap(),
+                d["difference"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "c/extra: only in the other",
+            "c/o1: bytes differ at offset 1000"
+        ],
+        "{report}"
+    );
+    // Back as it was, for what follows.
+    ok(bstool_at(&target, &["rm", "c", "extra"], None));
+    let original = &expected.iter().find(|(name, _)| name == "o1").unwrap().1;
+    ok(bstool_at(&target, &["put", "c", "o1", "-"], Some(original)));
     // The collection exists now: refused, and the target is unchanged.
     let refused = bstool_at(&target, &["import", "-i", file_arg], None);
     assert_eq!(refused.status.code(), Some(2));

@@ -2,6 +2,7 @@
 
 pub mod attrs;
 pub mod clone;
+pub mod diff;
 pub mod export;
 pub mod free;
 pub mod fsck;
