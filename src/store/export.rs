@@ -80,7 +80,8 @@ pub struct ExportReport {
     pub omap_entries: u64,
     /// Bytes of the stream.
     pub stream_bytes: u64,
-    /// The commit point (FORMAT.md §12, the header's `commit_point`).
+    /// The header's `commit_point`: the newest journal record just before the snapshot
+    /// (FORMAT.md §12; informational).
     pub commit_point: u64,
     /// Wall-clock time.
     pub elapsed: Duration,
