@@ -296,6 +296,43 @@ fn space_freed_during_an_export_is_not_reused_before_it_ends() {
     store.put("c", "after", &pattern(5, 4 << 20)).unwrap();
 }
 
+/// A sink that fails once it has taken `left` bytes.
+struct FailingSink {
+    left: usize,
+}
+
+impl std::io::Write for FailingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Err(std::io::Error::other("the disk is full"));
+        }
+        let taken = buf.len().min(self.left);
+        self.left -= taken;
+        Ok(taken)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn an_export_whose_sink_fails_says_so_and_lets_go_of_its_pin() {
+    let pair = SimPair::new(DEVICE);
+    let store = pair.open();
+    populate(&store);
+    let failed = store.export(FailingSink { left: 1 << 20 }, ExportOptions::default());
+    assert!(matches!(failed, Err(Error::Io { .. })), "{failed:?}");
+    // Writes go in place again: the pin went with the export.
+    let before = store.counters().writes_deferred;
+    store
+        .apply(Transaction::new().write("b", "only", 100, pattern(8, 10)))
+        .unwrap();
+    assert_eq!(store.counters().writes_deferred, before + 1);
+    let mut stream = Vec::new();
+    store.export(&mut stream, ExportOptions::default()).unwrap();
+}
+
 /// One writer's work: transactions on its own collection, each also setting the `counter`
 /// object's `seq` attribute to its number, and the log to replay them.
 struct Writer {

@@ -42,6 +42,8 @@ use crate::txn::engine::{Engine, display_bytes};
 
 /// Objects read from the snapshot per KV scan.
 const LIST_BATCH: usize = 256;
+/// Frames read ahead of the writer at most (each at most 4 MiB of data).
+const FRAMES_IN_FLIGHT: usize = 8;
 /// Bytes of omap keys and values the writer puts in one frame at most.
 const OMAP_FRAME_BYTES_MAX: usize = 4 << 20;
 
@@ -123,22 +125,37 @@ impl Store {
         };
         let sink = Counted { sink, bytes: 0 };
         let writer = StreamWriter::new(sink, &header).map_err(write_error)?;
-        let mut export = Exporter {
+        // The device is read (and its checksums verified) on one thread while this one encodes
+        // and writes what was read before: the two overlap, as fio's queue keeps a device busy.
+        let (to_writer, from_reader) = crossbeam::channel::bounded(FRAMES_IN_FLIGHT);
+        let mut exporter = Exporter {
             engine,
             kv: snapshot.as_ref(),
             pending: PendingWrites::load(snapshot.as_ref())?,
-            writer,
+            out: to_writer,
             shared: HashMap::new(),
             shared_next: 1,
-            progress: options.progress,
             bytes_total,
             objects: 0,
             bytes: 0,
         };
-        for (name, id) in &collections {
-            export.collection(name, *id)?;
-        }
-        let (sink, trailer) = export.writer.finish().map_err(write_error)?;
+        let (read, written) = std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                collections
+                    .iter()
+                    .try_for_each(|(name, id)| exporter.collection(name, *id))
+            });
+            let written = write_frames(writer, &from_reader, options.progress);
+            drop(from_reader);
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (read, written)
+        });
+        // A write failure also stops the reader; its own error then only says so.
+        let writer = written?;
+        read?;
+        let (sink, trailer) = writer.finish().map_err(write_error)?;
         Ok(ExportReport {
             collections: trailer.collections,
             objects: trailer.objects,
@@ -192,6 +209,31 @@ impl<W: Write> Write for Counted<W> {
     }
 }
 
+/// What the reading thread hands the writing one.
+enum Output {
+    Frame(Frame),
+    Progress(ExportProgress),
+}
+
+/// Writes the frames the reader sends until it is done; reports progress.
+fn write_frames<W: Write>(
+    mut writer: StreamWriter<W>,
+    frames: &crossbeam::channel::Receiver<Output>,
+    mut progress: Option<&mut dyn FnMut(ExportProgress)>,
+) -> Result<StreamWriter<W>> {
+    for output in frames {
+        match output {
+            Output::Frame(frame) => writer.frame(&frame).map_err(write_error)?,
+            Output::Progress(now) => {
+                if let Some(progress) = progress.as_mut() {
+                    progress(now);
+                }
+            }
+        }
+    }
+    Ok(writer)
+}
+
 fn write_error(error: std::io::Error) -> Error {
     Error::io("writing the export stream", error)
 }
@@ -239,30 +281,37 @@ struct SharedExtent {
     id: u64,
 }
 
-struct Exporter<'a, 'p, W: Write> {
+/// The reading side of an export: walks the snapshot and reads the device.
+struct Exporter<'a> {
     engine: &'a Engine,
     /// The snapshot: the commit point.
     kv: &'a dyn Kv,
     /// Deferred writes of the snapshot, patched over the device.
     pending: PendingWrites,
-    writer: StreamWriter<Counted<W>>,
+    /// To the writing thread.
+    out: crossbeam::channel::Sender<Output>,
     /// Shared extents given so far, by shared blob id (shared blobs never cross collections,
     /// but ids are stream-wide).
     shared: HashMap<u64, Vec<SharedExtent>>,
     shared_next: u64,
-    progress: Option<&'p mut dyn FnMut(ExportProgress)>,
     bytes_total: u64,
     objects: u64,
     bytes: u64,
 }
 
-impl<W: Write> Exporter<'_, '_, W> {
-    fn frame(&mut self, frame: &Frame) -> Result<()> {
-        self.writer.frame(frame).map_err(write_error)
+impl Exporter<'_> {
+    fn send(&self, output: Output) -> Result<()> {
+        self.out
+            .send(output)
+            .map_err(|_| Error::invalid("the export stream's writer stopped"))
+    }
+
+    fn frame(&mut self, frame: Frame) -> Result<()> {
+        self.send(Output::Frame(frame))
     }
 
     fn collection(&mut self, name: &[u8], id: u64) -> Result<()> {
-        self.frame(&Frame::Collection {
+        self.frame(Frame::Collection {
             name: name.to_vec(),
         })?;
         let end = keys::onode_key_end(id);
@@ -292,7 +341,7 @@ impl<W: Write> Exporter<'_, '_, W> {
         let omap_header = self
             .kv
             .get(KeySpace::Omap, &keys::omap_header_key(onode.nid))?;
-        self.frame(&Frame::Object(ObjectHead {
+        self.frame(Frame::Object(ObjectHead {
             name: name.to_vec(),
             size: onode.size,
             xattrs: onode
@@ -311,14 +360,11 @@ impl<W: Write> Exporter<'_, '_, W> {
         }
         self.omap(onode.nid)?;
         self.objects += 1;
-        if let Some(progress) = self.progress.as_mut() {
-            progress(ExportProgress {
-                objects: self.objects,
-                bytes: self.bytes,
-                bytes_total: self.bytes_total,
-            });
-        }
-        Ok(())
+        self.send(Output::Progress(ExportProgress {
+            objects: self.objects,
+            bytes: self.bytes,
+            bytes_total: self.bytes_total,
+        }))
     }
 
     /// Object bytes `[offset, offset + length)`: data frames for its own blobs' bytes, shared
@@ -370,7 +416,7 @@ impl<W: Write> Exporter<'_, '_, W> {
         };
         let slice = &bytes[(start - offset) as usize..(end - offset) as usize];
         self.bytes += slice.len() as u64;
-        self.frame(&Frame::Data {
+        self.frame(Frame::Data {
             offset: start,
             bytes: slice.to_vec(),
         })
@@ -390,7 +436,7 @@ impl<W: Write> Exporter<'_, '_, W> {
             let extent = self.shared_extent(sbid, blob, blob_offset, shown)?;
             let extent_end = u64::from(extent.start) + u64::from(extent.length);
             let here = extent_end.min(end) - u64::from(blob_offset);
-            self.frame(&Frame::SharedRef {
+            self.frame(Frame::SharedRef {
                 offset: logical_offset,
                 id: extent.id,
                 shared_offset: blob_offset - extent.start,
@@ -443,7 +489,7 @@ impl<W: Write> Exporter<'_, '_, W> {
         };
         self.shared_next += 1;
         self.bytes += bytes.len() as u64;
-        self.frame(&Frame::Shared {
+        self.frame(Frame::Shared {
             id: extent.id,
             bytes,
         })?;
@@ -500,7 +546,7 @@ impl<W: Write> Exporter<'_, '_, W> {
                     && (entries.len() == OMAP_FRAME_ENTRIES_MAX
                         || bytes + size > OMAP_FRAME_BYTES_MAX)
                 {
-                    self.frame(&Frame::Omap(std::mem::take(&mut entries)))?;
+                    self.frame(Frame::Omap(std::mem::take(&mut entries)))?;
                     bytes = 0;
                 }
                 bytes += size;
@@ -515,7 +561,7 @@ impl<W: Write> Exporter<'_, '_, W> {
             }
         }
         if !entries.is_empty() {
-            self.frame(&Frame::Omap(entries))?;
+            self.frame(Frame::Omap(entries))?;
         }
         Ok(())
     }
