@@ -476,6 +476,12 @@ impl Exporter<'_> {
                 )));
             }
         };
+        if record.device_offset != blob.device_offset || record.length != blob.length {
+            return Err(Error::Corruption(format!(
+                "object {shown}: shared blob {sbid}'s record describes {} bytes at {:#x}, its blob {} at {:#x}",
+                record.length, record.device_offset, blob.length, blob.device_offset
+            )));
+        }
         let (start, length) = referenced_run(&record, position).ok_or_else(|| {
             Error::Corruption(format!(
                 "object {shown}: maps byte {position} of shared blob {sbid}, which no reference holds"

@@ -23,16 +23,19 @@ use parking_lot::{Condvar, Mutex};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::format::export::{Frame, ObjectHead, StreamError, StreamReader};
-use crate::txn::engine::display_bytes;
+use crate::txn::engine::{Engine, display_bytes};
 use crate::txn::{ObjectOp, Op, Transaction};
 
-/// Collection names starting with this are the store's own (imports under way, collections an
-/// import replaced); clients can neither see nor name them.
-pub const HIDDEN_COLLECTION_PREFIX: &[u8] = b"\0bstore.";
+/// Collection names starting with this are reserved for the store: no client may give one to
+/// a new collection (collections made before the reservation keep working).
+pub const RESERVED_COLLECTION_PREFIX: &[u8] = b"\0bstore.";
+/// Collections being imported, and collections an import replaced: hidden from listings and
+/// exports, and removed by the next read-write mount.
 const IMPORTING: &str = "\0bstore.import.";
 const REPLACED: &str = "\0bstore.replaced.";
-/// Object names of shared extents inside a collection being imported.
-const STAGING_PREFIX: &[u8] = b"\0bstore.shared.";
+/// Object names of shared extents inside a collection being imported (with a per-import nonce
+/// after it, so no object of the stream can be mistaken for one).
+const STAGING_PREFIX: &str = "\0bstore.shared.";
 
 /// Object bytes gathered into one transaction before it is submitted.
 const TXN_BYTES: usize = 4 << 20;
@@ -45,7 +48,12 @@ const REMOVE_BATCH: usize = 256;
 
 /// Whether `name` is one of the store's hidden collections.
 pub fn is_hidden_collection(name: &[u8]) -> bool {
-    name.starts_with(HIDDEN_COLLECTION_PREFIX)
+    name.starts_with(IMPORTING.as_bytes()) || name.starts_with(REPLACED.as_bytes())
+}
+
+/// Whether a client may not give a collection this name.
+pub fn is_reserved_collection_name(name: &[u8]) -> bool {
+    name.starts_with(RESERVED_COLLECTION_PREFIX)
 }
 
 /// What to import, and whom to tell how far it got.
@@ -112,8 +120,10 @@ impl Store {
         result
     }
 
-    /// Removes the hidden collections an import interrupted by a crash left (at mount).
-    pub(super) fn remove_leftover_imports(&self) -> Result<()> {
+    /// Removes the hidden collections an import interrupted by a crash left (at mount). A
+    /// leftover that cannot be removed now (an object in it unreadable) stays hidden for the
+    /// next mount to try again: it must not keep the store from mounting.
+    pub(super) fn remove_leftover_imports(&self) {
         let leftovers: Vec<Vec<u8>> = self
             .engine
             .collections
@@ -122,9 +132,9 @@ impl Store {
             .filter(|name| is_hidden_collection(name))
             .cloned()
             .collect();
-        leftovers
-            .iter()
-            .try_for_each(|name| remove_collection_whole(self, name))
+        for name in &leftovers {
+            let _ = remove_collection_whole(self, name);
+        }
     }
 }
 
@@ -162,10 +172,11 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn wait_below(&self, bytes: u64) {
+    /// Waits (helping a stepped store along) until at most `bytes` are in flight.
+    fn wait_below(&self, bytes: u64, engine: &Engine) {
         let mut state = self.state.lock();
         while state.0 > bytes {
-            self.changed.wait(&mut state);
+            engine.waiting().wait(&self.changed, &mut state);
         }
     }
 
@@ -190,6 +201,8 @@ struct Current {
 struct Importer<'s, 'o> {
     store: &'s Store,
     options: ImportOptions<'o>,
+    /// This import's prefix of staging object names.
+    staging_prefix: Vec<u8>,
     /// Collections built so far: (name, hidden name).
     built: Vec<(Vec<u8>, Vec<u8>)>,
     /// `None` while a collection the caller did not choose is skipped.
@@ -205,6 +218,7 @@ impl<'s, 'o> Importer<'s, 'o> {
         Importer {
             store,
             options,
+            staging_prefix: hidden_name(STAGING_PREFIX),
             built: Vec::new(),
             current: None,
             txn: Transaction::new().internal(),
@@ -225,6 +239,10 @@ impl<'s, 'o> Importer<'s, 'o> {
                 ));
             };
             if let Frame::Trailer(_) = frame {
+                // Nothing may follow the trailer.
+                if let Err(error) = reader.next_frame() {
+                    return Err(stream_error(&reader, error));
+                }
                 break;
             }
             self.frame(frame)?;
@@ -272,8 +290,8 @@ impl<'s, 'o> Importer<'s, 'o> {
                 let Some(current) = &mut self.current else {
                     return Ok(());
                 };
-                let mut staging = STAGING_PREFIX.to_vec();
-                staging.extend_from_slice(id.to_string().as_bytes());
+                let mut staging = self.staging_prefix.clone();
+                staging.extend_from_slice(format!(".{id}").as_bytes());
                 current.staging.insert(id, staging.clone());
                 let collection = current.hidden.clone();
                 self.report.shared_bytes += bytes.len() as u64;
@@ -354,7 +372,7 @@ impl<'s, 'o> Importer<'s, 'o> {
         let Some(current) = &mut self.current else {
             return Ok(());
         };
-        if head.name.starts_with(STAGING_PREFIX) {
+        if head.name.starts_with(&self.staging_prefix) {
             return Err(Error::InvalidArgument(format!(
                 "object {} has a name import reserves for shared extents",
                 display_bytes(&head.name)
@@ -419,8 +437,10 @@ impl<'s, 'o> Importer<'s, 'o> {
         }
         let txn = std::mem::replace(&mut self.txn, Transaction::new().internal());
         let bytes = std::mem::take(&mut self.txn_bytes) as u64;
-        self.in_flight
-            .wait_below(IN_FLIGHT_BYTES_MAX.saturating_sub(bytes));
+        self.in_flight.wait_below(
+            IN_FLIGHT_BYTES_MAX.saturating_sub(bytes),
+            &self.store.engine,
+        );
         self.in_flight.failure()?;
         self.in_flight.state.lock().0 += bytes;
         let in_flight = Arc::clone(&self.in_flight);
@@ -441,19 +461,21 @@ impl<'s, 'o> Importer<'s, 'o> {
     /// Submits what is gathered and waits until everything submitted is durable.
     fn settle(&mut self) -> Result<()> {
         self.flush()?;
-        self.in_flight.wait_below(0);
+        self.in_flight.wait_below(0, &self.store.engine);
         self.in_flight.failure()
     }
 
     fn remove_staging(&mut self) -> Result<()> {
         for (_, hidden) in &self.built {
             loop {
-                let staging =
-                    self.store
-                        .list_objects(hidden, Some(STAGING_PREFIX), REMOVE_BATCH)?;
+                // Names with the prefix follow it, all together, in byte order.
+                let prefix = &self.staging_prefix;
+                let staging = self
+                    .store
+                    .list_objects(hidden, Some(prefix), REMOVE_BATCH)?;
                 let staging: Vec<Vec<u8>> = staging
                     .into_iter()
-                    .filter(|name| name.starts_with(STAGING_PREFIX))
+                    .take_while(|name| name.starts_with(prefix))
                     .collect();
                 if staging.is_empty() {
                     break;
@@ -494,16 +516,19 @@ impl<'s, 'o> Importer<'s, 'o> {
         }
         self.built.clear();
         self.report.replaced = replaced.len() as u64;
-        replaced
-            .iter()
-            .try_for_each(|name| remove_collection_whole(self.store, name))
+        // The import is done and durable: a replaced collection that cannot be removed now
+        // stays hidden for the next mount to remove.
+        for name in &replaced {
+            let _ = remove_collection_whole(self.store, name);
+        }
+        Ok(())
     }
 
     /// After a failure: removes what was built (what cannot be removed now, the next mount
     /// removes).
     fn discard(&mut self) {
         self.txn = Transaction::new().internal();
-        self.in_flight.wait_below(0);
+        self.in_flight.wait_below(0, &self.store.engine);
         for (_, hidden) in std::mem::take(&mut self.built) {
             let _ = remove_collection_whole(self.store, &hidden);
         }

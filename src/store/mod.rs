@@ -366,7 +366,7 @@ impl Store {
             io_fallback: None,
             _dir: None,
         };
-        store.remove_leftover_imports()?;
+        store.remove_leftover_imports();
         Ok(store)
     }
 

@@ -45,6 +45,8 @@ pub struct TxnContext<'e> {
     collections: BTreeMap<Vec<u8>, Option<Arc<Collection>>>,
     created_collections: Vec<Arc<Collection>>,
     removed_collections: Vec<Vec<u8>>,
+    /// Collections renamed, with their new names, in order.
+    renamed_collections: Vec<(Arc<Collection>, Vec<u8>)>,
     objects: BTreeMap<ObjectKey, WorkingObject>,
     /// Metadata changes.
     pub batch: Batch,
@@ -73,6 +75,7 @@ impl<'e> TxnContext<'e> {
             collections,
             created_collections: Vec::new(),
             removed_collections: Vec::new(),
+            renamed_collections: Vec::new(),
             objects: BTreeMap::new(),
             batch: Batch::new(),
             freelist: FreelistDelta::new(),
@@ -208,6 +211,9 @@ impl<'e> TxnContext<'e> {
 
     fn remove_collection(&mut self, name: &[u8]) -> Result<()> {
         let collection = self.collection(name)?;
+        if self.is_renamed(&collection) {
+            return Err(renamed_and_changed(name));
+        }
         if self.holds_objects(&collection)? {
             return Err(Error::NotEmpty(format!(
                 "collection {}",
@@ -222,9 +228,9 @@ impl<'e> TxnContext<'e> {
     }
 
     /// Moves the collection's record to `new_name`: its id, and so the keys of its objects,
-    /// stay. The collection gets a fresh in-memory state under the new name, started from the
-    /// KV store once every transaction on it has finished (the namespace is held exclusively,
-    /// so none can start meanwhile).
+    /// stay, and so does its in-memory state (the one `Collection`, renamed at install), so
+    /// readers holding it go on seeing its newest objects. Its objects may not be changed in
+    /// the same transaction, before or after.
     fn rename_collection(&mut self, name: &[u8], new_name: &[u8]) -> Result<()> {
         let collection = self.collection(name)?;
         if name == new_name {
@@ -237,30 +243,26 @@ impl<'e> TxnContext<'e> {
             )));
         }
         if self.objects.keys().any(|(id, _)| *id == collection.id) {
-            return Err(Error::invalid(format!(
-                "collection {} is renamed after changes to its objects in the same transaction",
-                display_bytes(name)
-            )));
+            return Err(renamed_and_changed(name));
         }
-        collection.sequencer.wait_settled(self.engine.waiting());
         let record = CollectionRecord {
             collection_id: collection.id,
         };
         self.batch.delete(KeySpace::Collections, name);
         self.batch
             .put(KeySpace::Collections, new_name, record.encode());
-        let renamed = Arc::new(Collection::new(
-            collection.id,
-            new_name.to_vec(),
-            self.engine.config.onode_cache_bytes,
-        ));
         self.collections.insert(name.to_vec(), None);
         self.collections
-            .insert(new_name.to_vec(), Some(Arc::clone(&renamed)));
-        self.created_collections.retain(|c| c.id != collection.id);
-        self.removed_collections.push(name.to_vec());
-        self.created_collections.push(renamed);
+            .insert(new_name.to_vec(), Some(Arc::clone(&collection)));
+        self.renamed_collections
+            .push((collection, new_name.to_vec()));
         Ok(())
+    }
+
+    fn is_renamed(&self, collection: &Collection) -> bool {
+        self.renamed_collections
+            .iter()
+            .any(|(renamed, _)| renamed.id == collection.id)
     }
 
     /// Whether the collection has any object once this transaction's changes are counted.
@@ -293,6 +295,9 @@ impl<'e> TxnContext<'e> {
     /// Loads (once) the working copy of an object; returns its key in `objects`.
     pub(super) fn load(&mut self, collection_name: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let collection = self.collection(collection_name)?;
+        if self.is_renamed(&collection) {
+            return Err(renamed_and_changed(collection_name));
+        }
         let key = (collection.id, name.to_vec());
         if !self.objects.contains_key(&key) {
             let slot = collection.onodes.slot(name);
@@ -364,7 +369,7 @@ impl<'e> TxnContext<'e> {
 
     /// Name of the collection of a loaded object.
     pub fn collection_name(&self, key: &ObjectKey) -> Vec<u8> {
-        self.objects[key].collection.name.clone()
+        self.objects[key].collection.name()
     }
 
     /// Replaces the (absent) object `key` with `onode`.
@@ -465,7 +470,7 @@ impl<'e> TxnContext<'e> {
     /// and extent shards stay where they are; only the onode key changes.
     fn rename(&mut self, key: &ObjectKey, new_name: &[u8]) -> Result<()> {
         let collection = Arc::clone(&self.objects[key].collection);
-        let target = self.load(&collection.name, new_name)?;
+        let target = self.load(&collection.name(), new_name)?;
         if target == *key {
             return Ok(());
         }
@@ -564,8 +569,9 @@ impl<'e> TxnContext<'e> {
         namespace: Option<&mut BTreeMap<Vec<u8>, Arc<Collection>>>,
     ) -> Prepared {
         let mut touched: BTreeMap<u64, Arc<Collection>> = BTreeMap::new();
-        let changes_namespace =
-            !self.created_collections.is_empty() || !self.removed_collections.is_empty();
+        let changes_namespace = !self.created_collections.is_empty()
+            || !self.removed_collections.is_empty()
+            || !self.renamed_collections.is_empty();
         assert!(
             !changes_namespace || namespace.is_some(),
             "namespace changes are installed with the namespace held"
@@ -576,8 +582,14 @@ impl<'e> TxnContext<'e> {
                     touched.insert(removed.id, removed);
                 }
             }
+            for (collection, new_name) in &self.renamed_collections {
+                namespace.remove(&collection.name());
+                collection.rename(new_name.clone());
+                namespace.insert(new_name.clone(), Arc::clone(collection));
+                touched.insert(collection.id, Arc::clone(collection));
+            }
             for collection in &self.created_collections {
-                namespace.insert(collection.name.clone(), Arc::clone(collection));
+                namespace.insert(collection.name(), Arc::clone(collection));
                 touched.insert(collection.id, Arc::clone(collection));
             }
         }
@@ -738,4 +750,11 @@ fn check_range(offset: u64, length: u64) -> Result<()> {
         });
     }
     Ok(())
+}
+
+fn renamed_and_changed(name: &[u8]) -> Error {
+    Error::invalid(format!(
+        "collection {} is renamed in a transaction that also changes it otherwise",
+        display_bytes(name)
+    ))
 }

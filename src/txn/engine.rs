@@ -147,8 +147,8 @@ impl Sequencer {
 pub struct Collection {
     /// Collection id: prefixes the keys of its objects.
     pub id: u64,
-    /// Name.
-    pub name: Vec<u8>,
+    /// Name (changed only by a rename, installed with the namespace held exclusively).
+    name: RwLock<Vec<u8>>,
     /// Newest onodes of the collection's objects.
     pub onodes: OnodeCache,
     /// Held while a transaction touching the collection is prepared and queued, so that
@@ -163,16 +163,26 @@ impl Collection {
     pub fn new(id: u64, name: Vec<u8>, onode_cache_bytes: usize) -> Self {
         Collection {
             id,
-            name,
+            name: RwLock::new(name),
             onodes: OnodeCache::new(onode_cache_bytes),
             prepare_lock: Mutex::new(()),
             sequencer: Sequencer::default(),
         }
     }
 
+    /// Its name.
+    pub fn name(&self) -> Vec<u8> {
+        self.name.read().clone()
+    }
+
+    /// Gives it a new name (a rename being installed).
+    pub fn rename(&self, new_name: Vec<u8>) {
+        *self.name.write() = new_name;
+    }
+
     /// Printable name for messages.
     pub fn display_name(&self) -> String {
-        display_bytes(&self.name)
+        display_bytes(&self.name.read())
     }
 }
 

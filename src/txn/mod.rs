@@ -178,6 +178,15 @@ impl Op {
         std::iter::once(self.collection()).chain(new_name)
     }
 
+    /// The name a collection gets from this op: a create's, or a rename's new name.
+    pub fn new_collection_name(&self) -> Option<&[u8]> {
+        match self {
+            Op::CreateCollection { collection } => Some(collection),
+            Op::RenameCollection { new_name, .. } => Some(new_name),
+            _ => None,
+        }
+    }
+
     /// True for ops that add or remove collections (they need the namespace exclusively).
     pub fn changes_namespace(&self) -> bool {
         matches!(

@@ -18,7 +18,7 @@ use super::pipeline::{CommitCallback, Pipeline};
 use super::{ObjectOp, Op, Transaction, metadata};
 use crate::error::{Error, Result};
 use crate::format::{COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX};
-use crate::store::import::is_hidden_collection;
+use crate::store::import::is_reserved_collection_name;
 
 /// Prepares `txn` and queues it; `on_commit` runs once it is durable or has failed.
 /// On error nothing was changed and `on_commit` is not called.
@@ -34,8 +34,8 @@ pub fn submit(
         && let Some(name) = txn
             .ops()
             .iter()
-            .flat_map(Op::collections)
-            .find(|name| is_hidden_collection(name))
+            .filter_map(Op::new_collection_name)
+            .find(|name| is_reserved_collection_name(name))
     {
         return Err(Error::invalid(format!(
             "collection {}: names starting with \\0bstore. are the store's own",
@@ -69,7 +69,7 @@ pub fn submit(
         collections.iter().map(|c| c.prepare_lock.lock()).collect();
     let view = collections
         .iter()
-        .map(|c| (c.name.clone(), Some(Arc::clone(c))))
+        .map(|c| (c.name(), Some(Arc::clone(c))))
         .collect();
     let mut prepared = prepare(engine, view, txn)?.install(None);
     prepared.on_commit = Some(on_commit);
