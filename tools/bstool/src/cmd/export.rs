@@ -134,10 +134,18 @@ pub struct ExportArgs {
 pub fn export(cli: &Cli, args: &ExportArgs) -> CmdResult {
     let store = cli.inspect_store()?;
     let to_stdout = args.output.as_os_str() == "-";
-    let sink: Box<dyn Write> = if to_stdout {
-        Box::new(std::io::stdout().lock())
+    // A file is written beside its final name and renamed into place once whole and synced,
+    // so a failed export never leaves a cut stream there, nor destroys the backup it replaces.
+    let special = std::fs::metadata(&args.output).is_ok_and(|meta| !meta.is_file());
+    let partial = partial_path(&args.output);
+    let file = if to_stdout {
+        None
     } else {
-        Box::new(create_output(&args.output, args.force)?)
+        Some(create_output(&args.output, &partial, args.force)?)
+    };
+    let sink: Box<dyn Write> = match &file {
+        None => Box::new(std::io::stdout().lock()),
+        Some(file) => Box::new(file),
     };
     let bar = byte_bar(!args.quiet, "export");
     let mut show = |progress: ExportProgress| {
@@ -154,11 +162,20 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> CmdResult {
     };
     let report = store.export(BufWriter::with_capacity(1 << 20, sink), options);
     bar.finish_and_clear();
-    let report = report.map_err(|e| {
-        if !to_stdout {
-            let _ = std::fs::remove_file(&args.output);
+    let finished = report
+        .map_err(|e| format!("export: {e}"))
+        .and_then(|report| {
+            if let Some(file) = file.as_ref().filter(|_| !special) {
+                file.sync_all()
+                    .and_then(|()| std::fs::rename(&partial, &args.output))
+                    .map_err(|e| format!("finishing {}: {e}", args.output.display()))?;
+            }
+            Ok(report)
+        });
+    let report = finished.inspect_err(|_| {
+        if file.is_some() && !special {
+            let _ = std::fs::remove_file(&partial);
         }
-        format!("export: {e}")
     })?;
     let seconds = report.elapsed.as_secs_f64();
     let value = json!({
@@ -252,23 +269,27 @@ fn mib_per_second(bytes: u64, seconds: f64) -> f64 {
     }
 }
 
-/// A new output file; an existing one is replaced only with `force`.
-fn create_output(path: &Path, force: bool) -> Result<File, String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if force {
-        options.create(true).truncate(true);
-    } else {
-        options.create_new(true);
+/// Where the stream is written before it is renamed to `path`.
+fn partial_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".partial");
+    PathBuf::from(name)
+}
+
+/// The file the stream is written to (`partial`, renamed to `path` when done). An existing
+/// `path` is replaced only with `force`; a special file (`/dev/null`) is written in place.
+fn create_output(path: &Path, partial: &Path, force: bool) -> Result<File, String> {
+    let exists = std::fs::symlink_metadata(path).ok();
+    if exists.is_some() && !force {
+        return Err(format!(
+            "creating {}: it exists (--force replaces it)",
+            path.display()
+        ));
     }
-    options.open(path).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::AlreadyExists {
-            " (--force replaces it)"
-        } else {
-            ""
-        };
-        format!("creating {}: {e}{hint}", path.display())
-    })
+    if exists.is_some_and(|meta| !meta.is_file()) {
+        return File::create(path).map_err(|e| format!("opening {}: {e}", path.display()));
+    }
+    File::create(partial).map_err(|e| format!("creating {}: {e}", partial.display()))
 }
 
 /// The input and its length when known (a file), for the progress bar.
