@@ -20,7 +20,9 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Store;
@@ -42,6 +44,11 @@ use crate::txn::engine::{Engine, display_bytes};
 
 /// Objects read from the snapshot per KV scan.
 const LIST_BATCH: usize = 256;
+/// Objects up to this size are read ahead, several at a time (larger ones keep the device busy
+/// on their own: a 4 MiB window is eight blob reads at once).
+const SMALL_OBJECT_BYTES: u64 = 64 << 10;
+/// Threads reading small objects ahead.
+const SMALL_OBJECT_READERS: usize = 16;
 /// Frames read ahead of the writer at most (each at most 4 MiB of data).
 const FRAMES_IN_FLIGHT: usize = 8;
 /// Bytes of omap keys and values the writer puts in one frame at most.
@@ -320,12 +327,18 @@ impl Exporter<'_> {
             let batch = self
                 .kv
                 .scan_collect(KeySpace::Onodes, &start, Some(&end), LIST_BATCH)?;
+            let mut objects = Vec::with_capacity(batch.len());
             for (key, value) in &batch {
                 let (_, object) = keys::split_onode_key(key)?;
                 let shown = format!("{}/{}", display_bytes(name), display_bytes(object));
                 let onode = Onode::decode(self.kv, value, self.engine.superblock.min_alloc_size)
                     .map_err(|e| Error::Corruption(format!("object {shown}: {e}")))?;
-                self.object(object, &onode, &shown)?;
+                objects.push((object, onode, shown));
+            }
+            let mut read_ahead = self.read_small_objects(&objects).into_iter();
+            for (object, onode, shown) in &objects {
+                let bytes = read_ahead.next().flatten().transpose()?;
+                self.object(object, onode, shown, bytes)?;
             }
             match batch.last() {
                 Some((last, _)) if batch.len() == LIST_BATCH => {
@@ -337,7 +350,53 @@ impl Exporter<'_> {
         }
     }
 
-    fn object(&mut self, name: &[u8], onode: &Onode, shown: &str) -> Result<()> {
+    /// The bytes of the batch's small objects (one window, no shared blobs), read at once by
+    /// several threads: one at a time, each would wait out a device round trip on its own.
+    fn read_small_objects(
+        &self,
+        objects: &[(&[u8], Onode, String)],
+    ) -> Vec<Option<Result<Vec<u8>>>> {
+        let small = |onode: &Onode| {
+            onode.size > 0
+                && onode.size <= SMALL_OBJECT_BYTES
+                && onode
+                    .extent_map
+                    .blobs()
+                    .all(|(_, blob)| blob.shared_blob_id.is_none())
+        };
+        let next = AtomicUsize::new(0);
+        let results: Vec<Mutex<Option<Result<Vec<u8>>>>> =
+            objects.iter().map(|_| Mutex::new(None)).collect();
+        let device = self.engine.device.as_ref();
+        let readers = SMALL_OBJECT_READERS.min(objects.len());
+        std::thread::scope(|scope| {
+            for _ in 0..readers {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((_, onode, shown)) = objects.get(i) else {
+                            return;
+                        };
+                        if small(onode) {
+                            let read =
+                                read_object_with(device, onode, 0, onode.size, shown, &self.pending);
+                            *results[i].lock() = Some(read);
+                        }
+                    }
+                });
+            }
+        });
+        results.into_iter().map(Mutex::into_inner).collect()
+    }
+
+    /// Writes an object's frames; `read` holds its bytes when they were read ahead.
+    fn object(
+        &mut self,
+        name: &[u8],
+        onode: &Onode,
+        shown: &str,
+        mut read: Option<Vec<u8>>,
+    ) -> Result<()> {
         let omap_header = self
             .kv
             .get(KeySpace::Omap, &keys::omap_header_key(onode.nid))?;
@@ -355,7 +414,7 @@ impl Exporter<'_> {
         let mut offset = 0;
         while offset < onode.size {
             let length = window.min(onode.size - offset);
-            self.window(onode, offset, length, shown)?;
+            self.window(onode, offset, length, shown, read.take())?;
             offset += length;
         }
         self.omap(onode.nid)?;
@@ -369,13 +428,25 @@ impl Exporter<'_> {
 
     /// Object bytes `[offset, offset + length)`: data frames for its own blobs' bytes, shared
     /// ranges for its clones' (holes are left out).
-    fn window(&mut self, onode: &Onode, offset: u64, length: u64, shown: &str) -> Result<()> {
+    fn window(
+        &mut self,
+        onode: &Onode,
+        offset: u64,
+        length: u64,
+        shown: &str,
+        read: Option<Vec<u8>>,
+    ) -> Result<()> {
         let pieces = onode.extent_map.pieces(offset, length);
         if pieces.iter().all(|p| matches!(p, Piece::Hole { .. })) {
             return Ok(());
         }
-        let device = self.engine.device.as_ref();
-        let bytes = read_object_with(device, onode, offset, length, shown, &self.pending)?;
+        let bytes = match read {
+            Some(bytes) => bytes,
+            None => {
+                let device = self.engine.device.as_ref();
+                read_object_with(device, onode, offset, length, shown, &self.pending)?
+            }
+        };
         // A run of the object's own bytes, written as one data frame when something else
         // (a hole, a shared range, the window's end) ends it.
         let mut run: Option<(u64, u64)> = None;
