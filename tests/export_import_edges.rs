@@ -496,3 +496,27 @@ fn a_stepped_mount_removes_leftovers() {
     let store: &'static Store = Box::leak(Box::new(pair.open()));
     assert_eq!(store.statfs().unwrap().object_count, 0);
 }
+
+/// An import refused at its first collection, with far more of the stream unread than the
+/// reader runs ahead: it returns (the reader stops), and the target is unchanged.
+#[test]
+fn an_import_refused_early_returns_with_the_stream_unread() {
+    let source = SimPair::new(DEVICE);
+    let store = source.open();
+    store.create_collection("z").unwrap();
+    for i in 0..64 {
+        store
+            .put("z", format!("o{i:02}"), &pattern(i, 5000))
+            .unwrap();
+    }
+    let stream = export(&store);
+    let target = SimPair::new(DEVICE);
+    let target_store = target.open();
+    target_store.create_collection("z").unwrap();
+    let refused = target_store.import(&stream[..], ImportOptions::default());
+    assert!(
+        matches!(refused, Err(bstore::Error::AlreadyExists(_))),
+        "{refused:?}"
+    );
+    assert!(target_store.list_objects("z", None, 10).unwrap().is_empty());
+}

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crossbeam::channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::Store;
@@ -43,6 +44,8 @@ const TXN_BYTES: usize = 4 << 20;
 const TXN_OPS: usize = 512;
 /// Bytes of submitted transactions not yet durable at most (bounds the import's memory).
 const IN_FLIGHT_BYTES_MAX: u64 = 64 << 20;
+/// Frames read ahead of the importer at most (each at most 4 MiB of data).
+const FRAMES_AHEAD: usize = 8;
 /// Objects removed per transaction when a hidden collection is cleared.
 const REMOVE_BATCH: usize = 256;
 
@@ -109,7 +112,11 @@ impl Store {
     /// stream's trailer has verified; then every imported collection appears at once. On any
     /// error (a bad or cut stream, an existing collection without `force`, no space) the
     /// store is left as it was.
-    pub fn import<R: Read>(&self, source: R, options: ImportOptions<'_>) -> Result<ImportReport> {
+    pub fn import<R: Read + Send>(
+        &self,
+        source: R,
+        options: ImportOptions<'_>,
+    ) -> Result<ImportReport> {
         self.pipeline()?;
         self.engine.check_poison()?;
         let mut import = Importer::new(self, options);
@@ -228,32 +235,41 @@ impl<'s, 'o> Importer<'s, 'o> {
         }
     }
 
-    fn run<R: Read>(&mut self, source: R) -> Result<ImportReport> {
+    fn run<R: Read + Send>(&mut self, source: R) -> Result<ImportReport> {
         let started = Instant::now();
-        let mut reader = StreamReader::new(source);
-        loop {
-            let frame = reader.next_frame().map_err(|e| stream_error(&reader, e))?;
-            let Some(frame) = frame else {
-                return Err(Error::Corruption(
-                    "export stream: ends before its trailer".into(),
-                ));
-            };
-            if let Frame::Trailer(_) = frame {
-                // Nothing may follow the trailer.
-                if let Err(error) = reader.next_frame() {
-                    return Err(stream_error(&reader, error));
-                }
-                break;
-            }
-            self.frame(frame)?;
-            self.report.stream_bytes = reader.position();
-        }
-        self.report.stream_bytes = reader.position();
+        // The stream is read and checked on one thread while this one submits what it read
+        // before: the two overlap.
+        let (to_importer, frames) = crossbeam::channel::bounded(FRAMES_AHEAD);
+        std::thread::scope(|scope| {
+            scope.spawn(move || read_frames(StreamReader::new(source), &to_importer));
+            let taken = self.take_frames(&frames);
+            // Gone, so a reader blocked on a full channel stops.
+            drop(frames);
+            taken
+        })?;
         self.settle()?;
         self.remove_staging()?;
         self.rename_into_place()?;
         self.report.elapsed = started.elapsed();
         Ok(self.report.clone())
+    }
+
+    /// Imports the frames up to the trailer.
+    fn take_frames(&mut self, frames: &Receiver<Result<(Frame, u64)>>) -> Result<()> {
+        loop {
+            let Ok(read) = frames.recv() else {
+                return Err(Error::Corruption(
+                    "export stream: ends before its trailer".into(),
+                ));
+            };
+            let (frame, position) = read?;
+            self.report.stream_bytes = position;
+            if let Frame::Trailer(_) = frame {
+                // Nothing may follow the trailer: the reader says so if something does.
+                return frames.recv().unwrap_or(Ok((frame, position))).map(|_| ());
+            }
+            self.frame(frame)?;
+        }
     }
 
     fn frame(&mut self, frame: Frame) -> Result<()> {
@@ -531,6 +547,22 @@ impl<'s, 'o> Importer<'s, 'o> {
         self.in_flight.wait_below(0, &self.store.engine);
         for (_, hidden) in std::mem::take(&mut self.built) {
             let _ = remove_collection_whole(self.store, &hidden);
+        }
+    }
+}
+
+/// Reads frames (each with the stream position after it) until the trailer and the end after
+/// it, or the first error, or until the importer stops taking them.
+fn read_frames<R: Read>(mut reader: StreamReader<R>, to: &Sender<Result<(Frame, u64)>>) {
+    loop {
+        let read = match reader.next_frame() {
+            Ok(Some(frame)) => Ok((frame, reader.position())),
+            Ok(None) => return,
+            Err(error) => Err(stream_error(&reader, error)),
+        };
+        let last = read.is_err();
+        if to.send(read).is_err() || last {
+            return;
         }
     }
 }

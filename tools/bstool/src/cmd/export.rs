@@ -293,9 +293,9 @@ fn create_output(path: &Path, partial: &Path, force: bool) -> Result<File, Strin
 }
 
 /// The input and its length when known (a file), for the progress bar.
-fn open_input(path: &Path) -> Result<(Box<dyn Read>, u64), String> {
+fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, u64), String> {
     if path.as_os_str() == "-" {
-        return Ok((Box::new(std::io::stdin().lock()), 0));
+        return Ok((Box::new(std::io::stdin()), 0));
     }
     let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
     let length = file.metadata().map_or(0, |m| m.len());
