@@ -10,7 +10,7 @@ use std::time::Duration;
 use bstore::format::keys::{self, KeySpace};
 use bstore::format::shared::SharedBlobRecord;
 use bstore::kv::{Batch, Durability, Kv};
-use bstore::{ExportOptions, ImportOptions, Store, Transaction};
+use bstore::{ExportOptions, ImportOptions, ScrubOptions, ScrubReport, Store, Transaction};
 use common::crash::read_everything;
 use common::{SimPair, pattern};
 
@@ -311,40 +311,38 @@ fn writes_in_place_during_an_export_do_not_reach_it() {
     assert_eq!(read_everything(&target_store).unwrap(), expected);
 }
 
-/// A scrub holds the collection (and its onode cache) across the whole collection; a rename
-/// keeps that one in-memory state, so changes through the new name reach the scrub, which must
-/// not verify stale onodes against space since freed and reused.
-#[test]
-fn a_scrub_across_a_rename_reports_nothing() {
+/// A store with 40 cached objects in `b`, and a slow scrub of `b` started in the background.
+fn scrubbing_b() -> (
+    SimPair,
+    Arc<Store>,
+    std::thread::JoinHandle<bstore::Result<ScrubReport>>,
+) {
     let pair = SimPair::new(32 << 20);
     let store = Arc::new(pair.open());
     store.create_collection("b").unwrap();
     for i in 0..40 {
-        store
-            .put("b", format!("o{i:02}"), &pattern(i, 128 << 10))
-            .unwrap();
-    }
-    for i in 0..40 {
-        store.get("b", format!("o{i:02}")).unwrap(); // cached in b's Arc
+        let name = format!("o{i:02}");
+        store.put("b", &name, &pattern(i, 128 << 10)).unwrap();
+        store.get("b", &name).unwrap(); // cached
     }
     let scrubber = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || {
-            store.scrub(&bstore::ScrubOptions {
+            store.scrub(&ScrubOptions {
                 collection: Some(b"b".to_vec()),
                 bytes_per_second: 2 << 20, // ~2.5 s for 5 MiB
             })
         })
     };
     std::thread::sleep(Duration::from_millis(300));
-    store
-        .apply(Transaction::new().rename_collection("b", "c"))
-        .unwrap();
-    for i in 0..40 {
-        store
-            .put("c", format!("o{i:02}"), &pattern(100 + i, 128 << 10))
-            .unwrap();
-    }
+    (pair, store, scrubber)
+}
+
+/// Fills the device (reusing every freed unit), then finds the scrub reported nothing bad.
+fn fill_and_expect_a_clean_scrub(
+    store: &Store,
+    scrubber: std::thread::JoinHandle<bstore::Result<ScrubReport>>,
+) {
     store.create_collection("fill").unwrap();
     let mut fillers = 0;
     while store
@@ -353,28 +351,37 @@ fn a_scrub_across_a_rename_reports_nothing() {
     {
         fillers += 1;
     }
-    let report = scrubber.join().unwrap();
-    match report {
-        Ok(report) => {
-            println!(
-                "fillers {fillers}; scrub: {} objects, {} bad chunks",
-                report.objects,
-                report.bad_chunks.len()
-            );
-            assert!(
-                report.bad_chunks.is_empty(),
-                "false corruption: {:?}",
-                &report.bad_chunks[..report.bad_chunks.len().min(2)]
-            );
-        }
-        Err(error) => println!("scrub failed: {error}"),
-    }
-    // Every object reads back fine: nothing is corrupt.
+    let report = scrubber.join().unwrap().unwrap();
+    println!(
+        "fillers {fillers}; scrub: {} objects, {} bad chunks",
+        report.objects,
+        report.bad_chunks.len()
+    );
+    assert!(
+        report.bad_chunks.is_empty(),
+        "false corruption: {:?}",
+        &report.bad_chunks[..report.bad_chunks.len().min(2)]
+    );
+}
+
+/// A scrub holds the collection (and its onode cache) across the whole collection; a rename
+/// keeps that one in-memory state, so changes through the new name reach the scrub, which must
+/// not verify stale onodes against space since freed and reused.
+#[test]
+fn a_scrub_across_a_rename_reports_nothing() {
+    let (_pair, store, scrubber) = scrubbing_b();
+    store
+        .apply(Transaction::new().rename_collection("b", "c"))
+        .unwrap();
     for i in 0..40 {
-        assert_eq!(
-            store.get("c", format!("o{i:02}")).unwrap(),
-            pattern(100 + i, 128 << 10)
-        );
+        store
+            .put("c", format!("o{i:02}"), &pattern(100 + i, 128 << 10))
+            .unwrap();
+    }
+    fill_and_expect_a_clean_scrub(&store, scrubber);
+    for i in 0..40 {
+        let got = store.get("c", format!("o{i:02}")).unwrap();
+        assert!(got == pattern(100 + i, 128 << 10), "o{i:02}");
     }
 }
 
@@ -386,88 +393,23 @@ fn a_scrub_across_a_forced_import_reports_nothing() {
     source_store.create_collection("b").unwrap();
     source_store.put("b", "new", b"imported").unwrap();
     let stream = export(&source_store);
-
-    let pair = SimPair::new(32 << 20);
-    let store = Arc::new(pair.open());
-    store.create_collection("b").unwrap();
-    for i in 0..40 {
-        store
-            .put("b", format!("o{i:02}"), &pattern(i, 128 << 10))
-            .unwrap();
-        store.get("b", format!("o{i:02}")).unwrap();
-    }
-    let scrubber = {
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || {
-            store.scrub(&bstore::ScrubOptions {
-                collection: Some(b"b".to_vec()),
-                bytes_per_second: 2 << 20,
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let (_pair, store, scrubber) = scrubbing_b();
     let options = ImportOptions {
         force: true,
         ..ImportOptions::default()
     };
     store.import(&stream[..], options).unwrap();
-    store.create_collection("fill").unwrap();
-    let mut fillers = 0;
-    while store
-        .put("fill", format!("f{fillers}"), &pattern(999, 128 << 10))
-        .is_ok()
-    {
-        fillers += 1;
-    }
-    let report = scrubber.join().unwrap().unwrap();
-    println!(
-        "fillers {fillers}; scrub: {} objects, {} bad chunks",
-        report.objects,
-        report.bad_chunks.len()
-    );
-    assert!(report.bad_chunks.is_empty(), "false corruption");
+    fill_and_expect_a_clean_scrub(&store, scrubber);
 }
 
 /// The same churn without a rename (objects removed through the same collection).
 #[test]
 fn a_scrub_across_removals_reports_nothing() {
-    let pair = SimPair::new(32 << 20);
-    let store = Arc::new(pair.open());
-    store.create_collection("b").unwrap();
-    for i in 0..40 {
-        store
-            .put("b", format!("o{i:02}"), &pattern(i, 128 << 10))
-            .unwrap();
-        store.get("b", format!("o{i:02}")).unwrap();
-    }
-    let scrubber = {
-        let store = Arc::clone(&store);
-        std::thread::spawn(move || {
-            store.scrub(&bstore::ScrubOptions {
-                collection: Some(b"b".to_vec()),
-                bytes_per_second: 2 << 20,
-            })
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let (_pair, store, scrubber) = scrubbing_b();
     for i in 0..40 {
         store.remove("b", format!("o{i:02}")).unwrap();
     }
-    store.create_collection("fill").unwrap();
-    let mut fillers = 0;
-    while store
-        .put("fill", format!("f{fillers}"), &pattern(999, 128 << 10))
-        .is_ok()
-    {
-        fillers += 1;
-    }
-    let report = scrubber.join().unwrap().unwrap();
-    println!(
-        "fillers {fillers}; scrub: {} objects, {} bad chunks",
-        report.objects,
-        report.bad_chunks.len()
-    );
-    assert!(report.bad_chunks.is_empty(), "false corruption");
+    fill_and_expect_a_clean_scrub(&store, scrubber);
 }
 
 #[test]
