@@ -24,6 +24,18 @@ fn export(store: &Store) -> Vec<u8> {
     stream
 }
 
+/// Adds to `batch` what moves collection `from`'s record to the name `to` (as an older build,
+/// or an interrupted import, would have left it); returns the collection's id.
+fn move_collection_record(pair: &SimPair, from: &[u8], to: &[u8], batch: &mut Batch) -> u64 {
+    let value = pair.kv.get(KeySpace::Collections, from).unwrap().unwrap();
+    let id = bstore::format::records::CollectionRecord::decode(&value)
+        .unwrap()
+        .collection_id;
+    batch.delete(KeySpace::Collections, from.to_vec());
+    batch.put(KeySpace::Collections, to.to_vec(), value);
+    id
+}
+
 /// A collection named with the reserved prefix, as earlier builds let a client create: a mount
 /// must not take it for an import's leftover.
 #[test]
@@ -35,14 +47,8 @@ fn a_collection_named_with_the_reserved_prefix_before_it_was_reserved_survives_a
     store.close().unwrap();
     // What the previous build wrote for `create_collection("\0bstore.mine")` (no check then):
     // the same collection record under that name.
-    let value = pair
-        .kv
-        .get(KeySpace::Collections, b"mine")
-        .unwrap()
-        .unwrap();
     let mut batch = Batch::new();
-    batch.delete(KeySpace::Collections, b"mine".to_vec());
-    batch.put(KeySpace::Collections, b"\0bstore.mine".to_vec(), value);
+    move_collection_record(&pair, b"mine", b"\0bstore.mine", &mut batch);
     pair.kv.write(batch, Durability::Sync).unwrap();
     let before = Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
     assert!(before.is_clean(), "{:?}", before.errors);
@@ -156,27 +162,8 @@ fn a_leftover_import_that_cannot_be_removed_does_not_keep_the_store_from_mountin
     store.put("keep", "o", b"keep").unwrap();
     store.put("mine", "o", b"x").unwrap();
     store.close().unwrap();
-    let id = bstore::format::records::CollectionRecord::decode(
-        &pair
-            .kv
-            .get(KeySpace::Collections, b"mine")
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap()
-    .collection_id;
     let mut batch = Batch::new();
-    batch.delete(KeySpace::Collections, b"mine".to_vec());
-    let value = pair
-        .kv
-        .get(KeySpace::Collections, b"mine")
-        .unwrap()
-        .unwrap();
-    batch.put(
-        KeySpace::Collections,
-        b"\0bstore.import.1.2.3".to_vec(),
-        value,
-    );
+    let id = move_collection_record(&pair, b"mine", b"\0bstore.import.1.2.3", &mut batch);
     batch.put(KeySpace::Onodes, keys::onode_key(id, b"o"), vec![1, 2, 3]);
     pair.kv.write(batch, Durability::Sync).unwrap();
     let opened = Store::open_on(pair.device.clone(), pair.kv.clone(), &pair.options);
@@ -421,18 +408,8 @@ fn a_stepped_mount_removes_leftovers() {
         store.put("mine", format!("o{i}"), b"x").unwrap();
     }
     store.close().unwrap();
-    let value = pair
-        .kv
-        .get(KeySpace::Collections, b"mine")
-        .unwrap()
-        .unwrap();
     let mut batch = Batch::new();
-    batch.delete(KeySpace::Collections, b"mine".to_vec());
-    batch.put(
-        KeySpace::Collections,
-        b"\0bstore.import.1.2.3".to_vec(),
-        value,
-    );
+    move_collection_record(&pair, b"mine", b"\0bstore.import.1.2.3", &mut batch);
     pair.kv.write(batch, Durability::Sync).unwrap();
     pair.options.background = bstore::Background::Stepped;
     let store: &'static Store = Box::leak(Box::new(pair.open()));
