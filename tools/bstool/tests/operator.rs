@@ -394,14 +394,18 @@ fn a_killed_mkfs_never_blocks_a_plain_retry() {
         &dir.path().join("timing"),
         &["mkfs", "--size", "256M"],
     ));
-    let window_us = (began.elapsed().as_micros() as u64).max(1000);
+    let mut window_us = (began.elapsed().as_micros() as u64).max(1000);
+    // A first mkfs runs cold and slower than the rest, so kills spread over its time can all
+    // land after the later ones finished. Each kill that came too late narrows the window,
+    // and rounds go on (within a bound) until enough kills landed inside mkfs.
     let mut killed_mid_way = 0;
-    for round in 0..24u64 {
+    let mut round = 0u64;
+    while round < 24 || (killed_mid_way < 6 && round < 96) {
         let store = dir.path().join(format!("s{round}"));
         let db = dir.path().join(format!("db{round}"));
         let image = dir.path().join(format!("img{round}"));
         let mut args = vec!["mkfs".to_string()];
-        if round % 2 == 0 {
+        if round.is_multiple_of(2) {
             args.extend(["--size".into(), "256M".into()]);
         } else {
             sparse_file(&image, 256 << 20);
@@ -431,6 +435,7 @@ fn a_killed_mkfs_never_blocks_a_plain_retry() {
                 Some(2),
                 "round {round}"
             );
+            window_us = (window_us * 3 / 4).max(1000);
         } else {
             killed_mid_way += 1;
             let retry = bstool(&store, &args);
@@ -444,8 +449,9 @@ fn a_killed_mkfs_never_blocks_a_plain_retry() {
         let report: serde_json::Value =
             serde_json::from_slice(&ok(bstool(&store, &["fsck"]))).unwrap();
         assert_eq!(report["clean"], true, "round {round}");
+        round += 1;
     }
-    println!("{killed_mid_way} of 24 mkfs runs were killed before they finished");
+    println!("{killed_mid_way} of {round} mkfs runs were killed before they finished");
     assert!(
         killed_mid_way >= 6,
         "the kills must land inside mkfs (seed {seed})"
