@@ -398,9 +398,10 @@ fn a_killed_mkfs_never_blocks_a_plain_retry() {
     // A first mkfs runs cold and slower than the rest, so kills spread over its time can all
     // land after the later ones finished. Each kill that came too late narrows the window,
     // and rounds go on (within a bound) until enough kills landed inside mkfs.
+    const KILLED_MID_WAY_MIN: u64 = 6;
     let mut killed_mid_way = 0;
     let mut round = 0u64;
-    while round < 24 || (killed_mid_way < 6 && round < 96) {
+    while round < 24 || (killed_mid_way < KILLED_MID_WAY_MIN && round < 96) {
         let store = dir.path().join(format!("s{round}"));
         let db = dir.path().join(format!("db{round}"));
         let image = dir.path().join(format!("img{round}"));
@@ -453,7 +454,7 @@ fn a_killed_mkfs_never_blocks_a_plain_retry() {
     }
     println!("{killed_mid_way} of {round} mkfs runs were killed before they finished");
     assert!(
-        killed_mid_way >= 6,
+        killed_mid_way >= KILLED_MID_WAY_MIN,
         "the kills must land inside mkfs (seed {seed})"
     );
 }
