@@ -46,6 +46,8 @@ const KIND_SHARED_REF: u8 = 7;
 const KIND_TRAILER: u8 = 8;
 
 const RECORD: &str = "export stream";
+/// Fields of a data or shared frame before its run of bytes: position (offset or id), length.
+const RUN_FIELDS_LENGTH: usize = 8 + 4;
 
 /// Where the stream came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +138,12 @@ pub enum Frame {
 }
 
 /// Encodes a frame's body.
-fn encode_body(frame: &Frame) -> (u8, Vec<u8>) {
+/// The body of `frame` as its kind, its encoded fields and the run of bytes that ends the body
+/// of a data or shared frame (empty for the others): the run is borrowed, not copied, as it
+/// holds nearly every byte of a stream.
+fn encode_body(frame: &Frame) -> (u8, Vec<u8>, &[u8]) {
     let mut e = Encoder::new();
+    let mut run: &[u8] = &[];
     let kind = match frame {
         Frame::Header(header) => {
             e.u32(header.version);
@@ -170,7 +176,8 @@ fn encode_body(frame: &Frame) -> (u8, Vec<u8>) {
         }
         Frame::Data { offset, bytes } => {
             e.u64(*offset);
-            e.bytes32(bytes);
+            e.u32(run_length(bytes));
+            run = bytes;
             KIND_DATA
         }
         Frame::Omap(entries) => {
@@ -183,7 +190,8 @@ fn encode_body(frame: &Frame) -> (u8, Vec<u8>) {
         }
         Frame::Shared { id, bytes } => {
             e.u64(*id);
-            e.bytes32(bytes);
+            e.u32(run_length(bytes));
+            run = bytes;
             KIND_SHARED
         }
         Frame::SharedRef {
@@ -209,14 +217,52 @@ fn encode_body(frame: &Frame) -> (u8, Vec<u8>) {
             KIND_TRAILER
         }
     };
-    (kind, e.finish())
+    (kind, e.finish(), run)
+}
+
+fn run_length(bytes: &[u8]) -> u32 {
+    u32::try_from(bytes.len()).expect("callers bound runs to DATA_FRAME_BYTES_MAX")
+}
+
+/// A frame in the order its bytes go out, with its run of bytes borrowed from the frame.
+struct EncodedFrame<'a> {
+    /// Kind, index, body length, then the body's fields.
+    head: Vec<u8>,
+    /// The run of bytes that ends a data or shared frame's body (empty for the others).
+    run: &'a [u8],
+    /// crc32c of `head` then `run`.
+    crc: u32,
+}
+
+impl<'a> EncodedFrame<'a> {
+    fn new(index: u64, frame: &'a Frame) -> Self {
+        let (kind, fields, run) = encode_body(frame);
+        let body_length = fields.len() + run.len();
+        assert!(body_length <= FRAME_BODY_MAX, "frames are kept small");
+        let mut e = Encoder::with_capacity(FRAME_HEAD_LENGTH + fields.len());
+        e.u8(kind);
+        e.u64(index);
+        e.u32(body_length as u32);
+        e.raw(&fields);
+        let head = e.finish();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&head), run);
+        EncodedFrame { head, run, crc }
+    }
+
+    /// Bytes the crc covers.
+    fn covered_length(&self) -> usize {
+        self.head.len() + self.run.len()
+    }
 }
 
 /// The bytes of frame number `index`: kind, index, body length, body, crc32c of all of those.
 pub fn encode_frame(index: u64, frame: &Frame) -> Vec<u8> {
-    let (kind, body) = encode_body(frame);
-    assert!(body.len() <= FRAME_BODY_MAX, "frames are kept small");
-    frame_bytes(kind, index, &body)
+    let encoded = EncodedFrame::new(index, frame);
+    let mut bytes = Vec::with_capacity(encoded.covered_length() + 4);
+    bytes.extend_from_slice(&encoded.head);
+    bytes.extend_from_slice(encoded.run);
+    bytes.extend_from_slice(&encoded.crc.to_le_bytes());
+    bytes
 }
 
 /// A frame of any `kind` and `body`, with a valid crc (the fuzz targets' way past it).
@@ -398,8 +444,15 @@ impl StreamCheck {
         }
     }
 
-    /// Accepts frame `index` (its bytes, for the digest) or says what is wrong with it.
-    fn accept(&mut self, index: u64, frame: &Frame, bytes: &[u8]) -> Result<(), DecodeError> {
+    /// Accepts frame `index` or says what is wrong with it. `crc` is the frame's crc32c of its
+    /// first `covered` bytes (all but the crc itself): the digest extends by the frame's bytes
+    /// without reading them again.
+    fn accept(
+        &mut self,
+        index: u64,
+        frame: &Frame,
+        (crc, covered): (u32, usize),
+    ) -> Result<(), DecodeError> {
         if self.ended {
             return Err(order_error("bytes after the trailer"));
         }
@@ -454,7 +507,8 @@ impl StreamCheck {
             Frame::Trailer(trailer) => return self.trailer(trailer),
         }
         self.counts.frames += 1;
-        self.digest = crc32c::crc32c_append(self.digest, bytes);
+        let digest = crc32c::crc32c_combine(self.digest, crc, covered);
+        self.digest = crc32c::crc32c_append(digest, &crc.to_le_bytes());
         Ok(())
     }
 
@@ -565,6 +619,21 @@ impl From<DecodeError> for StreamError {
     }
 }
 
+/// Which frame a reader's error is about.
+#[derive(Clone, Copy)]
+struct FramePlace {
+    index: u64,
+    /// Stream offset of its first byte.
+    at: u64,
+}
+
+impl FramePlace {
+    fn error(self, detail: impl std::fmt::Display) -> StreamError {
+        let FramePlace { index, at } = self;
+        order_error(format!("frame {index} at byte {at}: {detail}")).into()
+    }
+}
+
 /// Reads and checks a stream frame by frame.
 pub struct StreamReader<R> {
     source: R,
@@ -620,23 +689,89 @@ impl<R: Read> StreamReader<R> {
             ))
             .into());
         }
-        let mut bytes = Vec::with_capacity(FRAME_HEAD_LENGTH + length + 4);
-        bytes.extend_from_slice(&head);
-        bytes.resize(FRAME_HEAD_LENGTH + length + 4, 0);
-        let (_, rest) = bytes.split_at_mut(FRAME_HEAD_LENGTH);
-        self.fill(rest, "a frame body")?;
-        let (covered, crc) = bytes.split_at(FRAME_HEAD_LENGTH + length);
-        let stored = Decoder::new(RECORD, crc).u32("frame crc32c")?;
-        if crc32c::crc32c(covered) != stored {
-            return Err(order_error(format!("frame {index} at byte {at}: crc32c mismatch")).into());
-        }
-        let body = covered.get(FRAME_HEAD_LENGTH..).unwrap_or_default();
-        let frame = decode_body(kind, body)
-            .map_err(|e| order_error(format!("frame {index} at byte {at}: {}", e.detail)))?;
+        let place = FramePlace { index, at };
+        let (frame, crc) = self.body(&head, kind, length, place)?;
         self.check
-            .accept(index, &frame, &bytes)
-            .map_err(|e| order_error(format!("frame {index} at byte {at}: {}", e.detail)))?;
+            .accept(index, &frame, (crc, FRAME_HEAD_LENGTH + length))
+            .map_err(|e| place.error(e.detail))?;
         Ok(Some(frame))
+    }
+
+    /// Reads the body of length `length` and the crc of the frame whose head is `head`; the
+    /// frame decoded and its crc. The run of a data or shared frame is read straight into the
+    /// buffer the frame hands on (the stream's bytes are copied once, by the read).
+    fn body(
+        &mut self,
+        head: &[u8; FRAME_HEAD_LENGTH],
+        kind: u8,
+        length: usize,
+        place: FramePlace,
+    ) -> Result<(Frame, u32), StreamError> {
+        let mut covered = Vec::with_capacity(FRAME_HEAD_LENGTH + length.min(RUN_FIELDS_LENGTH));
+        covered.extend_from_slice(head);
+        if matches!(kind, KIND_DATA | KIND_SHARED) && length > RUN_FIELDS_LENGTH {
+            self.fill_vec(&mut covered, RUN_FIELDS_LENGTH, "a frame body")?;
+            let mut d = Decoder::new(RECORD, &covered[FRAME_HEAD_LENGTH..]);
+            let position = d.u64("run position").map_err(|e| place.error(e.detail))?;
+            let declared = d.u32("run length").map_err(|e| place.error(e.detail))? as usize;
+            // A run that fills the rest of the body, within bounds, is the whole check
+            // `decode_body` makes of these frames; anything else is decoded by it, and fails.
+            if declared == length - RUN_FIELDS_LENGTH && declared <= DATA_FRAME_BYTES_MAX {
+                let mut run = Vec::new();
+                self.fill_vec(&mut run, declared, "a frame body")?;
+                let crc = crc32c::crc32c_append(crc32c::crc32c(&covered), &run);
+                self.check_crc(crc, place)?;
+                let frame = match kind {
+                    KIND_DATA => Frame::Data {
+                        offset: position,
+                        bytes: run,
+                    },
+                    _ => Frame::Shared {
+                        id: position,
+                        bytes: run,
+                    },
+                };
+                return Ok((frame, crc));
+            }
+        }
+        let rest = FRAME_HEAD_LENGTH + length - covered.len();
+        self.fill_vec(&mut covered, rest, "a frame body")?;
+        let crc = crc32c::crc32c(&covered);
+        self.check_crc(crc, place)?;
+        let body = covered.get(FRAME_HEAD_LENGTH..).unwrap_or_default();
+        let frame = decode_body(kind, body).map_err(|e| place.error(e.detail))?;
+        Ok((frame, crc))
+    }
+
+    /// Reads a frame's stored crc32c and compares it with `crc`, computed over its bytes.
+    fn check_crc(&mut self, crc: u32, place: FramePlace) -> Result<(), StreamError> {
+        let mut stored = [0u8; 4];
+        self.fill(&mut stored, "a frame body")?;
+        if u32::from_le_bytes(stored) != crc {
+            return Err(place.error("crc32c mismatch"));
+        }
+        Ok(())
+    }
+
+    /// Appends exactly `length` bytes to `buf`, read straight into its spare capacity (no
+    /// zeroing first); the stream ending first is a cut stream.
+    fn fill_vec(&mut self, buf: &mut Vec<u8>, length: usize, what: &str) -> Result<(), StreamError> {
+        buf.reserve_exact(length);
+        let read = (&mut self.source)
+            .take(length as u64)
+            .read_to_end(buf)
+            .map_err(StreamError::Io)?;
+        if read < length {
+            return Err(self.cut_short(read, what));
+        }
+        self.position += length as u64;
+        Ok(())
+    }
+
+    /// The error of a stream that ends `read` bytes into `what`.
+    fn cut_short(&self, read: usize, what: &str) -> StreamError {
+        let at = self.position + read as u64;
+        order_error(format!("the stream ends at byte {at} inside {what}: cut short")).into()
     }
 
     /// Reads exactly `buf.len()` bytes; the stream ending first is a cut stream.
@@ -645,13 +780,7 @@ impl<R: Read> StreamReader<R> {
         while filled < buf.len() {
             let rest = buf.get_mut(filled..).unwrap_or_default();
             match self.source.read(rest) {
-                Ok(0) => {
-                    return Err(order_error(format!(
-                        "the stream ends at byte {} inside {what}: cut short",
-                        self.position + filled as u64
-                    ))
-                    .into());
-                }
+                Ok(0) => return Err(self.cut_short(filled, what)),
                 Ok(read) => filled += read,
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
                 Err(error) => return Err(StreamError::Io(error)),
@@ -686,12 +815,16 @@ impl<W: Write> StreamWriter<W> {
     /// Writes one frame. A frame out of the format's order is a bug in the caller: it fails
     /// with `InvalidInput` and writes nothing.
     pub fn frame(&mut self, frame: &Frame) -> io::Result<()> {
-        let bytes = encode_frame(self.check.counts.frames, frame);
+        let index = self.check.counts.frames;
+        let encoded = EncodedFrame::new(index, frame);
+        let covered = encoded.covered_length();
         self.check
-            .accept(self.check.counts.frames, frame, &bytes)
+            .accept(index, frame, (encoded.crc, covered))
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        self.sink.write_all(&bytes)?;
-        self.written += bytes.len() as u64;
+        self.sink.write_all(&encoded.head)?;
+        self.sink.write_all(encoded.run)?;
+        self.sink.write_all(&encoded.crc.to_le_bytes())?;
+        self.written += covered as u64 + 4;
         Ok(())
     }
 

@@ -446,7 +446,7 @@ impl Exporter<'_> {
         if pieces.iter().all(|p| matches!(p, Piece::Hole { .. })) {
             return Ok(());
         }
-        let bytes = match read {
+        let mut bytes = match read {
             Some(bytes) => bytes,
             None => {
                 let device = self.engine.device.as_ref();
@@ -464,7 +464,7 @@ impl Exporter<'_> {
                 blob_offset,
             } = piece
             else {
-                self.data(&mut run, offset, &bytes)?;
+                self.data(&mut run, offset, &mut bytes)?;
                 continue;
             };
             let record = onode.extent_map.blob(blob);
@@ -472,30 +472,37 @@ impl Exporter<'_> {
                 None => match &mut run {
                     Some((_, end)) if *end == logical_offset => *end += length,
                     _ => {
-                        self.data(&mut run, offset, &bytes)?;
+                        self.data(&mut run, offset, &mut bytes)?;
                         run = Some((logical_offset, logical_offset + length));
                     }
                 },
                 Some(sbid) => {
-                    self.data(&mut run, offset, &bytes)?;
+                    self.data(&mut run, offset, &mut bytes)?;
                     let place = (logical_offset, blob_offset, length);
                     self.shared_ranges(sbid, record, place, shown)?;
                 }
             }
         }
-        self.data(&mut run, offset, &bytes)
+        self.data(&mut run, offset, &mut bytes)
     }
 
-    /// Writes the run of object bytes, if any, out of `bytes` (read at object `offset`).
-    fn data(&mut self, run: &mut Option<(u64, u64)>, offset: u64, bytes: &[u8]) -> Result<()> {
+    /// Writes the run of object bytes, if any, out of `bytes` (read at object `offset`). A run
+    /// of the whole window (the common case) takes `bytes` rather than copying them: no other
+    /// run of the window can follow it.
+    fn data(&mut self, run: &mut Option<(u64, u64)>, offset: u64, bytes: &mut Vec<u8>) -> Result<()> {
         let Some((start, end)) = run.take() else {
             return Ok(());
         };
-        let slice = &bytes[(start - offset) as usize..(end - offset) as usize];
-        self.bytes += slice.len() as u64;
+        let range = (start - offset) as usize..(end - offset) as usize;
+        let run_bytes = if range == (0..bytes.len()) {
+            std::mem::take(bytes)
+        } else {
+            bytes[range].to_vec()
+        };
+        self.bytes += run_bytes.len() as u64;
         self.frame(Frame::Data {
             offset: start,
-            bytes: slice.to_vec(),
+            bytes: run_bytes,
         })
     }
 
