@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 /// Alignment of every buffer: enough for any logical block size up to 4 KiB.
 pub const BUFFER_ALIGNMENT: usize = 4096;
 
-/// A zero-initialised, 4 KiB-aligned byte buffer.
+/// A 4 KiB-aligned byte buffer, every byte initialised (zeroed, or copied in, at allocation).
 pub struct AlignedBuf {
     pointer: NonNull<u8>,
     length: usize,
@@ -42,11 +42,23 @@ impl AlignedBuf {
         AlignedBuf { pointer, length }
     }
 
-    /// An aligned copy of `bytes`.
+    /// An aligned copy of `bytes`. Its memory is written once, by the copy (zeroing it first
+    /// would write every byte of a large write twice).
     pub fn copy_from(bytes: &[u8]) -> Self {
-        let mut buf = Self::zeroed(bytes.len());
-        buf.copy_from_slice(bytes);
-        buf
+        if bytes.is_empty() {
+            return Self::zeroed(0);
+        }
+        let layout = Self::layout(bytes.len());
+        // SAFETY: the layout has a non-zero size (checked above) and a valid power-of-two alignment.
+        let raw = unsafe { alloc::alloc(layout) };
+        let pointer = NonNull::new(raw).unwrap_or_else(|| alloc::handle_alloc_error(layout));
+        // SAFETY: `raw` is a fresh allocation valid for `bytes.len()` bytes of writes, so it
+        // cannot overlap `bytes`; after the copy every byte is initialised, as `deref` requires.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), raw, bytes.len()) };
+        AlignedBuf {
+            pointer,
+            length: bytes.len(),
+        }
     }
 
     /// An aligned copy of `bytes`, zero-padded to `length` (>= `bytes.len()`).
@@ -65,7 +77,8 @@ impl AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if self.length != 0 {
-            // SAFETY: the pointer came from alloc_zeroed with exactly this layout and is freed once.
+            // SAFETY: the pointer came from alloc or alloc_zeroed with exactly this layout and
+            // is freed once.
             unsafe { alloc::dealloc(self.pointer.as_ptr(), Self::layout(self.length)) };
         }
     }
@@ -75,8 +88,9 @@ impl Deref for AlignedBuf {
     type Target = [u8];
 
     fn deref(&self) -> &[u8] {
-        // SAFETY: the pointer is valid for `length` initialised bytes (zeroed at allocation, or
-        // dangling-but-aligned for length 0), and the borrow of self keeps it alive.
+        // SAFETY: the pointer is valid for `length` initialised bytes (zeroed or copied into at
+        // allocation, or dangling-but-aligned for length 0), and the borrow of self keeps it
+        // alive.
         unsafe { std::slice::from_raw_parts(self.pointer.as_ptr(), self.length) }
     }
 }
@@ -117,6 +131,16 @@ mod tests {
             assert_eq!(buf.len(), length);
             assert_eq!(buf.as_ptr() as usize % BUFFER_ALIGNMENT, 0);
             assert!(buf.iter().all(|b| *b == 0));
+        }
+    }
+
+    #[test]
+    fn copies_are_aligned_and_hold_exactly_the_bytes() {
+        for length in [0, 1, 512, 4096, 12345, 4 << 20] {
+            let bytes: Vec<u8> = (0..length).map(|i| (i * 7 + 3) as u8).collect();
+            let buf = AlignedBuf::copy_from(&bytes);
+            assert_eq!(buf.as_ptr() as usize % BUFFER_ALIGNMENT, 0);
+            assert_eq!(&buf[..], &bytes[..]);
         }
     }
 

@@ -689,9 +689,16 @@ fn fill_buffer(
     data: &[u8],
     merged: &[(u64, Vec<u8>)],
 ) -> AlignedBuf {
-    let mut buf = AlignedBuf::zeroed(length as usize);
     let blob_start = plan.buffer_offset + buffer_position;
     let blob_end = blob_start + length;
+    let data_end = offset + data.len() as u64;
+    if offset <= blob_start && blob_end <= data_end {
+        // The new data covers it all, merged bytes included (a large write): one copy, no
+        // zeros first.
+        let start = (blob_start - offset) as usize;
+        return AlignedBuf::copy_from(&data[start..start + length as usize]);
+    }
+    let mut buf = AlignedBuf::zeroed(length as usize);
     let sources = merged
         .iter()
         .map(|(start, bytes)| (*start, bytes.as_slice()))
