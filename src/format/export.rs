@@ -35,6 +35,11 @@ pub const DATA_FRAME_BYTES_MAX: usize = 4 << 20;
 pub const OMAP_FRAME_ENTRIES_MAX: usize = 4096;
 /// Bytes of frame head: kind, index, body length.
 pub const FRAME_HEAD_LENGTH: usize = 1 + 8 + 4;
+/// The buffer to wrap a [`StreamReader`]'s source in (a `BufReader` of this capacity): enough
+/// that small frames take few reads, small enough that the run of a data frame is mostly read
+/// straight into its own buffer (a buffered reader passes on what it holds first, a second
+/// copy of up to its capacity per frame).
+pub const READ_BUFFER_BYTES: usize = 64 << 10;
 
 const KIND_HEADER: u8 = 1;
 const KIND_COLLECTION: u8 = 2;
@@ -711,7 +716,8 @@ impl<R: Read> StreamReader<R> {
         covered.extend_from_slice(head);
         if matches!(kind, KIND_DATA | KIND_SHARED) && length > RUN_FIELDS_LENGTH {
             self.fill_vec(&mut covered, RUN_FIELDS_LENGTH, "a frame body")?;
-            let mut d = Decoder::new(RECORD, &covered[FRAME_HEAD_LENGTH..]);
+            let fields = covered.get(FRAME_HEAD_LENGTH..).unwrap_or_default();
+            let mut d = Decoder::new(RECORD, fields);
             let position = d.u64("run position").map_err(|e| place.error(e.detail))?;
             let declared = d.u32("run length").map_err(|e| place.error(e.detail))? as usize;
             // A run that fills the rest of the body, within bounds, is the whole check
@@ -755,7 +761,12 @@ impl<R: Read> StreamReader<R> {
 
     /// Appends exactly `length` bytes to `buf`, read straight into its spare capacity (no
     /// zeroing first); the stream ending first is a cut stream.
-    fn fill_vec(&mut self, buf: &mut Vec<u8>, length: usize, what: &str) -> Result<(), StreamError> {
+    fn fill_vec(
+        &mut self,
+        buf: &mut Vec<u8>,
+        length: usize,
+        what: &str,
+    ) -> Result<(), StreamError> {
         buf.reserve_exact(length);
         let read = (&mut self.source)
             .take(length as u64)
@@ -771,7 +782,10 @@ impl<R: Read> StreamReader<R> {
     /// The error of a stream that ends `read` bytes into `what`.
     fn cut_short(&self, read: usize, what: &str) -> StreamError {
         let at = self.position + read as u64;
-        order_error(format!("the stream ends at byte {at} inside {what}: cut short")).into()
+        order_error(format!(
+            "the stream ends at byte {at} inside {what}: cut short"
+        ))
+        .into()
     }
 
     /// Reads exactly `buf.len()` bytes; the stream ending first is a cut stream.

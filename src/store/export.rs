@@ -489,7 +489,12 @@ impl Exporter<'_> {
     /// Writes the run of object bytes, if any, out of `bytes` (read at object `offset`). A run
     /// of the whole window (the common case) takes `bytes` rather than copying them: no other
     /// run of the window can follow it.
-    fn data(&mut self, run: &mut Option<(u64, u64)>, offset: u64, bytes: &mut Vec<u8>) -> Result<()> {
+    fn data(
+        &mut self,
+        run: &mut Option<(u64, u64)>,
+        offset: u64,
+        bytes: &mut Vec<u8>,
+    ) -> Result<()> {
         let Some((start, end)) = run.take() else {
             return Ok(());
         };

@@ -89,7 +89,7 @@ fn import_to_temporary(
     .map_err(|e| format!("making a temporary store: {e}"))?;
     let store = Store::open(&store_dir, options)
         .map_err(|e| format!("opening the temporary store: {e}"))?;
-    let source = std::io::BufReader::with_capacity(1 << 20, file);
+    let source = std::io::BufReader::with_capacity(bstore::format::export::READ_BUFFER_BYTES, file);
     store
         .import(source, ImportOptions::default())
         .map_err(|e| format!("reading {}: {e}", path.display()))?;

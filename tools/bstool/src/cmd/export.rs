@@ -12,7 +12,9 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bstore::format::export::{Frame, StreamError, StreamHeader, StreamReader, StreamTrailer};
+use bstore::format::export::{
+    Frame, READ_BUFFER_BYTES, StreamError, StreamHeader, StreamReader, StreamTrailer,
+};
 use bstore::{ExportOptions, ExportProgress, ImportOptions, ImportProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
@@ -40,7 +42,10 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> CmdResult {
         Box::new(file)
     };
     let spinner = crate::cmd::fsck::spinner(!args.quiet, "verify-export: reading the stream");
-    let outcome = read_whole(StreamReader::new(BufReader::with_capacity(1 << 20, source)));
+    let outcome = read_whole(StreamReader::new(BufReader::with_capacity(
+        READ_BUFFER_BYTES,
+        source,
+    )));
     spinner.finish_and_clear();
     let (value, valid) = match outcome {
         Ok((header, trailer, bytes)) => (summary(&header, &trailer, bytes), true),
@@ -236,7 +241,7 @@ pub fn import(cli: &Cli, args: &ImportArgs) -> CmdResult {
         force: args.force,
         progress: Some(&mut show),
     };
-    let report = store.import(BufReader::with_capacity(1 << 20, source), options);
+    let report = store.import(BufReader::with_capacity(READ_BUFFER_BYTES, source), options);
     bar.finish_and_clear();
     let report = report.map_err(|e| format!("import: {e}; the store is unchanged"))?;
     store
