@@ -142,7 +142,6 @@ pub enum Frame {
     Trailer(StreamTrailer),
 }
 
-/// Encodes a frame's body.
 /// The body of `frame` as its kind, its encoded fields and the run of bytes that ends the body
 /// of a data or shared frame (empty for the others): the run is borrowed, not copied, as it
 /// holds nearly every byte of a stream.
