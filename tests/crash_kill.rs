@@ -20,6 +20,7 @@ use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bstore::device::AlignedBuf;
 use bstore::rng::SplitMix64;
 use bstore::{BlockSource, MkfsOptions, OpenOptions, Store, Transaction};
 use common::scratch_dir;
@@ -151,12 +152,14 @@ impl Op {
                 length,
                 seed,
             } => {
-                txn.write(
-                    COLLECTION,
-                    object_name(*object),
-                    *offset,
-                    data(*seed, *length),
-                );
+                let bytes = data(*seed, *length);
+                // Half the writes come in aligned buffers (the seed's low bit picks).
+                if seed & 1 == 1 {
+                    let buf = AlignedBuf::copy_from(&bytes);
+                    txn.write_aligned(COLLECTION, object_name(*object), *offset, buf);
+                } else {
+                    txn.write(COLLECTION, object_name(*object), *offset, bytes);
+                }
             }
             Op::SetVersion { object, version } => {
                 txn.setattr(
@@ -298,7 +301,7 @@ fn random_op(rng: &mut SplitMix64, thread: usize) -> Op {
             version: rng.next_u64() >> 16,
         };
     }
-    let length = if kind < 15 {
+    let mut length = if kind < 15 {
         (64 << 10) + rng.below((192 << 10) + 1)
     } else {
         match rng.below(4) {
@@ -312,6 +315,12 @@ fn random_op(rng: &mut SplitMix64, thread: usize) -> Op {
     match rng.below(4) {
         0 => offset &= !4095,
         1 => offset &= !511,
+        // Whole allocation units at a unit boundary: new space written from the caller's
+        // buffer itself when the write is given as an aligned one.
+        2 if length >= 4096 => {
+            offset &= !4095;
+            length &= !4095;
+        }
         _ => {}
     }
     Op::Write {

@@ -37,6 +37,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use bstore::device::{AlignedBuf, DataBuf};
 use bstore::rng::SplitMix64;
 use bstore::store::options::Mutation;
 use bstore::txn::{ObjectOp, Op};
@@ -651,7 +652,10 @@ fn small_overwrites(rng: &mut SplitMix64, collection: &[u8]) -> Vec<Step> {
         object: b"deferred".to_vec(),
         op: ObjectOp::Write {
             offset,
-            data: (0..length).map(|i| (i * 13 + fill) as u8).collect(),
+            data: (0..length)
+                .map(|i| (i * 13 + fill) as u8)
+                .collect::<Vec<u8>>()
+                .into(),
         },
     };
     let mut steps = vec![Step::Apply(vec![write(0, LENGTH, rng.next_u64() % 251)])];
@@ -732,8 +736,9 @@ impl Concurrent {
     /// Each client overwrites its own object whole, again and again, on a device so small that
     /// the allocator wraps around every few writes: space freed by one transaction is soon
     /// handed to another, which is where reusing it too early would show.
+    const OBJECT_BYTES: usize = 192 << 10;
+
     fn churn(seed: u64) -> Concurrent {
-        const OBJECT_BYTES: usize = 192 << 10;
         let mut rng = SplitMix64::new(seed);
         let clients = (0..COLLECTIONS.len())
             .map(|client| {
@@ -745,7 +750,7 @@ impl Concurrent {
                             object: b"churn".to_vec(),
                             op: ObjectOp::Write {
                                 offset: 0,
-                                data: (0..OBJECT_BYTES).map(|i| fill ^ (i / 512) as u8).collect(),
+                                data: Self::churn_bytes(fill),
                             },
                         }]
                     })
@@ -756,6 +761,19 @@ impl Concurrent {
             clients,
             in_flight_max: 6,
             device_bytes: 2 << 20,
+        }
+    }
+
+    /// A churn write's bytes: in an aligned buffer for an odd `fill`, which the device then
+    /// writes as it is (the buffer shared by the op, the commit and readers of data in flight).
+    fn churn_bytes(fill: u8) -> DataBuf {
+        let bytes: Vec<u8> = (0..Self::OBJECT_BYTES)
+            .map(|i| fill ^ (i / 512) as u8)
+            .collect();
+        if fill & 1 == 1 {
+            AlignedBuf::copy_from(&bytes).into()
+        } else {
+            bytes.into()
         }
     }
 }

@@ -553,7 +553,7 @@ fn the_export_stream_is_as_specified() {
         },
         Frame::Shared {
             id: 1,
-            bytes: vec![0x55; 8],
+            bytes: vec![0x55; 8].into(),
         },
         Frame::Object(ObjectHead {
             name: b"o".to_vec(),
@@ -563,7 +563,7 @@ fn the_export_stream_is_as_specified() {
         }),
         Frame::Data {
             offset: 0,
-            bytes: vec![0xaa; 4],
+            bytes: vec![0xaa; 4].into(),
         },
         Frame::SharedRef {
             offset: 16,

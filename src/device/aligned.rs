@@ -9,6 +9,7 @@ use std::alloc::{self, Layout};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 /// Alignment of every buffer: enough for any logical block size up to 4 KiB.
 pub const BUFFER_ALIGNMENT: usize = 4096;
@@ -120,6 +121,77 @@ impl PartialEq for AlignedBuf {
     }
 }
 
+impl Eq for AlignedBuf {}
+
+/// Bytes of object data in either kind of memory: an ordinary `Vec`, or an aligned buffer the
+/// device can write as it is. A write carries one, and so does an export stream's data frame: a
+/// stream read into aligned buffers is imported without copying its bytes again.
+#[derive(Clone)]
+pub enum DataBuf {
+    /// Ordinary memory: copied into an aligned buffer before the device sees it.
+    Vec(Vec<u8>),
+    /// Aligned memory, shared and never written again: a write that is exactly this buffer
+    /// hands it to the device without a copy.
+    Aligned(Arc<AlignedBuf>),
+}
+
+impl DataBuf {
+    /// The aligned buffer these bytes are, if they are one.
+    pub fn aligned(&self) -> Option<&Arc<AlignedBuf>> {
+        match self {
+            DataBuf::Vec(_) => None,
+            DataBuf::Aligned(buf) => Some(buf),
+        }
+    }
+}
+
+impl Deref for DataBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            DataBuf::Vec(bytes) => bytes,
+            DataBuf::Aligned(buf) => buf,
+        }
+    }
+}
+
+impl From<Vec<u8>> for DataBuf {
+    fn from(bytes: Vec<u8>) -> Self {
+        DataBuf::Vec(bytes)
+    }
+}
+
+impl From<AlignedBuf> for DataBuf {
+    fn from(buf: AlignedBuf) -> Self {
+        DataBuf::Aligned(Arc::new(buf))
+    }
+}
+
+impl From<Arc<AlignedBuf>> for DataBuf {
+    fn from(buf: Arc<AlignedBuf>) -> Self {
+        DataBuf::Aligned(buf)
+    }
+}
+
+/// Equal when the bytes are, whatever memory holds them.
+impl PartialEq for DataBuf {
+    fn eq(&self, other: &Self) -> bool {
+        self[..] == other[..]
+    }
+}
+
+impl Eq for DataBuf {}
+
+impl fmt::Debug for DataBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataBuf::Vec(bytes) => write!(f, "DataBuf::Vec({bytes:?})"),
+            DataBuf::Aligned(buf) => write!(f, "DataBuf::Aligned({buf:?})"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +214,21 @@ mod tests {
             assert_eq!(buf.as_ptr() as usize % BUFFER_ALIGNMENT, 0);
             assert_eq!(&buf[..], &bytes[..]);
         }
+    }
+
+    #[test]
+    fn data_bufs_compare_by_bytes_whatever_holds_them() {
+        let plain = DataBuf::from(b"object bytes".to_vec());
+        let aligned = DataBuf::from(AlignedBuf::copy_from(b"object bytes"));
+        assert_eq!(plain, aligned);
+        assert!(plain.aligned().is_none());
+        assert_eq!(
+            aligned
+                .aligned()
+                .map(|b| b.as_ptr() as usize % BUFFER_ALIGNMENT),
+            Some(0)
+        );
+        assert_ne!(plain, DataBuf::from(b"other bytes".to_vec()));
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub mod uring;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use aligned::AlignedBuf;
+pub use aligned::{AlignedBuf, DataBuf};
 pub use probe::{PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, Signature, find_signatures, probe};
 pub use sim::{
     CrashMode, PowerCut, PowerEvent, SimCrashCounts, SimDevice, SimFaults, SimImage, SimIo,
@@ -130,6 +130,14 @@ impl IoBuf {
         }
     }
 
+    /// The buffer as one others can share, without a copy.
+    pub fn into_shared(self) -> Arc<AlignedBuf> {
+        match self {
+            IoBuf::Owned(buf) => Arc::new(buf),
+            IoBuf::Shared(buf) => buf,
+        }
+    }
+
     /// The buffer, copied if it is shared.
     pub fn into_owned(self) -> AlignedBuf {
         match self {
@@ -183,6 +191,15 @@ impl IoRequest {
             kind: IoKind::Write,
             device_offset,
             buf: IoBuf::Owned(buf),
+        }
+    }
+
+    /// A write of `buf`, owned or shared.
+    pub fn write_buf(device_offset: u64, buf: IoBuf) -> Self {
+        IoRequest {
+            kind: IoKind::Write,
+            device_offset,
+            buf,
         }
     }
 

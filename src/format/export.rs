@@ -21,6 +21,7 @@ use super::{
     COLLECTION_NAME_LENGTH_MAX, OBJECT_NAME_LENGTH_MAX, OBJECT_SIZE_MAX, OMAP_KEY_LENGTH_MAX,
     OMAP_VALUE_LENGTH_MAX, XATTR_NAME_LENGTH_MAX, XATTR_VALUE_LENGTH_MAX, XATTRS_COUNT_MAX,
 };
+use crate::device::{AlignedBuf, DataBuf};
 
 /// First bytes of every export stream.
 pub const STREAM_MAGIC: &[u8; 16] = b"bstore export\n\0\0";
@@ -116,7 +117,7 @@ pub enum Frame {
         /// Object offset of the first byte.
         offset: u64,
         /// The bytes (1 to [`DATA_FRAME_BYTES_MAX`]).
-        bytes: Vec<u8>,
+        bytes: DataBuf,
     },
     /// Omap entries of the current object, in ascending key order.
     Omap(Vec<(Vec<u8>, Vec<u8>)>),
@@ -125,7 +126,7 @@ pub enum Frame {
         /// Stream-local id the [`Frame::SharedRef`]s name.
         id: u64,
         /// The bytes (1 to [`DATA_FRAME_BYTES_MAX`]).
-        bytes: Vec<u8>,
+        bytes: DataBuf,
     },
     /// `length` bytes of shared extent `id` from `shared_offset` on, at object `offset`.
     SharedRef {
@@ -181,7 +182,7 @@ fn encode_body(frame: &Frame) -> (u8, Vec<u8>, &[u8]) {
         Frame::Data { offset, bytes } => {
             e.u64(*offset);
             e.u32(run_length(bytes));
-            run = bytes;
+            run = &bytes[..];
             KIND_DATA
         }
         Frame::Omap(entries) => {
@@ -195,7 +196,7 @@ fn encode_body(frame: &Frame) -> (u8, Vec<u8>, &[u8]) {
         Frame::Shared { id, bytes } => {
             e.u64(*id);
             e.u32(run_length(bytes));
-            run = bytes;
+            run = &bytes[..];
             KIND_SHARED
         }
         Frame::SharedRef {
@@ -335,7 +336,7 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Frame, DecodeError> {
         }
         KIND_DATA => Frame::Data {
             offset: d.u64("data offset")?,
-            bytes: nonempty32(&mut d, "data", DATA_FRAME_BYTES_MAX)?,
+            bytes: nonempty32(&mut d, "data", DATA_FRAME_BYTES_MAX)?.into(),
         },
         KIND_OMAP => {
             let count = d.count32("omap entry count", OMAP_FRAME_ENTRIES_MAX)?;
@@ -353,7 +354,7 @@ fn decode_body(kind: u8, body: &[u8]) -> Result<Frame, DecodeError> {
         }
         KIND_SHARED => Frame::Shared {
             id: d.u64("shared id")?,
-            bytes: nonempty32(&mut d, "shared data", DATA_FRAME_BYTES_MAX)?,
+            bytes: nonempty32(&mut d, "shared data", DATA_FRAME_BYTES_MAX)?.into(),
         },
         KIND_SHARED_REF => Frame::SharedRef {
             offset: d.u64("shared range offset")?,
@@ -703,7 +704,8 @@ impl<R: Read> StreamReader<R> {
 
     /// Reads the body of length `length` and the crc of the frame whose head is `head`; the
     /// frame decoded and its crc. The run of a data or shared frame is read straight into the
-    /// buffer the frame hands on (the stream's bytes are copied once, by the read).
+    /// aligned buffer the frame hands on, which an import gives the device as it is (the
+    /// stream's bytes are copied once, by the read).
     fn body(
         &mut self,
         head: &[u8; FRAME_HEAD_LENGTH],
@@ -722,9 +724,10 @@ impl<R: Read> StreamReader<R> {
             // A run that fills the rest of the body, within bounds, is the whole check
             // `decode_body` makes of these frames; anything else is decoded by it, and fails.
             if declared == length - RUN_FIELDS_LENGTH && declared <= DATA_FRAME_BYTES_MAX {
-                let mut run = Vec::new();
-                self.fill_vec(&mut run, declared, "a frame body")?;
+                let mut run = AlignedBuf::zeroed(declared);
+                self.fill(&mut run, "a frame body")?;
                 let crc = crc32c::crc32c_append(crc32c::crc32c(&covered), &run);
+                let run = DataBuf::from(run);
                 self.check_crc(crc, place)?;
                 let frame = match kind {
                     KIND_DATA => Frame::Data {
@@ -869,7 +872,7 @@ mod tests {
             },
             Frame::Shared {
                 id: 1,
-                bytes: vec![7; 8192],
+                bytes: vec![7; 8192].into(),
             },
             Frame::Object(ObjectHead {
                 name: b"clone".to_vec(),
@@ -891,7 +894,7 @@ mod tests {
             }),
             Frame::Data {
                 offset: 0,
-                bytes: vec![1; 4096],
+                bytes: vec![1; 4096].into(),
             },
             Frame::SharedRef {
                 offset: 4096,
@@ -901,7 +904,7 @@ mod tests {
             },
             Frame::Data {
                 offset: 16384,
-                bytes: vec![2; 3616],
+                bytes: vec![2; 3616].into(),
             },
             Frame::Omap(vec![
                 (b"a".to_vec(), b"1".to_vec()),

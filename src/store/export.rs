@@ -507,7 +507,7 @@ impl Exporter<'_> {
         self.bytes += run_bytes.len() as u64;
         self.frame(Frame::Data {
             offset: start,
-            bytes: run_bytes,
+            bytes: run_bytes.into(),
         })
     }
 
@@ -586,7 +586,7 @@ impl Exporter<'_> {
         self.bytes += bytes.len() as u64;
         self.frame(Frame::Shared {
             id: extent.id,
-            bytes,
+            bytes: bytes.into(),
         })?;
         self.shared.entry(sbid).or_default().push(extent);
         Ok(extent)

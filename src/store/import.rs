@@ -22,6 +22,7 @@ use crossbeam::channel::{Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 
 use super::Store;
+use crate::device::DataBuf;
 use crate::error::{Error, Result};
 use crate::format::export::{Frame, ObjectHead, StreamError, StreamReader};
 use crate::txn::engine::{Engine, display_bytes};
@@ -425,7 +426,7 @@ impl<'s, 'o> Importer<'s, 'o> {
         collection: Vec<u8>,
         object: Vec<u8>,
         offset: u64,
-        data: Vec<u8>,
+        data: DataBuf,
     ) -> Result<()> {
         let bytes = data.len();
         let op = Op::Object {

@@ -15,6 +15,7 @@ use super::{clone, write};
 use crate::alloc::{DeviceExtent, FreelistDelta};
 use crate::device::{AlignedBuf, IoRequest};
 use crate::error::{Error, Result};
+use crate::format::journal::DataCheck;
 use crate::format::keys::{self, KeySpace};
 use crate::format::records::CollectionRecord;
 use crate::format::shared::SharedBlobRecord;
@@ -55,6 +56,9 @@ pub struct TxnContext<'e> {
     released: Vec<DeviceExtent>,
     /// New data to write, one request per allocated extent, keyed by device offset.
     pub data_writes: BTreeMap<u64, IoRequest>,
+    /// The journal's data checks of those requests, by the same key, where the blob checksums
+    /// already are the checks (see [`TxnContext::add_data_write`]).
+    pub known_checks: BTreeMap<u64, Vec<DataCheck>>,
     /// In-place overwrites of live data, in op order: the deferred record.
     pub deferred_writes: Vec<(u64, AlignedBuf)>,
     /// Statistics change so far.
@@ -82,6 +86,7 @@ impl<'e> TxnContext<'e> {
             allocated: Vec::new(),
             released: Vec::new(),
             data_writes: BTreeMap::new(),
+            known_checks: BTreeMap::new(),
             deferred_writes: Vec::new(),
             stats: StatsDelta::default(),
             ids: IdCounters::default(),
@@ -654,12 +659,23 @@ impl<'e> TxnContext<'e> {
             on_commit: None,
             inflight_offsets,
             deferred,
+            known_checks: self.known_checks,
             data_checks: Vec::new(),
         }
     }
 }
 
 impl TxnContext<'_> {
+    /// Adds a new data write, with its journal data checks when the caller already has them.
+    pub fn add_data_write(&mut self, request: IoRequest, checks: Option<Vec<DataCheck>>) {
+        let offset = request.device_offset;
+        match checks {
+            Some(checks) => self.known_checks.insert(offset, checks),
+            None => self.known_checks.remove(&offset),
+        };
+        self.data_writes.insert(offset, request);
+    }
+
     /// Registers the new data buffers as in flight, readable from memory until the commit
     /// finishes (called with the objects' slots locked, before the onodes that map them become
     /// visible); returns device writes sharing the buffers, and their offsets.
@@ -669,7 +685,7 @@ impl TxnContext<'_> {
         let requests = writes
             .into_values()
             .map(|request| {
-                let buf = Arc::new(request.buf.into_owned());
+                let buf = request.buf.into_shared();
                 self.engine
                     .inflight
                     .insert(request.device_offset, Arc::clone(&buf));

@@ -22,6 +22,9 @@ pub mod write;
 
 pub use engine::{Collection, Engine, EngineConfig};
 
+use std::sync::Arc;
+
+use crate::device::{AlignedBuf, DataBuf};
 use crate::format::onode::AllocHint;
 
 /// One operation of a transaction.
@@ -67,8 +70,9 @@ pub enum ObjectOp {
     Write {
         /// Offset within the object.
         offset: u64,
-        /// Bytes to write.
-        data: Vec<u8>,
+        /// Bytes to write: an aligned buffer is handed to the device without a copy when the
+        /// write is whole allocation units of new space (see [`Transaction::write_aligned`]).
+        data: DataBuf,
     },
     /// Make a range read as zeros, freeing its space (extends the object; no data I/O).
     Zero {
@@ -292,7 +296,26 @@ impl Transaction {
         offset: u64,
         data: impl Into<Vec<u8>>,
     ) -> &mut Self {
-        let data = data.into();
+        let data = DataBuf::Vec(data.into());
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::Write { offset, data },
+        )
+    }
+
+    /// Writes `buf` at `offset` as [`Transaction::write`] does, sharing the buffer instead of
+    /// copying it: where the write lands in new space as whole allocation units (a large
+    /// write at an aligned offset), the device writes this very buffer. Other writes copy from
+    /// it as from any bytes.
+    pub fn write_aligned(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        offset: u64,
+        buf: impl Into<Arc<AlignedBuf>>,
+    ) -> &mut Self {
+        let data = DataBuf::Aligned(buf.into());
         self.object(
             collection.as_ref(),
             object.as_ref(),

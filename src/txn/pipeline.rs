@@ -116,6 +116,9 @@ pub struct Prepared {
     pub inflight_offsets: Vec<u64>,
     /// Its in-place overwrites, applied after the commit.
     pub deferred: Option<StagedRecord>,
+    /// Data checks of some of its data writes, by device offset, that preparing them already
+    /// gave (the blob checksums, when they are the checks).
+    pub known_checks: BTreeMap<u64, Vec<DataCheck>>,
     /// What its new data must read back as, for journal replay to tell whether the data of a
     /// last record reached the media (filled in by [`Pipeline::enqueue`] when there is a
     /// journal).
@@ -218,7 +221,8 @@ impl Pipeline {
         let engine = &self.shared.engine;
         if engine.journal.is_some() {
             let unit = u64::from(engine.config.min_alloc_size);
-            prepared.data_checks = data_checks(&data_writes, unit);
+            let known = std::mem::take(&mut prepared.known_checks);
+            prepared.data_checks = data_checks(&data_writes, unit, known);
         }
         if engine.config.mutated(Mutation::ReuseSpaceBeforeCommit) {
             let released = std::mem::take(&mut prepared.released);
@@ -753,23 +757,40 @@ fn select_group(queue: &mut QueueState, budget: usize, data_in_flight: bool) -> 
 }
 
 /// Data checks of the new data writes, one per allocation unit each write touches (space is
-/// freed in whole units, so a check never straddles freed and still-referenced space).
-fn data_checks(writes: &[IoRequest], unit: u64) -> Vec<DataCheck> {
+/// freed in whole units, so a check never straddles freed and still-referenced space); those
+/// `known` are taken as they are (debug builds compute them again, to compare).
+fn data_checks(
+    writes: &[IoRequest],
+    unit: u64,
+    mut known: BTreeMap<u64, Vec<DataCheck>>,
+) -> Vec<DataCheck> {
     let mut checks = Vec::new();
     for request in writes.iter().filter(|r| r.kind == IoKind::Write) {
-        let mut at = request.device_offset;
-        let end = at + request.buf.len() as u64;
-        while at < end {
-            let piece_end = (at + 1).next_multiple_of(unit).min(end);
-            let bytes =
-                &request.buf[(at - request.device_offset) as usize..][..(piece_end - at) as usize];
-            checks.push(DataCheck {
-                device_offset: at,
-                length: (piece_end - at) as u32,
-                crc: crc32c::crc32c(bytes),
-            });
-            at = piece_end;
+        if let Some(given) = known.remove(&request.device_offset) {
+            debug_assert_eq!(given, computed_checks(request, unit), "known data checks");
+            checks.extend(given);
+        } else {
+            checks.extend(computed_checks(request, unit));
         }
+    }
+    checks
+}
+
+/// The data checks of one write, computed from its bytes.
+fn computed_checks(request: &IoRequest, unit: u64) -> Vec<DataCheck> {
+    let mut checks = Vec::new();
+    let mut at = request.device_offset;
+    let end = at + request.buf.len() as u64;
+    while at < end {
+        let piece_end = (at + 1).next_multiple_of(unit).min(end);
+        let bytes =
+            &request.buf[(at - request.device_offset) as usize..][..(piece_end - at) as usize];
+        checks.push(DataCheck {
+            device_offset: at,
+            length: (piece_end - at) as u32,
+            crc: crc32c::crc32c(bytes),
+        });
+        at = piece_end;
     }
     checks
 }

@@ -18,12 +18,14 @@
 //!   the write costs one synced KV write instead of a data write, a flush and a new blob.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::context::{ObjectKey, TxnContext};
-use super::engine::{Counters, EngineConfig, EnginePending};
-use crate::device::{AlignedBuf, IoRequest};
+use super::engine::{Counters, Engine, EngineConfig, EnginePending};
+use crate::device::{AlignedBuf, DataBuf, IoBuf, IoRequest};
 use crate::error::Result;
+use crate::format::journal::DataCheck;
 use crate::format::onode::{Blob, CsumType};
 use crate::onode::read::{PendingBytes, read_object_with};
 use crate::onode::{BlobId, ExtentMap, Piece};
@@ -294,7 +296,7 @@ struct BlobLayout {
 /// extent-map shard boundaries is carried out piece by piece, so no new blob spans two shards;
 /// so is a write smaller than an allocation unit that crosses a unit boundary, so each piece
 /// can stay in the unit the object already holds there.
-pub fn write(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u8]) -> Result<()> {
+pub fn write(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &DataBuf) -> Result<()> {
     let end = offset + data.len() as u64;
     let mut cuts = ctx.onode(key).shard_starts_within(offset, end);
     let config = &ctx.engine().config;
@@ -309,13 +311,21 @@ pub fn write(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u8]
     let mut start = offset;
     for cut in cuts.into_iter().chain([end]) {
         let piece = &data[(start - offset) as usize..(cut - offset) as usize];
-        write_piece(ctx, key, start, piece)?;
+        let aligned = data.aligned().filter(|_| piece.len() == data.len());
+        write_piece(ctx, key, start, (piece, aligned))?;
         start = cut;
     }
     Ok(())
 }
 
-fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u8]) -> Result<()> {
+/// Writes `data` at `offset`; `aligned` is the buffer `data` is all of, if it is one (shared with
+/// the device, not copied, where a blob buffer is exactly those bytes).
+fn write_piece(
+    ctx: &mut TxnContext<'_>,
+    key: &ObjectKey,
+    offset: u64,
+    (data, aligned): (&[u8], Option<&Arc<AlignedBuf>>),
+) -> Result<()> {
     if data.is_empty() {
         return Ok(());
     }
@@ -347,7 +357,12 @@ fn write_piece(ctx: &mut TxnContext<'_>, key: &ObjectKey, offset: u64, data: &[u
     match plan.strategy {
         WriteStrategy::NewSpace => {
             Counters::add(&ctx.engine().counters.writes_new_space, 1);
-            write_new_space(ctx, key, &plan, offset, data, &merged, &config)
+            let new = NewData {
+                offset,
+                data,
+                aligned,
+            };
+            write_new_space(ctx, key, &plan, new, &merged, &config)
         }
         WriteStrategy::FillUnused {
             blob,
@@ -453,8 +468,7 @@ fn write_fill_unused(
         .map(offset, data.len() as u32, blob, mapped_position);
     onode.size = plan.new_size;
     ctx.stats.stored_bytes += data.len() as i64;
-    ctx.data_writes
-        .insert(device_offset, IoRequest::write(device_offset, buf));
+    ctx.add_data_write(IoRequest::write(device_offset, buf), None);
 }
 
 fn mark_chunks_used(blob: &mut Blob, first: usize, count: usize) {
@@ -557,15 +571,23 @@ fn copy_within(start: u64, buf: &[u8], device_offset: u64, target: &mut [u8]) ->
     }
 }
 
+/// The bytes a write puts in new space: `data` at object `offset`, and the aligned buffer they
+/// are all of, if they are one.
+struct NewData<'a> {
+    offset: u64,
+    data: &'a [u8],
+    aligned: Option<&'a Arc<AlignedBuf>>,
+}
+
 fn write_new_space(
     ctx: &mut TxnContext<'_>,
     key: &ObjectKey,
     plan: &WritePlan,
-    offset: u64,
-    data: &[u8],
+    new: NewData<'_>,
     merged: &[(u64, Vec<u8>)],
     config: &EngineConfig,
 ) -> Result<()> {
+    let NewData { offset, data, .. } = new;
     let onode = ctx.onode_mut(key);
     let punched = onode
         .extent_map
@@ -593,15 +615,33 @@ fn write_new_space(
             continue;
         };
         let used: u64 = members.iter().map(|l| l.used).sum();
-        let buf = fill_buffer(plan, first.buffer_position, used, offset, data, merged);
+        let blob_start = plan.buffer_offset + first.buffer_position;
+        let buf = match new
+            .aligned
+            .filter(|b| blob_start == offset && used == b.len() as u64)
+        {
+            // The buffer is exactly these bytes: the device writes it as it is.
+            Some(aligned) => IoBuf::Shared(Arc::clone(aligned)),
+            None => IoBuf::Owned(fill_buffer(
+                plan,
+                first.buffer_position,
+                used,
+                offset,
+                data,
+                merged,
+            )),
+        };
+        let mut checks = checks_are_csums(ctx.engine()).then(Vec::new);
         for layout in &members {
             let within = (layout.buffer_position - first.buffer_position) as usize;
             let blob = new_blob(layout, &buf[within..within + layout.used as usize], config);
+            if let Some(checks) = &mut checks {
+                checks.extend(used_chunk_checks(layout, &blob));
+            }
             map_new_blob(ctx, key, plan, layout, blob);
         }
         let device_offset = first.device_offset + first.data_position;
-        ctx.data_writes
-            .insert(device_offset, IoRequest::write(device_offset, buf));
+        ctx.add_data_write(IoRequest::write_buf(device_offset, buf), checks);
     }
     ctx.onode_mut(key).size = plan.new_size;
     Ok(())
@@ -714,6 +754,37 @@ fn fill_buffer(
         }
     }
     buf
+}
+
+/// Whether the checksums of new blobs are the journal's data checks of their bytes: with a
+/// journal, crc32c checksums and a checksum chunk of one allocation unit (the defaults), the
+/// check of each unit a write fills is its chunk's checksum, so the bytes need no second pass.
+fn checks_are_csums(engine: &Engine) -> bool {
+    let config = &engine.config;
+    engine.journal.is_some()
+        && config.csum_type == CsumType::Crc32c
+        && config.csum_chunk() == config.min_alloc_size
+}
+
+/// The data checks of a new blob's used chunks (each one allocation unit), in device order.
+fn used_chunk_checks<'a>(
+    layout: &BlobLayout,
+    blob: &'a Blob,
+) -> impl Iterator<Item = DataCheck> + 'a {
+    let chunk = blob.csum_chunk();
+    let first = layout.data_position / u64::from(chunk);
+    let start = layout.device_offset + first * u64::from(chunk);
+    let count = (layout.used / u64::from(chunk)) as usize;
+    blob.csums
+        .iter()
+        .skip(first as usize)
+        .take(count)
+        .enumerate()
+        .map(move |(index, crc)| DataCheck {
+            device_offset: start + index as u64 * u64::from(chunk),
+            length: chunk,
+            crc: *crc,
+        })
 }
 
 /// A blob record for freshly written data: checksums of the used chunks, the rest unused.

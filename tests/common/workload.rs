@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use bstore::device::AlignedBuf;
 use bstore::format::onode::AllocHint;
 use bstore::txn::{ObjectOp, Op};
 use proptest::prelude::*;
@@ -63,13 +64,27 @@ fn offset() -> impl Strategy<Value = u64> {
     ]
 }
 
+/// Writes of whole 4 KiB units at a unit boundary, in aligned buffers: new space the device
+/// writes from the op's own buffer.
+fn aligned_write() -> impl Strategy<Value = ObjectOp> {
+    ((0u64..80), (1usize..=24), any::<u8>()).prop_map(|(unit, units, seed)| {
+        let bytes: Vec<u8> = (0..units * 4096)
+            .map(|i| seed.wrapping_add((i * 11 + i / 509) as u8))
+            .collect();
+        ObjectOp::Write {
+            offset: unit * 4096,
+            data: AlignedBuf::copy_from(&bytes).into(),
+        }
+    })
+}
+
 /// Ops that end past the maximum object size (always rejected with `TooBig`).
 fn too_big_op() -> impl Strategy<Value = ObjectOp> {
     let max = bstore::format::OBJECT_SIZE_MAX;
     prop_oneof![
         Just(ObjectOp::Write {
             offset: max - 10,
-            data: vec![1; 11]
+            data: vec![1; 11].into()
         }),
         Just(ObjectOp::Zero {
             offset: max,
@@ -86,7 +101,8 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
 fn object_op() -> impl Strategy<Value = ObjectOp> {
     prop_oneof![
         2 => Just(ObjectOp::Touch),
-        12 => (offset(), bytes(70_000)).prop_map(|(offset, data)| ObjectOp::Write { offset, data }),
+        10 => (offset(), bytes(70_000)).prop_map(|(offset, data)| ObjectOp::Write { offset, data: data.into() }),
+        2 => aligned_write(),
         2 => (offset(), 0u64..200_000).prop_map(|(offset, length)| ObjectOp::Zero { offset, length }),
         1 => too_big_op(),
         3 => offset().prop_map(|size| ObjectOp::Truncate { size }),
@@ -169,7 +185,8 @@ fn fragmenting_burst() -> impl Strategy<Value = Vec<Op>> {
                     object: object.as_bytes().to_vec(),
                     op: ObjectOp::Write {
                         offset: i * stride_chunks * 4096 + (i % 3) * 100,
-                        data: vec![fill.wrapping_add(i as u8); 1000 + (i as usize % 5) * 900],
+                        data: vec![fill.wrapping_add(i as u8); 1000 + (i as usize % 5) * 900]
+                            .into(),
                     },
                 })
                 .collect()

@@ -481,7 +481,7 @@ fn sample_export_stream() -> Vec<u8> {
         }),
         Frame::Data {
             offset: 0,
-            bytes: vec![9; 10_000],
+            bytes: vec![9; 10_000].into(),
         },
         Frame::Omap(vec![(b"k".to_vec(), b"v".to_vec())]),
     ];
