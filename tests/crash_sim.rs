@@ -1333,6 +1333,7 @@ fn points_until_caught(
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "mutations exist only in debug builds")]
 fn the_harness_catches_a_commit_that_does_not_flush_the_data_first() {
     let sequential = |seed| Workload::generate(seed, false);
     let caught = points_until_caught(Mutation::SkipFlushBeforeCommit, sequential, 5_000);
@@ -1343,6 +1344,7 @@ fn the_harness_catches_a_commit_that_does_not_flush_the_data_first() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "mutations exist only in debug builds")]
 fn the_harness_catches_space_reused_before_its_release_is_durable() {
     let churn = |seed| Workload::Concurrent(Concurrent::churn(seed));
     let caught = points_until_caught(Mutation::ReuseSpaceBeforeCommit, churn, 5_000);
@@ -1353,6 +1355,7 @@ fn the_harness_catches_space_reused_before_its_release_is_durable() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "mutations exist only in debug builds")]
 fn the_harness_catches_a_mount_that_does_not_replay_deferred_writes() {
     let sequential = |seed| Workload::generate(seed, false);
     let caught = points_until_caught(Mutation::SkipReplay, sequential, 5_000);
@@ -1360,6 +1363,7 @@ fn the_harness_catches_a_mount_that_does_not_replay_deferred_writes() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "mutations exist only in debug builds")]
 fn the_harness_catches_a_replay_that_trusts_the_last_record() {
     let concurrent = |seed| Workload::generate(seed, true);
     let caught = points_until_caught(Mutation::TrustLastRecord, concurrent, 20_000);
@@ -1370,6 +1374,7 @@ fn the_harness_catches_a_replay_that_trusts_the_last_record() {
 }
 
 #[test]
+#[cfg_attr(not(debug_assertions), ignore = "mutations exist only in debug builds")]
 fn the_harness_catches_a_journal_flush_that_does_not_wait_for_the_data() {
     let concurrent = |seed| Workload::generate(seed, true);
     let caught = points_until_caught(Mutation::FlushBeforeDataWritten, concurrent, 20_000);
