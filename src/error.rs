@@ -8,7 +8,11 @@
 //! asked of a store opened only for inspection (`ReadOnly`), operating system failures (`Io`)
 //! and a store that stopped accepting work after a failed write or sync (`Poisoned`). Messages
 //! name what failed and where, because the reader is often an operator, and say it once: a
-//! message never repeats the message of the error it wraps.
+//! message never repeats the message of the error it wraps, which [`std::error::Error::source`]
+//! gives instead (print the chain, as `anyhow` and `bstool` do, to see both).
+//!
+//! [`Error::errno`] maps each error to the errno Ceph's `ObjectStore` returns for it, for daemons
+//! that answer clients in errno.
 
 use std::fmt;
 use std::io;
@@ -20,8 +24,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A collection, object, attribute or other named thing does not exist.
-    NotFound(String),
+    /// A collection or object does not exist; [`Missing`] says which and names it.
+    NotFound(Missing),
     /// The thing to create already exists.
     AlreadyExists(String),
     /// A collection to remove still holds objects.
@@ -86,7 +90,80 @@ pub enum Error {
     Poisoned(String),
 }
 
+/// What a [`Error::NotFound`] found missing. Names are the caller's bytes, unchanged.
+///
+/// Attributes and omap keys are not here: reading one that is not set is `Ok(None)` (Ceph's
+/// `ENODATA` is the caller's to return), and removing one that is not set does nothing, as in
+/// BlueStore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Missing {
+    /// The collection does not exist.
+    Collection {
+        /// The collection's name.
+        collection: Vec<u8>,
+    },
+    /// The collection exists; the object does not.
+    Object {
+        /// The collection's name.
+        collection: Vec<u8>,
+        /// The object's name.
+        object: Vec<u8>,
+    },
+}
+
+impl fmt::Display for Missing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = |bytes: &[u8]| bytes.escape_ascii().to_string();
+        match self {
+            Missing::Collection { collection } => write!(f, "collection {}", text(collection)),
+            Missing::Object { collection, object } => {
+                write!(f, "object {}/{}", text(collection), text(object))
+            }
+        }
+    }
+}
+
 impl Error {
+    /// A missing collection.
+    pub fn collection_not_found(collection: &[u8]) -> Self {
+        Error::NotFound(Missing::Collection {
+            collection: collection.to_vec(),
+        })
+    }
+
+    /// A missing object in an existing collection.
+    pub fn object_not_found(collection: &[u8], object: &[u8]) -> Self {
+        Error::NotFound(Missing::Object {
+            collection: collection.to_vec(),
+            object: object.to_vec(),
+        })
+    }
+
+    /// The errno Ceph's `ObjectStore` returns for this error, positive (`libc::ENOENT`, ...):
+    /// negate it for a Ceph-style return code.
+    ///
+    /// An `Io` error gives the operating system's own errno when it has one. Bytes that fail
+    /// their checks, a poisoned store and an `Io` error without an errno are `EIO`. Writes past
+    /// the largest object size are `E2BIG`, as BlueStore returns them. A device that carries
+    /// no store is `ENOENT` and one that carries something else `EINVAL`; a format newer than
+    /// this build is `EOPNOTSUPP`.
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::NotFound(_) | Error::NotFormatted(_) => libc::ENOENT,
+            Error::AlreadyExists(_) => libc::EEXIST,
+            Error::NotEmpty(_) => libc::ENOTEMPTY,
+            Error::NoSpace { .. } => libc::ENOSPC,
+            Error::TooBig { .. } => libc::E2BIG,
+            Error::InvalidArgument(_) | Error::ForeignDevice(_) => libc::EINVAL,
+            Error::NewerFormat { .. } => libc::EOPNOTSUPP,
+            Error::Busy(_) => libc::EBUSY,
+            Error::ReadOnly(_) => libc::EROFS,
+            Error::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+            Error::Corruption(_) | Error::ChecksumMismatch { .. } | Error::Poisoned(_) => libc::EIO,
+        }
+    }
+
     /// Wraps an `io::Error` with what bstore was doing.
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
         Error::Io {
@@ -158,7 +235,8 @@ impl fmt::Display for Error {
             ),
             Error::Busy(what) => write!(f, "busy: {what} is already in use"),
             Error::ReadOnly(what) => write!(f, "read-only: {what}"),
-            Error::Io { context, source } => write!(f, "I/O error while {context}: {source}"),
+            // The cause is the source, not part of this message: chained reporters print it once.
+            Error::Io { context, .. } => write!(f, "I/O error while {context}"),
             Error::Poisoned(why) => write!(
                 f,
                 "store is poisoned after an earlier failure ({why}); reopen it to recover"
@@ -173,5 +251,84 @@ impl std::error::Error for Error {
             Error::Io { source, .. } => Some(source),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_variant_has_the_errno_ceph_returns_for_it() {
+        let named = |what: &str| what.to_string();
+        let cases = [
+            (Error::collection_not_found(b"pg"), libc::ENOENT),
+            (Error::object_not_found(b"pg", b"o"), libc::ENOENT),
+            (Error::AlreadyExists(named("collection pg")), libc::EEXIST),
+            (Error::NotEmpty(named("collection pg")), libc::ENOTEMPTY),
+            (
+                Error::NoSpace {
+                    requested_bytes: 2,
+                    available_bytes: 1,
+                },
+                libc::ENOSPC,
+            ),
+            (
+                Error::TooBig {
+                    end_offset: 1 << 33,
+                    size_max: 1 << 32,
+                },
+                libc::E2BIG,
+            ),
+            (Error::invalid("an empty name"), libc::EINVAL),
+            (Error::corruption("a bad record"), libc::EIO),
+            (
+                Error::ChecksumMismatch {
+                    object: named("pg/o"),
+                    object_offset: 0,
+                    device_offset: 0,
+                    expected: 1,
+                    actual: 2,
+                },
+                libc::EIO,
+            ),
+            (Error::NotFormatted(named("/dev/sdb")), libc::ENOENT),
+            (
+                Error::ForeignDevice(named("/dev/sdb holds xfs")),
+                libc::EINVAL,
+            ),
+            (
+                Error::NewerFormat {
+                    what: named("label"),
+                    found: 9,
+                    supported: 3,
+                },
+                libc::EOPNOTSUPP,
+            ),
+            (Error::Busy(named("store")), libc::EBUSY),
+            (Error::ReadOnly(named("store")), libc::EROFS),
+            (
+                Error::io("syncing", io::Error::from_raw_os_error(libc::EDQUOT)),
+                libc::EDQUOT,
+            ),
+            (
+                Error::io("syncing", io::Error::other("no errno")),
+                libc::EIO,
+            ),
+            (Error::Poisoned(named("a failed flush")), libc::EIO),
+        ];
+        for (error, errno) in cases {
+            assert_eq!(error.errno(), errno, "{error}");
+        }
+    }
+
+    #[test]
+    fn missing_names_are_shown_escaped_and_kept_as_given() {
+        let error = Error::object_not_found(b"pg", b"o\xff\n");
+        assert_eq!(error.to_string(), r"not found: object pg/o\xff\n");
+        assert!(matches!(
+            error,
+            Error::NotFound(Missing::Object { ref object, .. }) if object == b"o\xff\n"
+        ));
     }
 }

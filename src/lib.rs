@@ -20,6 +20,8 @@
 //! ```no_run
 //! use bstore::{BlockSource, MkfsOptions, OpenOptions, Store};
 //!
+//! # #[cfg(not(feature = "rocksdb"))] fn main() {} // stores on files need RocksDB
+//! # #[cfg(feature = "rocksdb")]
 //! # fn main() -> bstore::Result<()> {
 //! Store::mkfs(&MkfsOptions::new("/var/tmp/store", BlockSource::File { size_bytes: 1 << 30 }))?;
 //! let store = Store::open("/var/tmp/store", &OpenOptions::default())?;
@@ -45,7 +47,7 @@ pub mod store;
 pub mod txn;
 
 pub use alloc::ScoreVariant;
-pub use error::{Error, Result};
+pub use error::{Error, Missing, Result};
 pub use fsck::{
     BadChunk, ChunkProblem, DeepReport, FsckOptions, FsckProgress, FsckReport, Repair,
     RepairOptions, RepairReport,

@@ -191,9 +191,16 @@ impl RocksKv {
             rocksdb::ErrorKind::Corruption => {
                 return Error::corruption(format!("{message}: {error}"));
             }
+            rocksdb::ErrorKind::Busy | rocksdb::ErrorKind::TryAgain => {
+                std::io::ErrorKind::WouldBlock
+            }
+            rocksdb::ErrorKind::TimedOut => std::io::ErrorKind::TimedOut,
+            rocksdb::ErrorKind::NotSupported => std::io::ErrorKind::Unsupported,
+            rocksdb::ErrorKind::InvalidArgument => std::io::ErrorKind::InvalidInput,
             _ => std::io::ErrorKind::Other,
         };
-        Error::io(message, std::io::Error::new(kind, error.into_string()))
+        // The RocksDB error itself is the source, so a caller can downcast to it.
+        Error::io(message, std::io::Error::new(kind, error))
     }
 
     fn read_only_refusal(&self) -> Error {

@@ -264,10 +264,7 @@ fn chosen_collections(kv: &dyn Kv, chosen: &[Vec<u8>]) -> Result<Vec<(Vec<u8>, u
         .iter()
         .find(|name| !all.iter().any(|(n, _)| n == *name))
     {
-        return Err(Error::NotFound(format!(
-            "collection {}",
-            display_bytes(missing)
-        )));
+        return Err(Error::collection_not_found(missing));
     }
     all.retain(|(name, _)| chosen.contains(name));
     Ok(all)

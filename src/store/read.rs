@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{ExtentInfo, ObjectStat, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::onode::Onode;
 use crate::onode::read::{finish_read, plan_read};
@@ -82,11 +82,11 @@ impl Store {
         }
     }
 
-    /// True when the object exists.
+    /// True when the object exists; a missing collection is `NotFound`, not `false`.
     pub fn exists(&self, collection: impl AsRef<[u8]>, object: impl AsRef<[u8]>) -> Result<bool> {
         match self.newest_onode(collection.as_ref(), object.as_ref()) {
             Ok(_) => Ok(true),
-            Err(Error::NotFound(_)) => Ok(false),
+            Err(Error::NotFound(Missing::Object { .. })) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -284,11 +284,7 @@ impl Store {
 }
 
 fn not_found(collection: &Collection, object: &[u8]) -> Error {
-    Error::NotFound(format!(
-        "object {}/{}",
-        collection.display_name(),
-        display_bytes(object)
-    ))
+    Error::object_not_found(&collection.name(), object)
 }
 
 /// Ordered omap entries of one object, read a page at a time.

@@ -182,7 +182,7 @@ impl<'e> TxnContext<'e> {
             .get(name)
             .cloned()
             .flatten()
-            .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+            .ok_or_else(|| Error::collection_not_found(name))
     }
 
     fn create_collection(&mut self, name: &[u8]) -> Result<()> {
@@ -324,11 +324,7 @@ impl<'e> TxnContext<'e> {
     fn existing_object(&mut self, collection: &[u8], name: &[u8]) -> Result<ObjectKey> {
         let key = self.load(collection, name)?;
         if self.objects[&key].onode.is_none() {
-            return Err(Error::NotFound(format!(
-                "object {}/{}",
-                display_bytes(collection),
-                display_bytes(name)
-            )));
+            return Err(Error::object_not_found(collection, name));
         }
         Ok(key)
     }

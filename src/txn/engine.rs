@@ -392,7 +392,7 @@ impl Engine {
             .read()
             .get(name)
             .cloned()
-            .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+            .ok_or_else(|| Error::collection_not_found(name))
     }
 }
 

@@ -61,7 +61,7 @@ pub fn submit(
             namespace
                 .get(*name)
                 .cloned()
-                .ok_or_else(|| Error::NotFound(format!("collection {}", display_bytes(name))))
+                .ok_or_else(|| Error::collection_not_found(name))
         })
         .collect::<Result<_>>()?;
     collections.sort_by_key(|c| c.id);

@@ -24,7 +24,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use output::{Format, warn};
+use output::{Format, error_text, warn};
 
 /// Make, inspect and use bstore object stores.
 #[derive(Debug, Parser)]
@@ -237,7 +237,7 @@ impl Cli {
     fn open_store(&self) -> Result<bstore::Store, String> {
         let path = self.store_path()?;
         let store = bstore::Store::open(path, &self.open_options())
-            .map_err(|e| format!("opening {}: {e}", path.display()))?;
+            .map_err(|e| format!("opening {}: {}", path.display(), error_text(e)))?;
         warn_fallback(&store);
         Ok(store)
     }
@@ -247,7 +247,7 @@ impl Cli {
     fn inspect_store(&self) -> Result<bstore::Store, String> {
         let path = self.store_path()?;
         let store = bstore::Store::open_read_only(path, &self.open_options())
-            .map_err(|e| format!("opening {} read-only: {e}", path.display()))?;
+            .map_err(|e| format!("opening {} read-only: {}", path.display(), error_text(e)))?;
         warn_fallback(&store);
         Ok(store)
     }

@@ -87,7 +87,7 @@ impl Out {
                 self.closed = true;
                 Ok(())
             }
-            Err(e) => Err(format!("writing to standard output: {e}")),
+            Err(e) => Err(format!("writing to standard output: {}", error_text(e))),
         }
     }
 }
@@ -97,6 +97,19 @@ impl Drop for Out {
         // Whatever is left after the command's own flush; a failure here has nowhere to go.
         let _ = self.flush();
     }
+}
+
+/// An error and each of its causes, joined by ": " (bstore's errors leave their cause to
+/// `source()` rather than repeating it in their own message).
+pub fn error_text<E: std::error::Error>(error: E) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        message.push_str(": ");
+        message.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    message
 }
 
 /// A line on standard error that never panics (stderr may be closed too).

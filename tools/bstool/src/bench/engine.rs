@@ -18,6 +18,7 @@ use rocksdb::{DB, Options, WriteBatch, WriteOptions, statistics::Ticker};
 
 use super::osd;
 use super::workload::Measured;
+use crate::output::error_text;
 
 /// Bytes written so far, by destination.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -106,7 +107,7 @@ impl BstoreEngine {
         for name in &names {
             match store.create_collection(name) {
                 Ok(()) | Err(Error::AlreadyExists(_)) => {}
-                Err(e) => return Err(e.to_string()),
+                Err(e) => return Err(error_text(e)),
             }
         }
         Ok(BstoreEngine {
@@ -124,7 +125,7 @@ impl BstoreEngine {
     }
 
     fn apply(&self, txn: &Transaction) -> Result<(), String> {
-        self.store.apply(txn).map_err(|e| e.to_string())
+        self.store.apply(txn).map_err(error_text)
     }
 }
 
@@ -150,7 +151,7 @@ impl BenchEngine for BstoreEngine {
         self.store
             .read(self.collection(object), object, offset, length as u64)
             .map(|data| data.len())
-            .map_err(|e| e.to_string())
+            .map_err(error_text)
     }
 
     fn remove(&self, object: &str) -> Result<(), String> {
@@ -226,15 +227,15 @@ impl BenchEngine for BstoreEngine {
             let objects = self
                 .store
                 .list_objects(collection, None, usize::MAX)
-                .map_err(|e| e.to_string())?;
+                .map_err(error_text)?;
             let mut txn = Transaction::new();
             for object in objects {
                 txn.remove(collection, object);
             }
             txn.remove_collection(collection);
-            self.store.apply(&txn).map_err(|e| e.to_string())?;
+            self.store.apply(&txn).map_err(error_text)?;
         }
-        self.store.close().map_err(|e| e.to_string())
+        self.store.close().map_err(error_text)
     }
 }
 
@@ -257,7 +258,7 @@ impl RocksEngine {
         options.set_compression_type(rocksdb::DBCompressionType::None);
         options.set_max_background_jobs(2);
         options.enable_statistics();
-        let db = DB::open(&options, dir).map_err(|e| e.to_string())?;
+        let db = DB::open(&options, dir).map_err(error_text)?;
         let mut sync = WriteOptions::default();
         sync.set_sync(true);
         Ok(RocksEngine { db, options, sync })
@@ -283,9 +284,7 @@ impl BenchEngine for RocksEngine {
         for (index, block) in data.chunks(BLOCK as usize).enumerate() {
             batch.put(Self::block_key(object, index as u64), block);
         }
-        self.db
-            .write_opt(batch, &self.sync)
-            .map_err(|e| e.to_string())
+        self.db.write_opt(batch, &self.sync).map_err(error_text)
     }
 
     fn write(&self, object: &str, offset: u64, data: &[u8]) -> Result<(), String> {
@@ -301,20 +300,14 @@ impl BenchEngine for RocksEngine {
             if take == BLOCK as usize {
                 batch.put(&key, source);
             } else {
-                let mut value = self
-                    .db
-                    .get(&key)
-                    .map_err(|e| e.to_string())?
-                    .unwrap_or_default();
+                let mut value = self.db.get(&key).map_err(error_text)?.unwrap_or_default();
                 value.resize(value.len().max(within + take), 0);
                 value[within..within + take].copy_from_slice(source);
                 batch.put(&key, value);
             }
             position += take as u64;
         }
-        self.db
-            .write_opt(batch, &self.sync)
-            .map_err(|e| e.to_string())
+        self.db.write_opt(batch, &self.sync).map_err(error_text)
     }
 
     fn read(&self, object: &str, offset: u64, length: usize) -> Result<usize, String> {
@@ -323,7 +316,7 @@ impl BenchEngine for RocksEngine {
         let keys: Vec<Vec<u8>> = (first..last).map(|b| Self::block_key(object, b)).collect();
         let mut read = 0;
         for value in self.db.multi_get(&keys) {
-            read += value.map_err(|e| e.to_string())?.map_or(0, |v| v.len());
+            read += value.map_err(error_text)?.map_or(0, |v| v.len());
         }
         Ok(read.min(length))
     }
@@ -333,9 +326,7 @@ impl BenchEngine for RocksEngine {
         let end = Self::block_key(object, u64::MAX);
         let mut batch = WriteBatch::default();
         batch.delete_range(start, end);
-        self.db
-            .write_opt(batch, &self.sync)
-            .map_err(|e| e.to_string())
+        self.db.write_opt(batch, &self.sync).map_err(error_text)
     }
 
     fn omap_set(&self, object: &str, pairs: &[(Vec<u8>, Vec<u8>)]) -> Option<Result<(), String>> {
@@ -347,11 +338,7 @@ impl BenchEngine for RocksEngine {
             full.extend_from_slice(key);
             batch.put(full, value);
         }
-        Some(
-            self.db
-                .write_opt(batch, &self.sync)
-                .map_err(|e| e.to_string()),
-        )
+        Some(self.db.write_opt(batch, &self.sync).map_err(error_text))
     }
 
     fn bytes(&self) -> EngineBytes {
@@ -379,8 +366,8 @@ pub struct FilesEngine {
 impl FilesEngine {
     /// Uses (and creates) directory `dir`.
     pub fn create(dir: &Path) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let dir_handle = File::open(dir).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(dir).map_err(error_text)?;
+        let dir_handle = File::open(dir).map_err(error_text)?;
         Ok(FilesEngine {
             device_stat: super::metrics::device_stat_path(dir),
             dir: dir.to_path_buf(),
@@ -399,11 +386,11 @@ impl FilesEngine {
             .create(create)
             .custom_flags(libc::O_DIRECT | libc::O_CLOEXEC)
             .open(self.path(object))
-            .map_err(|e| e.to_string())
+            .map_err(error_text)
     }
 
     fn sync_dir(&self) -> Result<(), String> {
-        self.dir_handle.sync_all().map_err(|e| e.to_string())
+        self.dir_handle.sync_all().map_err(error_text)
     }
 }
 
@@ -421,9 +408,9 @@ impl BenchEngine for FilesEngine {
         let existed = self.path(object).exists();
         let file = self.open(object, true)?;
         file.write_all_at(&aligned(data, data.len()), 0)
-            .map_err(|e| e.to_string())?;
-        file.set_len(data.len() as u64).map_err(|e| e.to_string())?;
-        file.sync_data().map_err(|e| e.to_string())?;
+            .map_err(error_text)?;
+        file.set_len(data.len() as u64).map_err(error_text)?;
+        file.sync_data().map_err(error_text)?;
         if !existed {
             self.sync_dir()?;
         }
@@ -436,12 +423,12 @@ impl BenchEngine for FilesEngine {
         let end = (offset + data.len() as u64).div_ceil(BLOCK) * BLOCK;
         let mut buf = bstore::device::AlignedBuf::zeroed((end - start) as usize);
         if start != offset || end != offset + data.len() as u64 {
-            file.read_at(&mut buf, start).map_err(|e| e.to_string())?;
+            file.read_at(&mut buf, start).map_err(error_text)?;
         }
         let within = (offset - start) as usize;
         buf[within..within + data.len()].copy_from_slice(data);
-        file.write_all_at(&buf, start).map_err(|e| e.to_string())?;
-        file.sync_data().map_err(|e| e.to_string())
+        file.write_all_at(&buf, start).map_err(error_text)?;
+        file.sync_data().map_err(error_text)
     }
 
     fn read(&self, object: &str, offset: u64, length: usize) -> Result<usize, String> {
@@ -449,12 +436,12 @@ impl BenchEngine for FilesEngine {
         let start = offset / BLOCK * BLOCK;
         let end = (offset + length as u64).div_ceil(BLOCK) * BLOCK;
         let mut buf = bstore::device::AlignedBuf::zeroed((end - start) as usize);
-        let read = file.read_at(&mut buf, start).map_err(|e| e.to_string())?;
+        let read = file.read_at(&mut buf, start).map_err(error_text)?;
         Ok(read.saturating_sub((offset - start) as usize).min(length))
     }
 
     fn remove(&self, object: &str) -> Result<(), String> {
-        std::fs::remove_file(self.path(object)).map_err(|e| e.to_string())?;
+        std::fs::remove_file(self.path(object)).map_err(error_text)?;
         self.sync_dir()
     }
 

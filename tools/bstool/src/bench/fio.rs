@@ -5,6 +5,7 @@
 //! ones bstore just used. Each job runs right before the matching bstore workload, so the two
 //! figures share the machine's state of the moment.
 
+use crate::output::error_text;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -70,7 +71,7 @@ pub fn run(job: &FioJob) -> Result<FioResult, String> {
         .args(["--direct=1", "--time_based", "--group_reporting"])
         .arg(format!("--runtime={}", job.runtime_secs))
         .output()
-        .map_err(|e| format!("running fio: {e}"))?;
+        .map_err(|e| format!("running fio: {}", error_text(e)))?;
     if !output.status.success() {
         return Err(format!(
             "fio failed: {}",
@@ -81,8 +82,8 @@ pub fn run(job: &FioJob) -> Result<FioResult, String> {
 }
 
 fn parse(json: &[u8], pattern: &str) -> Result<FioResult, String> {
-    let value: serde_json::Value =
-        serde_json::from_slice(json).map_err(|e| format!("fio output is not JSON: {e}"))?;
+    let value: serde_json::Value = serde_json::from_slice(json)
+        .map_err(|e| format!("fio output is not JSON: {}", error_text(e)))?;
     let direction = if pattern.contains("write") {
         "write"
     } else {

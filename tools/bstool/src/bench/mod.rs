@@ -20,6 +20,7 @@ use std::time::Duration;
 use bstore::{OpenOptions, Store};
 use serde_json::json;
 
+use crate::output::error_text;
 use crate::size::parse_size;
 use crate::{Cli, CmdResult};
 use engine::{BenchEngine, BstoreEngine, FilesEngine, RocksEngine};
@@ -172,7 +173,7 @@ fn open_engine(
                 prefer_deferred_size: args.prefer_deferred_size.map(|s| s as u32),
                 ..OpenOptions::default()
             };
-            let store = Store::open(&target.store_dir, &options).map_err(|e| e.to_string())?;
+            let store = Store::open(&target.store_dir, &options).map_err(error_text)?;
             Box::new(BstoreEngine::new(store, args.collections)?)
         }
         EngineKind::Rocksdb => {
@@ -358,7 +359,10 @@ impl Suite<'_> {
                 while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     let options = bstore::ScrubOptions::default();
                     if let Err(error) = store.scrub_until(&options, &done) {
-                        crate::output::warn(&format!("scrub beside the workload: {error}"));
+                        crate::output::warn(&format!(
+                            "scrub beside the workload: {}",
+                            error_text(error)
+                        ));
                         return;
                     }
                 }
@@ -395,7 +399,7 @@ fn prefill_fio_region(job: &fio::FioJob) -> Result<(), String> {
             "--direct=1",
         ])
         .output()
-        .map_err(|e| format!("running fio: {e}"))?;
+        .map_err(|e| format!("running fio: {}", error_text(e)))?;
     if !status.status.success() {
         return Err(format!(
             "fio prefill failed: {}",
@@ -421,7 +425,7 @@ fn print_report(rows: &[Row], environment: &serde_json::Value, args: &Args) -> R
             "results": rows.iter().map(Row::to_json).collect::<Vec<_>>(),
         });
         std::fs::write(path, crate::output::pretty(&value))
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+            .map_err(|e| format!("writing {}: {}", path.display(), error_text(e)))?;
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use hdrhistogram::Histogram;
 
 use super::metrics::{latency_histogram, record};
 use super::workload::{Measured, OBJECT_SIZE};
+use crate::output::error_text;
 
 /// The collection the bench objects live in (one, like one PG of Ceph's OSD bench).
 pub const COLLECTION: &str = "bstool-osd-bench";
@@ -28,12 +29,12 @@ const THROTTLE_BYTES: u64 = 64 << 20;
 pub fn prepare(store: &Store, data: &[u8]) -> Result<(), String> {
     match store.create_collection(COLLECTION) {
         Ok(()) | Err(Error::AlreadyExists(_)) => {}
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(error_text(e)),
     }
     for index in 0..OBJECTS {
         store
             .put(COLLECTION, object(index), &data[..OBJECT_SIZE as usize])
-            .map_err(|e| e.to_string())?;
+            .map_err(error_text)?;
     }
     Ok(())
 }
@@ -93,11 +94,11 @@ pub fn run(store: &Store, seed: u64) -> Result<Measured, String> {
                 state.bytes -= WRITE_BYTES;
                 state.committed += 1;
                 if let Err(e) = result {
-                    state.error.get_or_insert(e.to_string());
+                    state.error.get_or_insert(error_text(e));
                 }
                 changed.notify_all();
             })
-            .map_err(|e| e.to_string())?;
+            .map_err(error_text)?;
     }
     let (state, changed) = &*flight;
     let mut state = state.lock().map_err(|_| "a commit callback panicked")?;
@@ -122,7 +123,7 @@ pub fn run(store: &Store, seed: u64) -> Result<Measured, String> {
 pub fn clean_up(store: &Store) -> Result<(), String> {
     if store
         .list_collections()
-        .map_err(|e| e.to_string())?
+        .map_err(error_text)?
         .iter()
         .all(|c| c != COLLECTION.as_bytes())
     {
@@ -132,11 +133,11 @@ pub fn clean_up(store: &Store) -> Result<(), String> {
     for index in 0..OBJECTS {
         if store
             .exists(COLLECTION, object(index))
-            .map_err(|e| e.to_string())?
+            .map_err(error_text)?
         {
             txn.remove(COLLECTION, object(index));
         }
     }
     txn.remove_collection(COLLECTION);
-    store.apply(&txn).map_err(|e| e.to_string())
+    store.apply(&txn).map_err(error_text)
 }

@@ -4,6 +4,7 @@
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::output::error_text;
 use bstore::{BlockSource, JournalSize, MkfsOptions, Store};
 
 /// A prepared benchmark location.
@@ -39,7 +40,7 @@ pub fn prepare(
     match (existing, device) {
         (Some(path), _) => Ok(Target {
             store_dir: path.to_path_buf(),
-            block: std::fs::canonicalize(path.join("block")).map_err(|e| e.to_string())?,
+            block: std::fs::canonicalize(path.join("block")).map_err(error_text)?,
             description: format!("existing store {}", path.display()),
             scratch,
         }),
@@ -49,7 +50,8 @@ pub fn prepare(
                 MkfsOptions::new(&store_dir, BlockSource::Device(device.to_path_buf()));
             options.force = force;
             options.format.journal = journal;
-            Store::mkfs(&options).map_err(|e| format!("mkfs on {}: {e}", device.display()))?;
+            Store::mkfs(&options)
+                .map_err(|e| format!("mkfs on {}: {}", device.display(), error_text(e)))?;
             Ok(Target {
                 store_dir,
                 block: device.to_path_buf(),
@@ -67,7 +69,8 @@ pub fn prepare(
             let store_dir = scratch.path().join("store");
             let mut options = MkfsOptions::new(&store_dir, BlockSource::Device(block.clone()));
             options.format.journal = journal;
-            Store::mkfs(&options).map_err(|e| format!("mkfs on {}: {e}", block.display()))?;
+            Store::mkfs(&options)
+                .map_err(|e| format!("mkfs on {}: {}", block.display(), error_text(e)))?;
             Ok(Target {
                 store_dir,
                 description: format!(
@@ -94,8 +97,8 @@ fn journal_note(journal: JournalSize) -> String {
 /// Creates a file of `size` bytes with its blocks allocated (fallocate), so the benchmark does
 /// not measure the file system allocating a sparse file on first write (which halves figures).
 fn allocate_file(path: &Path, size: u64) -> Result<(), String> {
-    let file =
-        std::fs::File::create(path).map_err(|e| format!("creating {}: {e}", path.display()))?;
+    let file = std::fs::File::create(path)
+        .map_err(|e| format!("creating {}: {}", path.display(), error_text(e)))?;
     let length = libc::off_t::try_from(size).map_err(|_| "size too large".to_string())?;
     // SAFETY: the descriptor is open for writing; fallocate only allocates blocks.
     let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, length) };

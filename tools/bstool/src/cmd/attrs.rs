@@ -13,7 +13,7 @@ use bstore::Transaction;
 use serde_json::json;
 
 use super::objects::{ObjectArgs, ensure_collection, read_input, write_output};
-use crate::output::{Format, Out, escape};
+use crate::output::{Format, Out, error_text, escape};
 use crate::{Cli, CmdResult, arg_bytes};
 
 /// Arguments of `setattr` and `omap-set`.
@@ -102,7 +102,7 @@ pub fn getattr(cli: &Cli, args: &GetArgs) -> CmdResult {
             args.target.object(),
             arg_bytes(&args.name),
         )
-        .map_err(|e| e.to_string())?
+        .map_err(error_text)?
         .ok_or_else(|| format!("not found: xattr {}", escape(arg_bytes(&args.name))))?;
     write_output(args.output.as_ref(), &value)?;
     Ok(ExitCode::SUCCESS)
@@ -113,7 +113,7 @@ pub fn list_attrs(cli: &Cli, args: &ObjectArgs) -> CmdResult {
     let store = cli.inspect_store()?;
     let attrs = store
         .getattrs(args.collection(), args.object())
-        .map_err(|e| e.to_string())?;
+        .map_err(error_text)?;
     let mut out = Out::new();
     match cli.format_or(Format::Text) {
         Format::Text => {
@@ -160,7 +160,7 @@ pub fn omap_get(cli: &Cli, args: &GetArgs) -> CmdResult {
     let key = arg_bytes(&args.name);
     let mut values = store
         .omap_get_values(args.target.collection(), args.target.object(), [key])
-        .map_err(|e| e.to_string())?;
+        .map_err(error_text)?;
     let value = values
         .remove(key)
         .ok_or_else(|| format!("not found: omap key {}", escape(key)))?;
@@ -184,12 +184,12 @@ pub fn omap_list(cli: &Cli, args: &ObjectArgs) -> CmdResult {
     let mut listed = Vec::new();
     for entry in store
         .omap_iter(args.collection(), args.object(), b"", None)
-        .map_err(|e| e.to_string())?
+        .map_err(error_text)?
     {
         if out.is_closed() {
             break;
         }
-        let (key, value) = entry.map_err(|e| e.to_string())?;
+        let (key, value) = entry.map_err(error_text)?;
         match format {
             Format::Text => out.line(&format!("{}\t{}", escape(&key), escape(&value)))?,
             Format::Json => listed.push(json!({
@@ -211,7 +211,7 @@ pub fn omap_header(cli: &Cli, args: &HeaderGetArgs) -> CmdResult {
     let store = cli.inspect_store()?;
     let header = store
         .omap_get_header(args.target.collection(), args.target.object())
-        .map_err(|e| e.to_string())?
+        .map_err(error_text)?
         .unwrap_or_default();
     write_output(args.output.as_ref(), &header)?;
     Ok(ExitCode::SUCCESS)
@@ -236,7 +236,7 @@ fn apply(cli: &Cli, txn: &Transaction, create_collection: Option<&[u8]>) -> CmdR
     if let Some(collection) = create_collection {
         ensure_collection(&store, collection)?;
     }
-    store.apply(txn).map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
+    store.apply(txn).map_err(error_text)?;
+    store.close().map_err(error_text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use bstore::Transaction;
 
+use crate::output::error_text;
 use crate::size::parse_size;
 use crate::{Cli, CmdResult};
 
@@ -61,7 +62,7 @@ pub fn clone_range(cli: &Cli, args: &CloneRangeArgs) -> CmdResult {
 
 fn apply(cli: &Cli, txn: &Transaction) -> CmdResult {
     let store = cli.open_store()?;
-    store.apply(txn).map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
+    store.apply(txn).map_err(error_text)?;
+    store.close().map_err(error_text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use bstore::{BlockSource, ImportOptions, MkfsOptions, OpenOptions, Store};
 use serde_json::{Value, json};
 
-use crate::output::{Format, Out, escape};
+use crate::output::{Format, Out, error_text, escape};
 use crate::{Cli, CmdResult};
 
 /// Objects listed per call.
@@ -39,8 +39,13 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let spinner = crate::cmd::fsck::spinner(!args.quiet, "diff: comparing objects");
     let _temporary;
     let theirs = if args.other.is_dir() {
-        Store::open_read_only(&args.other, &cli.open_options())
-            .map_err(|e| format!("opening {} read-only: {e}", args.other.display()))?
+        Store::open_read_only(&args.other, &cli.open_options()).map_err(|e| {
+            format!(
+                "opening {} read-only: {}",
+                args.other.display(),
+                error_text(e)
+            )
+        })?
     } else {
         let (dir, store) = import_to_temporary(&args.other, &cli.open_options())?;
         _temporary = dir;
@@ -49,7 +54,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let mut diff = Diff::default();
     let result = diff.stores(&ours, &theirs);
     spinner.finish_and_clear();
-    result.map_err(|e| format!("diff: {e}"))?;
+    result.map_err(|e| format!("diff: {}", error_text(e)))?;
     let equal = diff.count == 0;
     let value = json!({
         "equal": equal,
@@ -72,12 +77,13 @@ fn import_to_temporary(
     path: &std::path::Path,
     options: &OpenOptions,
 ) -> Result<(tempfile::TempDir, Store), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| format!("opening {}: {}", path.display(), error_text(e)))?;
     let length = file.metadata().map_or(0, |m| m.len());
     let dir = tempfile::Builder::new()
         .prefix("bstool-diff-")
         .tempdir_in(std::env::temp_dir())
-        .map_err(|e| format!("making a temporary store: {e}"))?;
+        .map_err(|e| format!("making a temporary store: {}", error_text(e)))?;
     // Sparse: only what the import writes takes space. Room for the stream's bytes, the
     // allocation units they round up to, and the journal.
     let size_bytes = (length + length / 4 + (1 << 30)).next_multiple_of(1 << 20);
@@ -86,13 +92,13 @@ fn import_to_temporary(
         &store_dir,
         BlockSource::File { size_bytes },
     ))
-    .map_err(|e| format!("making a temporary store: {e}"))?;
+    .map_err(|e| format!("making a temporary store: {}", error_text(e)))?;
     let store = Store::open(&store_dir, options)
-        .map_err(|e| format!("opening the temporary store: {e}"))?;
+        .map_err(|e| format!("opening the temporary store: {}", error_text(e)))?;
     let source = std::io::BufReader::with_capacity(bstore::format::export::READ_BUFFER_BYTES, file);
     store
         .import(source, ImportOptions::default())
-        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        .map_err(|e| format!("reading {}: {}", path.display(), error_text(e)))?;
     Ok((dir, store))
 }
 

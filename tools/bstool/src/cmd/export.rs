@@ -19,7 +19,7 @@ use bstore::{ExportOptions, ExportProgress, ImportOptions, ImportProgress};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::output::{Format, Out};
+use crate::output::{Format, Out, error_text};
 use crate::{Cli, CmdResult, arg_bytes};
 
 /// `bstool verify-export` options.
@@ -38,7 +38,7 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> CmdResult {
         Box::new(std::io::stdin().lock())
     } else {
         let file = std::fs::File::open(&args.file)
-            .map_err(|e| format!("opening {}: {e}", args.file.display()))?;
+            .map_err(|e| format!("opening {}: {}", args.file.display(), error_text(e)))?;
         Box::new(file)
     };
     let spinner = crate::cmd::fsck::spinner(!args.quiet, "verify-export: reading the stream");
@@ -50,7 +50,11 @@ pub fn verify(cli: &Cli, args: &VerifyArgs) -> CmdResult {
     let (value, valid) = match outcome {
         Ok((header, trailer, bytes)) => (summary(&header, &trailer, bytes), true),
         Err((StreamError::Io(error), _)) => {
-            return Err(format!("reading {}: {error}", args.file.display()));
+            return Err(format!(
+                "reading {}: {}",
+                args.file.display(),
+                error_text(error)
+            ));
         }
         Err((StreamError::Invalid(error), bytes)) => (
             json!({"valid": false, "error": error.detail, "bytes_read": bytes}),
@@ -168,12 +172,14 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> CmdResult {
     let report = store.export(BufWriter::with_capacity(1 << 20, sink), options);
     bar.finish_and_clear();
     let finished = report
-        .map_err(|e| format!("export: {e}"))
+        .map_err(|e| format!("export: {}", error_text(e)))
         .and_then(|report| {
             if let Some(file) = file.as_ref().filter(|_| !special) {
                 file.sync_all()
                     .and_then(|()| std::fs::rename(&partial, &args.output))
-                    .map_err(|e| format!("finishing {}: {e}", args.output.display()))?;
+                    .map_err(|e| {
+                        format!("finishing {}: {}", args.output.display(), error_text(e))
+                    })?;
             }
             Ok(report)
         });
@@ -243,10 +249,11 @@ pub fn import(cli: &Cli, args: &ImportArgs) -> CmdResult {
     };
     let report = store.import(BufReader::with_capacity(READ_BUFFER_BYTES, source), options);
     bar.finish_and_clear();
-    let report = report.map_err(|e| format!("import: {e}; the store is unchanged"))?;
+    let report =
+        report.map_err(|e| format!("import: {}; the store is unchanged", error_text(e)))?;
     store
         .close()
-        .map_err(|e| format!("closing the store: {e}"))?;
+        .map_err(|e| format!("closing the store: {}", error_text(e)))?;
     let seconds = report.elapsed.as_secs_f64();
     let value = json!({
         "collections": report.collections,
@@ -292,9 +299,10 @@ fn create_output(path: &Path, partial: &Path, force: bool) -> Result<File, Strin
         ));
     }
     if exists.is_some_and(|meta| !meta.is_file()) {
-        return File::create(path).map_err(|e| format!("opening {}: {e}", path.display()));
+        return File::create(path)
+            .map_err(|e| format!("opening {}: {}", path.display(), error_text(e)));
     }
-    File::create(partial).map_err(|e| format!("creating {}: {e}", partial.display()))
+    File::create(partial).map_err(|e| format!("creating {}: {}", partial.display(), error_text(e)))
 }
 
 /// The input and its length when known (a file), for the progress bar.
@@ -302,7 +310,8 @@ fn open_input(path: &Path) -> Result<(Box<dyn Read + Send>, u64), String> {
     if path.as_os_str() == "-" {
         return Ok((Box::new(std::io::stdin()), 0));
     }
-    let file = File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let file =
+        File::open(path).map_err(|e| format!("opening {}: {}", path.display(), error_text(e)))?;
     let length = file.metadata().map_or(0, |m| m.len());
     Ok((Box::new(file), length))
 }

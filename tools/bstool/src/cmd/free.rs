@@ -13,7 +13,7 @@ use bstore::ScoreVariant;
 use bstore::alloc::format_g17;
 use serde_json::json;
 
-use crate::output::{Format, Out, human_bytes, pretty};
+use crate::output::{Format, Out, error_text, human_bytes, pretty};
 use crate::{Cli, CmdResult};
 
 /// Which form of Ceph's formula.
@@ -109,7 +109,7 @@ pub fn score(cli: &Cli, args: &ScoreArgs) -> CmdResult {
 pub fn dump(cli: &Cli, args: &DumpArgs) -> CmdResult {
     check_allocator(args.allocator)?;
     let store = cli.inspect_store()?;
-    let capacity = store.statfs().map_err(|e| e.to_string())?.total_bytes;
+    let capacity = store.statfs().map_err(error_text)?.total_bytes;
     let alloc_unit = store.label().min_alloc_size;
     let extents = store.free_extents();
     let mut out = Out::new();

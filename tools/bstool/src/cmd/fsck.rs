@@ -12,7 +12,7 @@ use bstore::{DeepReport, FsckOptions, FsckProgress, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::output::{Format, Out};
+use crate::output::{Format, Out, error_text};
 use crate::{Cli, CmdResult};
 
 /// `bstool fsck` options.
@@ -117,7 +117,7 @@ fn check(path: &std::path::Path, deep: bool, quiet: bool) -> Result<bstore::Fsck
     bar.finish_and_clear();
     report.map_err(|e| {
         let hint = crate::cmd::repair::salvage_hint(&e);
-        format!("fsck {}: {e}{hint}", path.display())
+        format!("fsck {}: {}{hint}", path.display(), error_text(&e))
     })
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use bstore::Store;
 use serde_json::json;
 
-use crate::output::{Format, Out};
+use crate::output::{Format, Out, error_text};
 use crate::{Cli, CmdResult};
 
 /// Arguments of `show-label`.
@@ -21,11 +21,15 @@ pub struct ShowLabelArgs {
 /// mount, and on one a daemon has open).
 pub fn show_label(cli: &Cli, args: &ShowLabelArgs) -> CmdResult {
     let label = match &args.dev {
-        Some(device) => Store::read_device_label(device)
-            .map_err(|e| format!("reading the label of {}: {e}", device.display()))?,
-        None => {
-            Store::read_label(cli.store_path()?).map_err(|e| format!("reading the label: {e}"))?
-        }
+        Some(device) => Store::read_device_label(device).map_err(|e| {
+            format!(
+                "reading the label of {}: {}",
+                device.display(),
+                error_text(e)
+            )
+        })?,
+        None => Store::read_label(cli.store_path()?)
+            .map_err(|e| format!("reading the label: {}", error_text(e)))?,
     };
     // The journal lives in the store, not the label: shown when there is a store to look in
     // (a damaged one is reported, and the label still printed).
@@ -33,7 +37,7 @@ pub fn show_label(cli: &Cli, args: &ShowLabelArgs) -> CmdResult {
         Some(_) => None,
         None => Some(match Store::inspect_journal(cli.store_path()?) {
             Ok(status) => status.map_or(serde_json::Value::Null, |s| journal_json(&s)),
-            Err(error) => json!({ "error": error.to_string() }),
+            Err(error) => json!({ "error": error_text(error) }),
         }),
     };
     let mut value = json!({
@@ -71,7 +75,7 @@ pub fn journal_json(status: &bstore::JournalStatus) -> serde_json::Value {
 /// Prints space accounting.
 pub fn statfs(cli: &Cli) -> CmdResult {
     let store = cli.inspect_store()?;
-    let statfs = store.statfs().map_err(|e| e.to_string())?;
+    let statfs = store.statfs().map_err(error_text)?;
     let value = json!({
         "total_bytes": statfs.total_bytes,
         "available_bytes": statfs.available_bytes,

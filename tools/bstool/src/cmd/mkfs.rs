@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use bstore::{BlockSource, JournalSize, MkfsOptions, Store};
 use serde_json::json;
 
-use crate::output::{Format, Out};
+use crate::output::{Format, Out, error_text};
 use crate::size::parse_size;
 use crate::{Cli, CmdResult};
 
@@ -72,7 +72,7 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     options.format.min_alloc_size = u32::try_from(args.min_alloc_size)
         .map_err(|_| format!("--min-alloc-size {} is too large", args.min_alloc_size))?;
     options.format.journal = args.journal_size;
-    Store::mkfs(&options).map_err(|e| format!("mkfs {}: {e}", path.display()))?;
+    Store::mkfs(&options).map_err(|e| format!("mkfs {}: {}", path.display(), error_text(e)))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -94,8 +94,8 @@ pub fn zap(cli: &Cli, args: &ZapArgs) -> CmdResult {
     }
     let value = match &args.dev {
         Some(device) => {
-            let uuid =
-                Store::zap_device(device).map_err(|e| format!("zap {}: {e}", device.display()))?;
+            let uuid = Store::zap_device(device)
+                .map_err(|e| format!("zap {}: {}", device.display(), error_text(e)))?;
             json!({
                 "zapped": device.display().to_string(),
                 "store_uuid": uuid.map(|u| bstore::store::mkfs::format_uuid(&u)),
@@ -103,7 +103,8 @@ pub fn zap(cli: &Cli, args: &ZapArgs) -> CmdResult {
         }
         None => {
             let path = cli.store_path()?;
-            let report = Store::zap(path).map_err(|e| format!("zap {}: {e}", path.display()))?;
+            let report = Store::zap(path)
+                .map_err(|e| format!("zap {}: {}", path.display(), error_text(e)))?;
             let uuid = |u: Option<[u8; 16]>| u.map(|u| bstore::store::mkfs::format_uuid(&u));
             if let Some(other) = report.label_left {
                 crate::output::warn(&format!(

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 use bstore::{Error, Store, Transaction};
 use serde_json::json;
 
-use crate::output::{Format, Out, escape};
+use crate::output::{Format, Out, error_text, escape};
 use crate::size::parse_size;
 use crate::{Cli, CmdResult, arg_bytes};
 
@@ -96,8 +96,8 @@ pub fn put(cli: &Cli, args: &PutArgs) -> CmdResult {
     ensure_collection(&store, args.target.collection())?;
     store
         .put(args.target.collection(), args.target.object(), &data)
-        .map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
+        .map_err(error_text)?;
+    store.close().map_err(error_text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -106,7 +106,7 @@ pub fn get(cli: &Cli, args: &GetArgs) -> CmdResult {
     let store = cli.inspect_store()?;
     let data = store
         .get(args.target.collection(), args.target.object())
-        .map_err(|e| e.to_string())?;
+        .map_err(error_text)?;
     write_output(args.file.as_ref(), &data)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -123,8 +123,8 @@ pub fn write(cli: &Cli, args: &WriteArgs) -> CmdResult {
         args.offset,
         data,
     );
-    store.apply(&txn).map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
+    store.apply(&txn).map_err(error_text)?;
+    store.close().map_err(error_text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -138,7 +138,7 @@ pub fn read(cli: &Cli, args: &ReadArgs) -> CmdResult {
             args.offset,
             args.length,
         )
-        .map_err(|e| e.to_string())?;
+        .map_err(error_text)?;
     write_output(args.file.as_ref(), &data)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -147,13 +147,9 @@ pub fn read(cli: &Cli, args: &ReadArgs) -> CmdResult {
 pub fn stat(cli: &Cli, args: &ObjectArgs) -> CmdResult {
     let store = cli.inspect_store()?;
     let (collection, object) = (args.collection(), args.object());
-    let stat = store.stat(collection, object).map_err(|e| e.to_string())?;
-    let extents = store
-        .fiemap(collection, object)
-        .map_err(|e| e.to_string())?;
-    let xattrs = store
-        .getattrs(collection, object)
-        .map_err(|e| e.to_string())?;
+    let stat = store.stat(collection, object).map_err(error_text)?;
+    let extents = store.fiemap(collection, object).map_err(error_text)?;
+    let xattrs = store.getattrs(collection, object).map_err(error_text)?;
     let shared: u64 = extents.iter().filter(|e| e.shared).map(|e| e.length).sum();
     let value = json!({
         "size": stat.size,
@@ -181,8 +177,8 @@ pub fn rm(cli: &Cli, args: &ObjectArgs) -> CmdResult {
     let store = cli.open_store()?;
     store
         .remove(args.collection(), args.object())
-        .map_err(|e| e.to_string())?;
-    store.close().map_err(|e| e.to_string())?;
+        .map_err(error_text)?;
+    store.close().map_err(error_text)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -201,7 +197,7 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> CmdResult {
     };
     match &args.collection {
         None => {
-            for name in store.list_collections().map_err(|e| e.to_string())? {
+            for name in store.list_collections().map_err(error_text)? {
                 emit(&mut out, &name)?;
             }
         }
@@ -211,7 +207,7 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> CmdResult {
             while !out.is_closed() {
                 let page = store
                     .list_objects(arg_bytes(collection), after.as_deref(), PAGE)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(error_text)?;
                 for name in &page {
                     emit(&mut out, name)?;
                 }
@@ -233,19 +229,20 @@ pub fn ls(cli: &Cli, args: &LsArgs) -> CmdResult {
 pub fn ensure_collection(store: &Store, collection: &[u8]) -> Result<(), String> {
     match store.create_collection(collection) {
         Ok(()) | Err(Error::AlreadyExists(_)) => Ok(()),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(error_text(e)),
     }
 }
 
 /// The bytes of a file, or of stdin for `-` or no file.
 pub fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
     match file.filter(|f| f.as_os_str() != "-") {
-        Some(path) => std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display())),
+        Some(path) => std::fs::read(path)
+            .map_err(|e| format!("reading {}: {}", path.display(), error_text(e))),
         None => {
             let mut data = Vec::new();
             std::io::stdin()
                 .read_to_end(&mut data)
-                .map_err(|e| format!("reading stdin: {e}"))?;
+                .map_err(|e| format!("reading stdin: {}", error_text(e)))?;
             Ok(data)
         }
     }
@@ -254,9 +251,8 @@ pub fn read_input(file: Option<&PathBuf>) -> Result<Vec<u8>, String> {
 /// Writes bytes verbatim to a file, or to stdout for `-` or no file.
 pub fn write_output(file: Option<&PathBuf>, data: &[u8]) -> Result<(), String> {
     match file.filter(|f| f.as_os_str() != "-") {
-        Some(path) => {
-            std::fs::write(path, data).map_err(|e| format!("writing {}: {e}", path.display()))
-        }
+        Some(path) => std::fs::write(path, data)
+            .map_err(|e| format!("writing {}: {}", path.display(), error_text(e))),
         None => {
             let mut out = Out::new();
             out.bytes(data)?;

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use bstore::{FsckReport, RepairOptions, SalvageTarget, Store};
 use serde_json::{Value, json};
 
-use crate::output::{Format, Out};
+use crate::output::{Format, Out, error_text};
 use crate::{Cli, CmdResult};
 
 /// `bstool repair` options.
@@ -54,8 +54,14 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     let spinner = crate::cmd::fsck::spinner(!args.quiet, "repair: checking and rebuilding");
     let report = Store::repair(path, options);
     spinner.finish_and_clear();
-    let report =
-        report.map_err(|e| format!("repair {}: {e}{}", path.display(), salvage_hint(&e)))?;
+    let report = report.map_err(|e| {
+        format!(
+            "repair {}: {}{}",
+            path.display(),
+            error_text(&e),
+            salvage_hint(&e)
+        )
+    })?;
     let repairs: Vec<_> = report
         .repairs
         .iter()
@@ -91,9 +97,9 @@ fn salvage(cli: &Cli, path: &std::path::Path, args: &Args) -> CmdResult {
         }
     };
     let spinner = crate::cmd::fsck::spinner(!args.quiet, "salvage: repairing a copy");
-    let report = Store::salvage(path, &target);
+    let salvaged = Store::salvage(path, &target);
     spinner.finish_and_clear();
-    let report = report.map_err(|e| format!("salvage {}: {e}", path.display()))?;
+    let report = salvaged.map_err(|e| format!("salvage {}: {}", path.display(), error_text(e)))?;
     let repairs: Vec<_> = report
         .repair
         .repairs
