@@ -10,18 +10,23 @@
 
 mod common;
 
+#[cfg(feature = "rocksdb")]
 use std::io::{BufRead, BufReader};
+#[cfg(feature = "rocksdb")]
 use std::path::Path;
+#[cfg(feature = "rocksdb")]
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+#[cfg(feature = "rocksdb")]
+use bstore::OpenOptions;
 use bstore::device::{BlockDevice, CrashMode, PowerCut, SimDevice};
 use bstore::format::journal::{JOURNAL_BLOCK, decode_header};
 use bstore::format::keys::{JOURNAL_NEXT_KEY, SUPERBLOCK_KEY};
 use bstore::format::records::{JournalPosition, JournalRegion, Superblock};
 use bstore::journal::NoHooks;
 use bstore::kv::{KeySpace, Kv, MemKv, MemKvFaults};
-use bstore::{Error, FormatOptions, JournalSize, OpenOptions, Store, Transaction};
+use bstore::{Error, FormatOptions, JournalSize, Store, Transaction};
 use common::{SimPair, manual_options, pattern};
 
 const DEVICE: u64 = 64 << 20;
@@ -512,9 +517,12 @@ fn a_store_without_a_journal_commits_through_the_kv_store() {
 }
 
 /// Set in the child's environment (to the store directory): write and wait to be killed.
+#[cfg(feature = "rocksdb")]
 const CHILD_ENV: &str = "BSTORE_JOURNAL_CHILD";
+#[cfg(feature = "rocksdb")]
 const KILLED_OBJECTS: usize = 6;
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn damage_behind_a_later_record_refuses_mount_on_the_real_pair() {
     if let Ok(path) = std::env::var(CHILD_ENV) {
@@ -575,6 +583,7 @@ fn damage_behind_a_later_record_refuses_mount_on_the_real_pair() {
 
 /// Retries an open the killed child's lock may still hold (io_uring releases a dead
 /// process's files asynchronously).
+#[cfg(feature = "rocksdb")]
 fn retry_busy<T>(mut attempt: impl FnMut() -> bstore::Result<T>) -> bstore::Result<T> {
     let began = std::time::Instant::now();
     loop {
@@ -587,6 +596,7 @@ fn retry_busy<T>(mut attempt: impl FnMut() -> bstore::Result<T>) -> bstore::Resu
     }
 }
 
+#[cfg(feature = "rocksdb")]
 fn write_and_wait(path: &Path) -> ! {
     let store = Store::open(path, &OpenOptions::default()).unwrap();
     store.create_collection("c").unwrap();

@@ -343,6 +343,7 @@ fn repair_never_touches_object_data() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn repair_refuses_a_store_that_is_open() {
     let real = common::RealStore::new(64 << 20);

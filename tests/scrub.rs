@@ -4,10 +4,15 @@
 
 mod common;
 
+#[cfg(feature = "rocksdb")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bstore::{ChunkProblem, Error, ScrubOptions, Transaction};
-use common::{RealStore, SimPair, pattern};
+#[cfg(feature = "rocksdb")]
+use bstore::Transaction;
+use bstore::{ChunkProblem, Error, ScrubOptions};
+#[cfg(feature = "rocksdb")]
+use common::RealStore;
+use common::{SimPair, pattern};
 
 fn unlimited() -> ScrubOptions {
     ScrubOptions {
@@ -53,6 +58,7 @@ fn scrub_finds_a_bit_flipped_under_a_live_object_before_any_client_read() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn scrub_beside_writers_finds_nothing_wrong_with_a_healthy_store() {
     // Deferred overwrites applied at once, so that one often lands on the device between a

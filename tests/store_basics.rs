@@ -5,10 +5,16 @@
 
 mod common;
 
-use bstore::format::label::Label;
-use bstore::{BlockSource, Error, MkfsOptions, OpenOptions, Store};
-use common::{RealStore, SimPair, pattern, peek, poke, scratch_dir};
+use bstore::{Error, OpenOptions, Store};
+use common::{SimPair, pattern};
+#[cfg(feature = "rocksdb")]
+use {
+    bstore::format::label::Label,
+    bstore::{BlockSource, MkfsOptions},
+    common::{RealStore, peek, poke, scratch_dir},
+};
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn objects_and_free_space_survive_remount_on_the_real_pair() {
     let real = RealStore::new(256 << 20);
@@ -55,6 +61,7 @@ fn objects_and_free_space_survive_remount_on_the_real_pair() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn a_flipped_bit_in_object_data_is_a_checksum_error_naming_the_object() {
     let real = RealStore::new(64 << 20);
@@ -95,6 +102,7 @@ fn a_flipped_bit_in_object_data_is_a_checksum_error_naming_the_object() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn a_second_open_of_the_same_store_is_busy() {
     let real = RealStore::new(64 << 20);
@@ -107,6 +115,7 @@ fn a_second_open_of_the_same_store_is_busy() {
     real.open().close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn separate_db_and_wal_directories_hold_tables_and_log() {
     let scratch = scratch_dir();
@@ -162,6 +171,7 @@ fn separate_db_and_wal_directories_hold_tables_and_log() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn mkfs_refuses_an_existing_store_unless_forced() {
     let real = RealStore::new(64 << 20);
@@ -190,6 +200,7 @@ fn mkfs_refuses_an_existing_store_unless_forced() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn labels_that_are_blank_foreign_corrupt_or_newer_are_refused_clearly() {
     let real = RealStore::new(64 << 20);
@@ -332,6 +343,7 @@ fn names_and_missing_things_are_typed_errors() {
     store.close().unwrap();
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn the_pread_backend_and_io_uring_read_each_others_data() {
     let real = RealStore::new(64 << 20);

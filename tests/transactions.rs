@@ -403,6 +403,7 @@ fn eight_threads_keep_per_collection_order_on_the_simulated_pair() {
     );
 }
 
+#[cfg(feature = "rocksdb")]
 #[test]
 fn eight_threads_share_group_commits_on_the_real_pair() {
     let real = common::RealStore::new(256 << 20);

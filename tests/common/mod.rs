@@ -7,12 +7,12 @@ pub mod crash;
 pub mod model;
 pub mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use bstore::device::SimDevice;
 use bstore::kv::MemKv;
-use bstore::{BlockSource, DeferredPolicy, FormatOptions, MkfsOptions, OpenOptions, Store};
+use bstore::{DeferredPolicy, FormatOptions, OpenOptions, Store};
 
 /// Options that never apply deferred records on their own (only `flush_deferred` and close
 /// do), so tests control when records reach the device.
@@ -74,21 +74,27 @@ impl SimPair {
     }
 }
 
-/// A store directory on the real pair under /var/tmp (ext4: O_DIRECT works there).
+/// A store directory on the real pair under /var/tmp (ext4: O_DIRECT works there). It needs
+/// RocksDB, so tests on the real pair build only with the `rocksdb` feature.
+#[cfg(feature = "rocksdb")]
 pub struct RealStore {
     pub dir: tempfile::TempDir,
 }
 
+#[cfg(feature = "rocksdb")]
 impl RealStore {
     /// Makes a store with a sparse block file of `size_bytes`.
     pub fn new(size_bytes: u64) -> RealStore {
         let dir = scratch_dir();
-        let options = MkfsOptions::new(dir.path().join("store"), BlockSource::File { size_bytes });
+        let options = bstore::MkfsOptions::new(
+            dir.path().join("store"),
+            bstore::BlockSource::File { size_bytes },
+        );
         Store::mkfs(&options).expect("mkfs on a file");
         RealStore { dir }
     }
 
-    pub fn path(&self) -> PathBuf {
+    pub fn path(&self) -> std::path::PathBuf {
         self.dir.path().join("store")
     }
 
@@ -96,7 +102,7 @@ impl RealStore {
         Store::open(self.path(), &OpenOptions::default()).expect("open the real store")
     }
 
-    pub fn block(&self) -> PathBuf {
+    pub fn block(&self) -> std::path::PathBuf {
         self.path().join("block")
     }
 }
