@@ -143,6 +143,14 @@ impl DataBuf {
             DataBuf::Aligned(buf) => Some(buf),
         }
     }
+
+    /// The bytes as a `Vec`, copied only if they are in aligned memory.
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            DataBuf::Vec(bytes) => bytes,
+            DataBuf::Aligned(buf) => buf.to_vec(),
+        }
+    }
 }
 
 impl Deref for DataBuf {

@@ -5,7 +5,7 @@
 //! error naming the object, the object offset and the device offset of the failing chunk; bytes
 //! that failed their checksum are never returned. Holes read as zeros.
 
-use crate::device::{BlockDevice, IoRequest};
+use crate::device::{BlockDevice, DataBuf, IoRequest};
 use crate::error::{Error, Result};
 use crate::format::onode::{Blob, CsumType};
 
@@ -76,8 +76,22 @@ pub fn read_object_with(
     object: &str,
     pending: &dyn PendingBytes,
 ) -> Result<Vec<u8>> {
+    read_object_buf(device, onode, offset, length, object, pending).map(DataBuf::into_vec)
+}
+
+/// Like [`read_object_with`], but a read one device read serves exactly (whole checksum chunks
+/// of one blob, nothing in memory) returns that read's aligned buffer: neither zeroed before
+/// nor copied after. An export stream carries it to its writer as it is.
+pub fn read_object_buf(
+    device: &dyn BlockDevice,
+    onode: &Onode,
+    offset: u64,
+    length: u64,
+    object: &str,
+    pending: &dyn PendingBytes,
+) -> Result<DataBuf> {
     let plan = plan_read(onode, offset, length, pending);
-    finish_read(device, onode, plan, object)
+    finish_read_buf(device, onode, plan, object)
 }
 
 /// A read half done: bytes from memory already in `output`, device reads still to issue.
@@ -86,6 +100,8 @@ pub struct ReadPlan {
     output: Vec<u8>,
     plans: Vec<PieceRead>,
     requests: Vec<IoRequest>,
+    /// The one request's buffer is the whole result (`output` is left empty).
+    direct: bool,
 }
 
 impl ReadPlan {
@@ -100,17 +116,22 @@ impl ReadPlan {
 /// with the memory state installed together with it.
 pub fn plan_read(onode: &Onode, offset: u64, length: u64, pending: &dyn PendingBytes) -> ReadPlan {
     let end = offset.saturating_add(length).min(onode.size);
-    let mut output = vec![0u8; end.saturating_sub(offset) as usize];
     if offset >= end {
         return ReadPlan {
-            output,
+            output: Vec::new(),
             plans: Vec::new(),
             requests: Vec::new(),
+            direct: false,
         };
     }
+    let pieces = onode.extent_map.pieces(offset, end - offset);
+    if let Some(plan) = plan_direct(onode, &pieces, pending) {
+        return plan;
+    }
+    let mut output = vec![0u8; (end - offset) as usize];
     let mut plans = Vec::new();
     let mut requests = Vec::new();
-    for piece in onode.extent_map.pieces(offset, end - offset) {
+    for piece in pieces {
         let Piece::Data {
             logical_offset,
             length,
@@ -144,7 +165,38 @@ pub fn plan_read(onode: &Onode, offset: u64, length: u64, pending: &dyn PendingB
         output,
         plans,
         requests,
+        direct: false,
     }
+}
+
+/// The plan of a read that is exactly one device read: one piece of one blob, in whole checksum
+/// chunks, of which memory holds nothing.
+fn plan_direct(onode: &Onode, pieces: &[Piece], pending: &dyn PendingBytes) -> Option<ReadPlan> {
+    let [
+        Piece::Data {
+            logical_offset,
+            length,
+            blob,
+            blob_offset,
+        },
+    ] = *pieces
+    else {
+        return None;
+    };
+    let record = onode.extent_map.blob(blob);
+    let chunk = u64::from(record.csum_chunk());
+    let whole_chunks = u64::from(blob_offset) % chunk == 0 && length % chunk == 0;
+    let device_offset = record.device_offset + u64::from(blob_offset);
+    if !whole_chunks || pending.holds_any(device_offset, length) {
+        return None;
+    }
+    let (plan, request) = device_read(blob, record, (logical_offset, length, blob_offset), 0);
+    Some(ReadPlan {
+        output: Vec::new(),
+        plans: vec![plan],
+        requests: vec![request],
+        direct: true,
+    })
 }
 
 /// The second half of [`read_object_with`]: reads the device and verifies every chunk.
@@ -154,22 +206,38 @@ pub fn finish_read(
     plan: ReadPlan,
     object: &str,
 ) -> Result<Vec<u8>> {
+    finish_read_buf(device, onode, plan, object).map(DataBuf::into_vec)
+}
+
+/// [`finish_read`], giving a direct read's buffer as it is.
+pub fn finish_read_buf(
+    device: &dyn BlockDevice,
+    onode: &Onode,
+    plan: ReadPlan,
+    object: &str,
+) -> Result<DataBuf> {
     let ReadPlan {
         mut output,
         plans,
         requests,
+        direct,
     } = plan;
     if requests.is_empty() {
-        return Ok(output);
+        return Ok(output.into());
     }
-    let completed = device.run(requests)?;
+    let mut completed = device.run(requests)?;
     for (plan, request) in plans.iter().zip(&completed) {
         let blob = onode.extent_map.blob(plan.blob);
         verify_chunks(blob, plan, request, object)?;
+    }
+    if direct && let Some(request) = completed.pop() {
+        return Ok(request.buf.into_owned().into());
+    }
+    for (plan, request) in plans.iter().zip(&completed) {
         output[plan.output_offset..plan.output_offset + plan.length]
             .copy_from_slice(&request.buf[plan.skip..plan.skip + plan.length]);
     }
-    Ok(output)
+    Ok(output.into())
 }
 
 /// The piece `(logical_offset, length, blob_offset)` whole when memory holds none of it, else cut

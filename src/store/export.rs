@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::Store;
 use super::import::is_hidden_collection;
+use crate::device::DataBuf;
 use crate::error::{Error, Result};
 use crate::format::export::{
     DATA_FRAME_BYTES_MAX, Frame, OMAP_FRAME_ENTRIES_MAX, ObjectHead, STREAM_VERSION, StreamHeader,
@@ -38,7 +39,7 @@ use crate::format::records::{CollectionRecord, StatfsRecord};
 use crate::format::shared::SharedBlobRecord;
 use crate::fsck::PendingWrites;
 use crate::kv::Kv;
-use crate::onode::read::read_object_with;
+use crate::onode::read::read_object_buf;
 use crate::onode::{Onode, Piece};
 use crate::txn::engine::{Engine, display_bytes};
 
@@ -352,7 +353,7 @@ impl Exporter<'_> {
     fn read_small_objects(
         &self,
         objects: &[(&[u8], Onode, String)],
-    ) -> Vec<Option<Result<Vec<u8>>>> {
+    ) -> Vec<Option<Result<DataBuf>>> {
         let small = |onode: &Onode| {
             onode.size > 0
                 && onode.size <= SMALL_OBJECT_BYTES
@@ -362,7 +363,7 @@ impl Exporter<'_> {
                     .all(|(_, blob)| blob.shared_blob_id.is_none())
         };
         let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<Vec<u8>>>>> =
+        let results: Vec<Mutex<Option<Result<DataBuf>>>> =
             objects.iter().map(|_| Mutex::new(None)).collect();
         let device = self.engine.device.as_ref();
         let readers = SMALL_OBJECT_READERS.min(objects.len());
@@ -375,7 +376,7 @@ impl Exporter<'_> {
                             return;
                         };
                         if small(onode) {
-                            let read = read_object_with(
+                            let read = read_object_buf(
                                 device,
                                 onode,
                                 0,
@@ -398,7 +399,7 @@ impl Exporter<'_> {
         name: &[u8],
         onode: &Onode,
         shown: &str,
-        mut read: Option<Vec<u8>>,
+        mut read: Option<DataBuf>,
     ) -> Result<()> {
         let omap_header = self
             .kv
@@ -437,7 +438,7 @@ impl Exporter<'_> {
         offset: u64,
         length: u64,
         shown: &str,
-        read: Option<Vec<u8>>,
+        read: Option<DataBuf>,
     ) -> Result<()> {
         let pieces = onode.extent_map.pieces(offset, length);
         if pieces.iter().all(|p| matches!(p, Piece::Hole { .. })) {
@@ -447,7 +448,7 @@ impl Exporter<'_> {
             Some(bytes) => bytes,
             None => {
                 let device = self.engine.device.as_ref();
-                read_object_with(device, onode, offset, length, shown, &self.pending)?
+                read_object_buf(device, onode, offset, length, shown, &self.pending)?
             }
         };
         // A run of the object's own bytes, written as one data frame when something else
@@ -490,21 +491,21 @@ impl Exporter<'_> {
         &mut self,
         run: &mut Option<(u64, u64)>,
         offset: u64,
-        bytes: &mut Vec<u8>,
+        bytes: &mut DataBuf,
     ) -> Result<()> {
         let Some((start, end)) = run.take() else {
             return Ok(());
         };
         let range = (start - offset) as usize..(end - offset) as usize;
         let run_bytes = if range == (0..bytes.len()) {
-            std::mem::take(bytes)
+            std::mem::replace(bytes, DataBuf::Vec(Vec::new()))
         } else {
-            bytes[range].to_vec()
+            DataBuf::Vec(bytes[range].to_vec())
         };
         self.bytes += run_bytes.len() as u64;
         self.frame(Frame::Data {
             offset: start,
-            bytes: run_bytes.into(),
+            bytes: run_bytes,
         })
     }
 
@@ -583,14 +584,14 @@ impl Exporter<'_> {
         self.bytes += bytes.len() as u64;
         self.frame(Frame::Shared {
             id: extent.id,
-            bytes: bytes.into(),
+            bytes,
         })?;
         self.shared.entry(sbid).or_default().push(extent);
         Ok(extent)
     }
 
     /// Blob bytes `[start, start + length)`, verified; chunks never written read as zeros.
-    fn read_blob(&self, blob: &Blob, start: u32, length: u32, shown: &str) -> Result<Vec<u8>> {
+    fn read_blob(&self, blob: &Blob, start: u32, length: u32, shown: &str) -> Result<DataBuf> {
         let mut view = Onode::new(0, self.engine.superblock.min_alloc_size);
         view.size = u64::from(length);
         let id = view.extent_map.add_blob(blob.clone());
@@ -618,7 +619,7 @@ impl Exporter<'_> {
                 .map(u64::from(from - start), to - from, id, from);
         }
         let device = self.engine.device.as_ref();
-        read_object_with(device, &view, 0, u64::from(length), shown, &self.pending)
+        read_object_buf(device, &view, 0, u64::from(length), shown, &self.pending)
     }
 
     /// The object's omap entries, in frames bounded by entries and bytes.
