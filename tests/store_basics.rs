@@ -103,7 +103,10 @@ fn a_flipped_bit_in_object_data_is_a_checksum_error_naming_the_object() {
     assert!(
         matches!(
             store.read("c", "victim", 4096, 8192),
-            Err(Error::ChecksumMismatch { object_offset: 4096, .. })
+            Err(Error::ChecksumMismatch {
+                object_offset: 4096,
+                ..
+            })
         ),
         "a whole-chunk read of the damaged chunk is a checksum error"
     );

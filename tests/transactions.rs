@@ -354,6 +354,60 @@ fn the_onode_cache_stays_within_its_byte_budget() {
 }
 
 #[test]
+fn one_onode_cache_budget_holds_across_two_hundred_collections() {
+    let pair = SimPair::new(256 << 20);
+    let budget = 512 << 10;
+    let options = bstore::OpenOptions {
+        onode_cache_bytes: budget,
+        ..bstore::OpenOptions::default()
+    };
+    let store = Store::open_on(pair.device.clone(), pair.kv.clone(), &options).unwrap();
+    let collections: Vec<String> = (0..200).map(|c| format!("pg-{c}")).collect();
+    for name in &collections {
+        store.create_collection(name).unwrap();
+    }
+    // Each object costs about 600 bytes of cache: 8,000 of them would hold 4.8 MB, nine times
+    // the budget, and a budget per collection would have allowed 200 times it.
+    for i in 0..40u64 {
+        for (c, name) in collections.iter().enumerate() {
+            let mut txn = Transaction::new();
+            txn.write(name, format!("object-{i}"), 0, pattern(i + c as u64, 100))
+                .setattr(name, format!("object-{i}"), "_", vec![0; 200]);
+            store.apply(&txn).unwrap();
+            assert!(
+                store.onode_cache_bytes() <= budget,
+                "cache at {} bytes after object {i} of {name}",
+                store.onode_cache_bytes()
+            );
+        }
+    }
+    let before = store.counters();
+    assert_eq!(before.onode_cache_budget_bytes, budget as u64);
+    assert_eq!(before.onode_cache_bytes, store.onode_cache_bytes() as u64);
+    // The first objects of every collection were evicted long ago: reading them reads the KV
+    // store; reading one again at once is served from the cache.
+    for (c, name) in collections.iter().enumerate().step_by(7) {
+        assert_eq!(store.get(name, "object-0").unwrap(), pattern(c as u64, 100));
+        assert_eq!(store.get(name, "object-0").unwrap(), pattern(c as u64, 100));
+    }
+    let after = store.counters();
+    let reads = collections.iter().step_by(7).count() as u64;
+    assert_eq!(after.onode_cache_misses - before.onode_cache_misses, reads);
+    assert_eq!(after.onode_cache_hits - before.onode_cache_hits, reads);
+    assert!(after.onode_cache_bytes <= budget as u64);
+    for name in &collections[..100] {
+        let mut txn = Transaction::new();
+        for i in 0..40u64 {
+            txn.remove(name, format!("object-{i}"));
+        }
+        txn.remove_collection(name);
+        store.apply(&txn).unwrap();
+    }
+    assert!(store.onode_cache_bytes() <= budget);
+    store.close().unwrap();
+}
+
+#[test]
 fn small_appends_fill_unused_space_when_the_allocation_unit_is_large() {
     let format = FormatOptions {
         min_alloc_size: 64 << 10,

@@ -13,7 +13,7 @@ pub mod shard;
 
 use std::collections::BTreeMap;
 
-pub use cache::{OnodeCache, OnodeSlot};
+pub use cache::{OnodeBudget, OnodeCache, OnodeSlot};
 pub use extent_map::{BlobId, ExtentMap, Mapping, Piece, Punched, Released};
 
 use crate::error::{Error, Result};

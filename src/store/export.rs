@@ -376,14 +376,8 @@ impl Exporter<'_> {
                             return;
                         };
                         if small(onode) {
-                            let read = read_object_buf(
-                                device,
-                                onode,
-                                0,
-                                onode.size,
-                                shown,
-                                &self.pending,
-                            );
+                            let read =
+                                read_object_buf(device, onode, 0, onode.size, shown, &self.pending);
                             *results[i].lock() = Some(read);
                         }
                     }

@@ -153,6 +153,14 @@ pub struct CountersSnapshot {
     pub scrub_bytes_read: u64,
     /// Chunks scrubs found failing their checksum.
     pub scrub_bad_chunks: u64,
+    /// Bytes the onode caches of all collections hold (a gauge).
+    pub onode_cache_bytes: u64,
+    /// Their budget (`OpenOptions::onode_cache_bytes`).
+    pub onode_cache_budget_bytes: u64,
+    /// Object lookups the onode cache served.
+    pub onode_cache_hits: u64,
+    /// Object lookups that read the KV store.
+    pub onode_cache_misses: u64,
 }
 
 impl CountersSnapshot {
@@ -162,6 +170,15 @@ impl CountersSnapshot {
             return 0.0;
         }
         self.transactions_committed as f64 / self.group_commits as f64
+    }
+
+    /// Share of object lookups the onode cache served (0 before any lookup).
+    pub fn onode_cache_hit_rate(&self) -> f64 {
+        let lookups = self.onode_cache_hits + self.onode_cache_misses;
+        if lookups == 0 {
+            return 0.0;
+        }
+        self.onode_cache_hits as f64 / lookups as f64
     }
 }
 
@@ -558,15 +575,10 @@ impl Store {
         self.engine.device.info()
     }
 
-    /// Bytes the onode caches of all collections hold (each is bounded by
-    /// `OpenOptions::onode_cache_bytes`).
+    /// Bytes the onode caches of all collections hold together (bounded by
+    /// `OpenOptions::onode_cache_bytes`, which only onodes in use may exceed).
     pub fn onode_cache_bytes(&self) -> usize {
-        self.engine
-            .collections
-            .read()
-            .values()
-            .map(|c| c.onodes.bytes())
-            .sum()
+        self.engine.onode_budget.bytes()
     }
 
     /// Deferred-write threshold in effect.
@@ -595,6 +607,8 @@ impl Store {
         let c = &self.engine.counters;
         let deferred = self.engine.deferred.gauges();
         let journal = self.engine.journal.as_ref().map(|j| j.status());
+        let onodes = &self.engine.onode_budget;
+        let (hits, misses) = onodes.lookups();
         CountersSnapshot {
             transactions_committed: c.transactions_committed.load(Ordering::Relaxed),
             group_commits: c.group_commits.load(Ordering::Relaxed),
@@ -621,6 +635,10 @@ impl Store {
                 + self.engine.reclaimer.pending_bytes(),
             scrub_bytes_read: c.scrub_bytes_read.load(Ordering::Relaxed),
             scrub_bad_chunks: c.scrub_bad_chunks.load(Ordering::Relaxed),
+            onode_cache_bytes: onodes.bytes() as u64,
+            onode_cache_budget_bytes: onodes.budget_bytes() as u64,
+            onode_cache_hits: hits,
+            onode_cache_misses: misses,
         }
     }
 }

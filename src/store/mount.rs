@@ -22,6 +22,7 @@ use crate::format::label::Label;
 use crate::format::records::{CollectionRecord, StatfsRecord, Superblock};
 use crate::journal::{self, Journal, JournalReplay, JournalSummary};
 use crate::kv::{Kv, OverlayKv};
+use crate::onode::OnodeBudget;
 use crate::txn::deferred::{self, ReplaySummary};
 use crate::txn::engine::{Collection, Engine, EngineConfig, EngineParts, IdCounters, Mutation};
 
@@ -50,7 +51,8 @@ pub fn mount(
     let (kv, journal_mount) =
         replay_journal(device.as_ref(), kv, &label, &superblock, access, &config)?;
     let allocator = load_freelist(kv.as_ref(), &config.freelist_geometry(&superblock))?;
-    let collections = load_collections(kv.as_ref(), config.onode_cache_bytes)?;
+    let onode_budget = OnodeBudget::new(config.onode_cache_bytes);
+    let collections = load_collections(kv.as_ref(), &onode_budget)?;
     let ids = IdCounters {
         nid_last: read_counter(kv.as_ref(), NID_MAX_KEY)?,
         cid_last: read_counter(kv.as_ref(), CID_MAX_KEY)?,
@@ -76,6 +78,7 @@ pub fn mount(
         config,
         allocator,
         collections,
+        onode_budget,
         ids,
         stats,
         next_deferred_sequence: replayed.next_sequence,
@@ -174,7 +177,7 @@ fn engine_config(
 
 fn load_collections(
     kv: &dyn Kv,
-    onode_cache_bytes: usize,
+    onode_budget: &Arc<OnodeBudget>,
 ) -> Result<BTreeMap<Vec<u8>, Arc<Collection>>> {
     let mut collections = BTreeMap::new();
     kv.scan(KeySpace::Collections, &[], None, &mut |name, value| {
@@ -185,7 +188,7 @@ fn load_collections(
             )));
         }
         let record = CollectionRecord::decode(value)?;
-        let collection = Collection::new(record.collection_id, name.to_vec(), onode_cache_bytes);
+        let collection = Collection::new(record.collection_id, name.to_vec(), onode_budget);
         collections.insert(name.to_vec(), Arc::new(collection));
         Ok(true)
     })?;

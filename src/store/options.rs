@@ -123,7 +123,9 @@ pub struct OpenOptions {
     /// Overwrites smaller than this take the deferred path; `None`: 64 KiB on rotational
     /// devices, 0 otherwise (BlueStore's defaults).
     pub prefer_deferred_size: Option<u32>,
-    /// Byte budget of each collection's onode cache.
+    /// Byte budget of the onode caches of all collections together (default 256 MiB): past
+    /// it, the least recently used onodes of any collection that no transaction is using are
+    /// dropped, to be read from the KV store again when next needed.
     pub onode_cache_bytes: usize,
     /// Transactions in the commit pipeline before submitters wait.
     pub queue_depth_max: usize,
@@ -143,7 +145,7 @@ impl Default for OpenOptions {
         OpenOptions {
             io_backend: IoBackend::default(),
             prefer_deferred_size: None,
-            onode_cache_bytes: 64 << 20,
+            onode_cache_bytes: 256 << 20,
             queue_depth_max: 1024,
             deferred: DeferredPolicy::default(),
             background: Background::default(),

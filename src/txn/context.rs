@@ -201,7 +201,7 @@ impl<'e> TxnContext<'e> {
         let collection = Arc::new(Collection::new(
             id,
             name.to_vec(),
-            self.engine.config.onode_cache_bytes,
+            &self.engine.onode_budget,
         ));
         self.batch.put(
             KeySpace::Collections,
@@ -730,6 +730,7 @@ pub fn load_slot(
     name: &[u8],
 ) -> Result<Option<Arc<Onode>>> {
     let mut state = slot.lock();
+    collection.onodes.count_lookup(state.loaded);
     if !state.loaded {
         let key = keys::onode_key(collection.id, name);
         let onode = match engine.kv.get(KeySpace::Onodes, &key)? {

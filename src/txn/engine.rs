@@ -25,8 +25,8 @@ use crate::format::records::{StatfsRecord, Superblock};
 use crate::format::shared::SharedBlobRecord;
 use crate::journal::{Journal, JournalSummary};
 use crate::kv::Kv;
-use crate::onode::OnodeCache;
 use crate::onode::read::PendingBytes;
+use crate::onode::{OnodeBudget, OnodeCache};
 
 /// Geometry and policy fixed for the life of a mounted store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub struct EngineConfig {
     pub reserved_bytes: u64,
     /// Writes smaller than this that overwrite live data take the deferred path.
     pub prefer_deferred_size: u32,
-    /// Byte budget of each collection's onode cache.
+    /// Byte budget of the onode caches of all collections together.
     pub onode_cache_bytes: usize,
     /// Transactions queued in the commit pipeline before submitters wait.
     pub queue_depth_max: usize,
@@ -160,11 +160,11 @@ pub struct Collection {
 
 impl Collection {
     /// A collection with an empty cache.
-    pub fn new(id: u64, name: Vec<u8>, onode_cache_bytes: usize) -> Self {
+    pub fn new(id: u64, name: Vec<u8>, onode_budget: &Arc<OnodeBudget>) -> Self {
         Collection {
             id,
             name: RwLock::new(name),
-            onodes: OnodeCache::new(onode_cache_bytes),
+            onodes: OnodeCache::new(onode_budget),
             prepare_lock: Mutex::new(()),
             sequencer: Sequencer::default(),
         }
@@ -259,6 +259,8 @@ pub struct Engine {
     pub allocator: Mutex<BitmapAllocator>,
     /// Collections by name.
     pub collections: RwLock<BTreeMap<Vec<u8>, Arc<Collection>>>,
+    /// The byte budget every collection's onode cache charges.
+    pub onode_budget: Arc<OnodeBudget>,
     /// Id counters (the newest handed out, durable or not).
     pub ids: Mutex<IdCounters>,
     /// Statistics including every submitted transaction.
@@ -315,6 +317,8 @@ pub struct EngineParts {
     pub allocator: BitmapAllocator,
     /// Collections loaded from the KV store.
     pub collections: BTreeMap<Vec<u8>, Arc<Collection>>,
+    /// The budget their onode caches charge (new collections' too).
+    pub onode_budget: Arc<OnodeBudget>,
     /// Id counters loaded from the KV store.
     pub ids: IdCounters,
     /// Statistics loaded from the KV store.
@@ -339,6 +343,7 @@ impl Engine {
             config: parts.config,
             allocator: Mutex::new(parts.allocator),
             collections: RwLock::new(parts.collections),
+            onode_budget: parts.onode_budget,
             ids: Mutex::new(parts.ids),
             applied_stats: Mutex::new(parts.stats),
             counters: Counters::default(),
