@@ -57,6 +57,7 @@ fn config() -> EngineConfig {
         prefer_deferred_size: 0,
         onode_cache_bytes: 64 << 20,
         queue_depth_max: 1024,
+        slow_transaction: std::time::Duration::from_secs(5),
         deferred: Default::default(),
         background: Default::default(),
         #[cfg(debug_assertions)]

@@ -189,6 +189,22 @@ impl Error {
     }
 }
 
+/// An error and every cause below it, `: `-separated: for messages kept as text (a poisoning
+/// reason, a log event), where no reporter will walk `source()`.
+pub(crate) struct Chain<'a>(pub &'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut cause = std::error::Error::source(self.0);
+        while let Some(error) = cause {
+            write!(f, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::options::{OpenOptions, PREFER_DEFERRED_SIZE_ROTATIONAL};
 pub use crate::device::label::read_label;
@@ -35,8 +36,59 @@ pub fn mount(
     options: &OpenOptions,
     access: Access,
 ) -> Result<Engine> {
-    let label = read_label(device.as_ref())?;
-    let superblock = read_superblock(kv.as_ref(), &label)?;
+    let started = Instant::now();
+    let path = device.info().path.display().to_string();
+    let span = tracing::info_span!("bstore_mount", device = %path, ?access);
+    let _entered = span.enter();
+    let engine = mount_phases(device, kv, options, access);
+    match &engine {
+        Ok(engine) => tracing::info!(
+            collections = engine.collections.read().len(),
+            journal_records_replayed = engine.journal_at_mount.map_or(0, |j| j.replay.records),
+            deferred_records_replayed = engine
+                .counters
+                .deferred_records_replayed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            elapsed_us = micros(started),
+            "mounted"
+        ),
+        Err(error) => tracing::warn!(
+            error = %crate::error::Chain(error),
+            elapsed_us = micros(started),
+            "mount failed"
+        ),
+    }
+    engine
+}
+
+/// Runs one phase of mount, saying at debug level how long it took.
+fn phase<T>(name: &'static str, run: impl FnOnce() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let result = run();
+    tracing::debug!(
+        phase = name,
+        elapsed_us = micros(started),
+        ok = result.is_ok(),
+        "mount phase"
+    );
+    result
+}
+
+fn micros(since: Instant) -> u64 {
+    since.elapsed().as_micros() as u64
+}
+
+fn mount_phases(
+    device: Arc<dyn BlockDevice>,
+    kv: Arc<dyn Kv>,
+    options: &OpenOptions,
+    access: Access,
+) -> Result<Engine> {
+    let (label, superblock) = phase("label and superblock", || {
+        let label = read_label(device.as_ref())?;
+        let superblock = read_superblock(kv.as_ref(), &label)?;
+        Ok((label, superblock))
+    })?;
     let info = device.info();
     if label.device_size > info.size_bytes {
         return Err(Error::corruption(format!(
@@ -48,11 +100,24 @@ pub fn mount(
     }
     let config = engine_config(&superblock, device.as_ref(), options);
     let store_uuid = label.store_uuid;
-    let (kv, journal_mount) =
-        replay_journal(device.as_ref(), kv, &label, &superblock, access, &config)?;
-    let allocator = load_freelist(kv.as_ref(), &config.freelist_geometry(&superblock))?;
+    let (kv, journal_mount) = phase("journal replay", || {
+        replay_journal(device.as_ref(), kv, &label, &superblock, access, &config)
+    })?;
+    if let Some(journal) = &journal_mount {
+        tracing::debug!(
+            records = journal.replay.records,
+            bytes = journal.replay.bytes,
+            torn_tail = journal.replay.torn_tail,
+            "journal replayed"
+        );
+    }
+    let allocator = phase("freelist", || {
+        load_freelist(kv.as_ref(), &config.freelist_geometry(&superblock))
+    })?;
     let onode_budget = OnodeBudget::new(config.onode_cache_bytes);
-    let collections = load_collections(kv.as_ref(), &onode_budget)?;
+    let collections = phase("collections", || {
+        load_collections(kv.as_ref(), &onode_budget)
+    })?;
     let ids = IdCounters {
         nid_last: read_counter(kv.as_ref(), NID_MAX_KEY)?,
         cid_last: read_counter(kv.as_ref(), CID_MAX_KEY)?,
@@ -64,12 +129,12 @@ pub fn mount(
     };
     // Before anything can read object data: a record left by a crash may describe bytes the
     // device does not hold yet (or holds torn).
-    let replayed = match access {
+    let replayed = phase("deferred replay", || match access {
         Access::ReadWrite if !config.mutated(Mutation::SkipReplay) => {
-            deferred::replay(device.as_ref(), kv.as_ref(), &config)?
+            deferred::replay(device.as_ref(), kv.as_ref(), &config)
         }
-        Access::ReadWrite | Access::ReadOnly => ReplaySummary::default(),
-    };
+        Access::ReadWrite | Access::ReadOnly => Ok(ReplaySummary::default()),
+    })?;
     let engine = Engine::new(EngineParts {
         device,
         kv,
@@ -168,6 +233,7 @@ fn engine_config(
         prefer_deferred_size: options.prefer_deferred_size.unwrap_or(rotational_default),
         onode_cache_bytes: options.onode_cache_bytes,
         queue_depth_max: options.queue_depth_max.max(1),
+        slow_transaction: options.slow_transaction,
         deferred: options.deferred,
         background: options.background,
         #[cfg(debug_assertions)]

@@ -1,6 +1,7 @@
 //! Options of mkfs and mount, with their defaults.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::device::IoBackend;
 use crate::format::onode::CsumType;
@@ -129,6 +130,9 @@ pub struct OpenOptions {
     pub onode_cache_bytes: usize,
     /// Transactions in the commit pipeline before submitters wait.
     pub queue_depth_max: usize,
+    /// A transaction that becomes durable later than this after it was submitted is reported as
+    /// a `tracing` warning (default 5 s, BlueStore's `bluestore_log_op_age`).
+    pub slow_transaction: Duration,
     /// When deferred writes are applied to the device (batch size, delay, backpressure).
     pub deferred: DeferredPolicy,
     /// Background work on threads of the store's own (the default), or stepped by the caller
@@ -147,6 +151,7 @@ impl Default for OpenOptions {
             prefer_deferred_size: None,
             onode_cache_bytes: 256 << 20,
             queue_depth_max: 1024,
+            slow_transaction: Duration::from_secs(5),
             deferred: DeferredPolicy::default(),
             background: Background::default(),
             #[cfg(debug_assertions)]

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::engine::{Collection, Engine, IdCounters, display_bytes};
 use super::pipeline::{Prepared, StatsDelta};
@@ -653,6 +654,7 @@ impl<'e> TxnContext<'e> {
             collections,
             changes_namespace,
             on_commit: None,
+            submitted: Instant::now(),
             inflight_offsets,
             deferred,
             known_checks: self.known_checks,

@@ -106,7 +106,13 @@ struct QueueState {
     drain_to: u64,
     shutdown: bool,
     failed: bool,
+    /// When backpressure was last reported, and the waits since.
+    pressure_reported: Option<Instant>,
+    waits_unreported: u64,
 }
+
+/// Backpressure is reported at most this often, however many commits wait.
+const PRESSURE_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Deferred writes of a mounted store: overlay, queue and the applier's state.
 pub struct Deferred {
@@ -200,7 +206,13 @@ impl Deferred {
     }
 
     fn wait_for_room_locked(&self, engine: &Engine, queue: &mut MutexGuard<'_, QueueState>) {
-        while queue.bytes >= self.policy.queued_bytes_max && !queue.failed && !queue.shutdown {
+        let full = |queue: &QueueState| {
+            queue.bytes >= self.policy.queued_bytes_max && !queue.failed && !queue.shutdown
+        };
+        if full(queue) {
+            self.report_pressure(queue);
+        }
+        while full(queue) {
             match engine.config.background {
                 Background::Threads => self.progress.wait(queue),
                 Background::Stepped => {
@@ -208,6 +220,28 @@ impl Deferred {
                 }
             }
         }
+    }
+
+    /// Says, at most every [`PRESSURE_REPORT_INTERVAL`], that commits wait for deferred writes
+    /// to reach the device: the device is slower than the small overwrites sent to it.
+    fn report_pressure(&self, queue: &mut QueueState) {
+        queue.waits_unreported += 1;
+        let now = Instant::now();
+        if queue
+            .pressure_reported
+            .is_some_and(|at| now.duration_since(at) < PRESSURE_REPORT_INTERVAL)
+        {
+            return;
+        }
+        tracing::warn!(
+            queued_bytes = queue.bytes,
+            queued_records = queue.count,
+            queued_bytes_max = self.policy.queued_bytes_max,
+            commits_waited = queue.waits_unreported,
+            "deferred queue full: commits wait until deferred writes are applied"
+        );
+        queue.pressure_reported = Some(now);
+        queue.waits_unreported = 0;
     }
 
     /// Hands `extents` to `give` once no record committed so far can still write to them:

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
@@ -49,6 +50,8 @@ pub struct EngineConfig {
     pub onode_cache_bytes: usize,
     /// Transactions queued in the commit pipeline before submitters wait.
     pub queue_depth_max: usize,
+    /// A transaction durable later than this after its submission is reported.
+    pub slow_transaction: Duration,
     /// When deferred writes are applied.
     pub deferred: DeferredPolicy,
     /// Threads, or steps the caller drives.
@@ -380,10 +383,18 @@ impl Engine {
     /// Latches the store into the poisoned state (the first reason is kept). A `Poisoned`
     /// error passed on is unwrapped, so the reason is never nested in itself.
     pub fn poison(&self, why: &Error) {
-        self.poison.lock().get_or_insert_with(|| match why {
-            Error::Poisoned(reason) => reason.clone(),
-            other => other.to_string(),
-        });
+        let mut poison = self.poison.lock();
+        if poison.is_none() {
+            let reason = match why {
+                Error::Poisoned(reason) => reason.clone(),
+                other => crate::error::Chain(other).to_string(),
+            };
+            tracing::error!(
+                reason = %reason,
+                "store poisoned: it refuses writes until it is reopened"
+            );
+            *poison = Some(reason);
+        }
     }
 
     /// Why the store is poisoned, if it is.

@@ -25,12 +25,13 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Weak};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::background::{Background, Steps, Work};
 use super::deferred::StagedRecord;
-use super::engine::{Collection, Counters, Engine, IdCounters, Mutation};
+use super::engine::{Collection, Counters, Engine, EngineConfig, IdCounters, Mutation};
 use super::state::{TxnEvent, TxnState, next};
 use crate::alloc::DeviceExtent;
 use crate::device::{IoKind, IoRequest};
@@ -56,6 +57,21 @@ thread_local! {
 /// behind its own, so it must not wait for them.
 pub fn in_commit_callback() -> bool {
     IN_CALLBACK.get()
+}
+
+/// Says when a transaction became durable later than `OpenOptions::slow_transaction` after it
+/// was submitted (BlueStore logs such ops too, after `bluestore_log_op_age`).
+fn report_if_slow(config: &EngineConfig, prepared: &Prepared) {
+    let elapsed = prepared.submitted.elapsed();
+    if elapsed >= config.slow_transaction {
+        tracing::warn!(
+            elapsed_ms = elapsed.as_millis() as u64,
+            objects = prepared.slots.len(),
+            collections = prepared.collections.len(),
+            threshold_ms = config.slow_transaction.as_millis() as u64,
+            "slow transaction: durable long after it was submitted"
+        );
+    }
 }
 
 fn run_callback(callback: CommitCallback, result: Result<()>) {
@@ -112,6 +128,8 @@ pub struct Prepared {
     pub changes_namespace: bool,
     /// Completion callback.
     pub on_commit: Option<CommitCallback>,
+    /// When it was submitted (for the slow-transaction report).
+    pub submitted: Instant,
     /// Device offsets of its data buffers registered as in flight (dropped when it finishes).
     pub inflight_offsets: Vec<u64>,
     /// Its in-place overwrites, applied after the commit.
@@ -642,8 +660,11 @@ impl Shared {
         engine.deferred.release_when_applied(released, |extents| {
             engine.reclaimer.release(&engine.allocator, extents)
         });
-        for callback in members.iter_mut().filter_map(|(_, p)| p.on_commit.take()) {
-            run_callback(callback, Ok(()));
+        for (_, prepared) in members.iter_mut() {
+            report_if_slow(&self.engine.config, prepared);
+            if let Some(callback) = prepared.on_commit.take() {
+                run_callback(callback, Ok(()));
+            }
         }
     }
 

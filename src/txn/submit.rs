@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use parking_lot::MutexGuard;
 
@@ -28,6 +29,7 @@ pub fn submit(
     txn: &Transaction,
     on_commit: CommitCallback,
 ) -> Result<()> {
+    let submitted = Instant::now();
     engine.check_poison()?;
     txn.ops().iter().try_for_each(validate)?;
     if !txn.is_internal()
@@ -51,6 +53,7 @@ pub fn submit(
             .collect();
         let mut prepared = prepare(engine, view, txn)?.install(Some(&mut namespace));
         prepared.on_commit = Some(on_commit);
+        prepared.submitted = submitted;
         pipeline.enqueue(prepared);
         return Ok(());
     }
@@ -73,6 +76,7 @@ pub fn submit(
         .collect();
     let mut prepared = prepare(engine, view, txn)?.install(None);
     prepared.on_commit = Some(on_commit);
+    prepared.submitted = submitted;
     pipeline.enqueue(prepared);
     Ok(())
 }

@@ -833,6 +833,7 @@ mod tests {
             prefer_deferred_size: 0,
             onode_cache_bytes: 1 << 20,
             queue_depth_max: 64,
+            slow_transaction: std::time::Duration::from_secs(5),
             deferred: Default::default(),
             background: Default::default(),
             #[cfg(debug_assertions)]

@@ -39,8 +39,41 @@ struct Cli {
     /// Device I/O: io_uring when the kernel allows it, else pread/pwrite (auto); or insist.
     #[arg(long, global = true, value_enum, default_value_t = IoChoice::Auto)]
     io_backend: IoChoice,
+    /// Print the store's events at this level and above to stderr (mount phases, replay,
+    /// poisoning, slow transactions, deferred backpressure). Also read from BSTORE_LOG.
+    #[arg(long, global = true, value_enum, env = "BSTORE_LOG")]
+    log: Option<LogLevel>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The `--log` levels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// Sends the store's events at this level and above to stderr.
+    fn install(self) {
+        let level = match self {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        };
+        // A closed stderr loses the events, never the command.
+        tracing_subscriber::fmt()
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }
 
 /// The `--io-backend` choices.
@@ -148,6 +181,9 @@ fn main() -> ExitCode {
             return ExitCode::from(if error.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Some(level) = cli.log {
+        level.install();
+    }
     match run(&cli) {
         Ok(code) => code,
         Err(message) => {

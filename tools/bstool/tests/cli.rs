@@ -86,6 +86,45 @@ fn mkfs_put_get_ls_rm_round_trip() {
 }
 
 #[test]
+fn log_prints_the_stores_events_to_stderr_and_leaves_stdout_alone() {
+    let s = Scratch::new();
+    ok(s.bstool(&["mkfs", "--size", "64M"]));
+    let quiet = s.bstool(&["statfs"]);
+    assert!(quiet.stderr.is_empty(), "silent without --log");
+    let logged = s.bstool(&["--log", "debug", "statfs"]);
+    let events = String::from_utf8_lossy(&logged.stderr).into_owned();
+    assert_eq!(ok(logged), ok(quiet), "the same result on stdout");
+    assert!(events.contains("phase=\"freelist\""), "{events}");
+    assert!(
+        events.contains(" INFO ") && events.contains("mounted"),
+        "{events}"
+    );
+    let mut from_env = Command::new(env!("CARGO_BIN_EXE_bstool"));
+    from_env
+        .env("BSTORE_LOG", "warn")
+        .arg("--path")
+        .arg(s.store())
+        .arg("statfs");
+    let warned = from_env.output().unwrap();
+    assert!(warned.status.success());
+    assert!(
+        warned.stderr.is_empty(),
+        "nothing at warn on a healthy store"
+    );
+    let mut bad = Command::new(env!("CARGO_BIN_EXE_bstool"));
+    bad.env("BSTORE_LOG", "loud")
+        .arg("--path")
+        .arg(s.store())
+        .arg("statfs");
+    let refused = bad.output().unwrap();
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "an unknown level is refused"
+    );
+}
+
+#[test]
 fn show_label_and_statfs_print_json() {
     let s = Scratch::new();
     ok(s.bstool(&["mkfs", "--size", "128M", "--min-alloc-size", "8K"]));
