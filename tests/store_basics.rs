@@ -567,3 +567,50 @@ fn small_random_writes_never_allocate_more_than_the_object_spans() {
         assert!(report.is_clean(), "{context}: {:?}", report.errors);
     }
 }
+
+#[test]
+fn read_buf_hands_back_the_device_buffer_for_whole_chunks_and_the_same_bytes_always() {
+    use bstore::device::DataBuf;
+    let mut pair = SimPair::new(64 << 20);
+    pair.options = common::manual_options(64 << 10);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let mut expected = pattern(9, 64 << 10);
+    store.put("c", "o", &expected).unwrap();
+    let whole = store.read_buf("c", "o", 0, 64 << 10).unwrap();
+    assert!(
+        matches!(whole, DataBuf::Aligned(_)),
+        "one device read, no copy"
+    );
+    assert_eq!(&whole[..], &expected[..]);
+    let part = store.read_buf("c", "o", 100, 5000).unwrap();
+    assert!(
+        matches!(part, DataBuf::Vec(_)),
+        "a partial chunk is assembled"
+    );
+    assert_eq!(&part[..], &expected[100..5100]);
+
+    // A deferred overwrite not yet applied: memory holds the newest bytes, so the read is
+    // assembled from memory and the device, never handed the stale device buffer.
+    let mut txn = bstore::Transaction::new();
+    txn.write("c", "o", 8192, vec![0xee; 4096]);
+    store.apply(&txn).unwrap();
+    assert_eq!(
+        store.counters().writes_deferred,
+        1,
+        "the overwrite took the deferred path"
+    );
+    expected[8192..12288].fill(0xee);
+    let newest = store.read_buf("c", "o", 0, 64 << 10).unwrap();
+    assert_eq!(
+        &newest[..],
+        &expected[..],
+        "deferred bytes served from memory"
+    );
+    store.flush_deferred().unwrap();
+    let applied = store.read_buf("c", "o", 8192, 4096).unwrap();
+    assert!(matches!(applied, DataBuf::Aligned(_)));
+    assert_eq!(&applied[..], &expected[8192..12288]);
+    assert_eq!(store.read("c", "o", 0, 64 << 10).unwrap(), expected);
+    store.close().unwrap();
+}

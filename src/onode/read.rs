@@ -199,17 +199,8 @@ fn plan_direct(onode: &Onode, pieces: &[Piece], pending: &dyn PendingBytes) -> O
     })
 }
 
-/// The second half of [`read_object_with`]: reads the device and verifies every chunk.
-pub fn finish_read(
-    device: &dyn BlockDevice,
-    onode: &Onode,
-    plan: ReadPlan,
-    object: &str,
-) -> Result<Vec<u8>> {
-    finish_read_buf(device, onode, plan, object).map(DataBuf::into_vec)
-}
-
-/// [`finish_read`], giving a direct read's buffer as it is.
+/// The second half of [`read_object_buf`]: reads the device, verifies every chunk, and gives
+/// a direct read's buffer as it is.
 pub fn finish_read_buf(
     device: &dyn BlockDevice,
     onode: &Onode,

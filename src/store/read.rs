@@ -12,10 +12,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::{ExtentInfo, ObjectStat, Store};
+use crate::device::DataBuf;
 use crate::error::{Error, Missing, Result};
 use crate::format::keys::{self, KeySpace};
 use crate::onode::Onode;
-use crate::onode::read::{finish_read, plan_read};
+use crate::onode::read::{finish_read_buf, plan_read};
 use crate::txn::context::load_slot;
 use crate::txn::engine::{Collection, EnginePending, display_bytes};
 
@@ -40,6 +41,20 @@ impl Store {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>> {
+        self.read_buf(collection, object, offset, length)
+            .map(DataBuf::into_vec)
+    }
+
+    /// [`Store::read`] without a copy where it can: a read of whole checksum chunks (4 KiB by
+    /// default) that one device read serves returns the aligned buffer the device filled
+    /// ([`DataBuf::Aligned`]); other reads return the bytes assembled in a `Vec`.
+    pub fn read_buf(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        offset: u64,
+        length: u64,
+    ) -> Result<DataBuf> {
         self.engine.check_poison()?;
         let (collection, object) = (collection.as_ref(), object.as_ref());
         let collection = self.engine.collection(collection)?;
@@ -61,7 +76,7 @@ impl Store {
                 let plan = plan_read(&onode, offset, length, &EnginePending(&self.engine));
                 (onode, plan)
             };
-            let result = finish_read(self.engine.device.as_ref(), &onode, plan, &name);
+            let result = finish_read_buf(self.engine.device.as_ref(), &onode, plan, &name);
             // A transaction that overwrote these chunks in place after the snapshot may have
             // put bytes the snapshot's checksums do not describe on the device. Then the onode
             // has changed too: read again from the newer one. A mismatch under an unchanged

@@ -12,7 +12,9 @@
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bstore::device::AlignedBuf;
 use bstore::{Error, Store, Transaction};
 use rocksdb::{DB, Options, WriteBatch, WriteOptions, statistics::Ticker};
 
@@ -39,6 +41,10 @@ pub trait BenchEngine: Send + Sync {
     fn name(&self) -> &'static str;
     /// Replaces an object's content.
     fn put(&self, object: &str, data: &[u8]) -> Result<(), String>;
+    /// [`BenchEngine::put`] of a buffer the engine may keep a reference to instead of copying.
+    fn put_shared(&self, object: &str, data: &Arc<AlignedBuf>) -> Result<(), String> {
+        self.put(object, data)
+    }
     /// Writes `data` at `offset` of an existing object.
     fn write(&self, object: &str, offset: u64, data: &[u8]) -> Result<(), String>;
     /// Reads `length` bytes at `offset`.
@@ -140,6 +146,16 @@ impl BenchEngine for BstoreEngine {
         txn.touch(c, object)
             .truncate(c, object, 0)
             .write(c, object, 0, data);
+        self.apply(&txn)
+    }
+
+    /// The device writes `data` itself where the object's new space takes it whole.
+    fn put_shared(&self, object: &str, data: &Arc<AlignedBuf>) -> Result<(), String> {
+        let c = self.collection(object);
+        let mut txn = Transaction::new();
+        txn.touch(c, object)
+            .truncate(c, object, 0)
+            .write_aligned(c, object, 0, Arc::clone(data));
         self.apply(&txn)
     }
 

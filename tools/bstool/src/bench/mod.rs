@@ -15,8 +15,10 @@ mod workload;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bstore::device::AlignedBuf;
 use bstore::{OpenOptions, Store};
 use serde_json::json;
 
@@ -128,11 +130,13 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
         seed,
         progress: true,
     };
-    let data: Vec<u8> = {
+    // Aligned, so that whole-object writes hand this very buffer to the device.
+    let data: Arc<AlignedBuf> = {
         let mut rng = bstore::rng::SplitMix64::new(seed);
-        (0..workload::OBJECT_SIZE)
+        let bytes: Vec<u8> = (0..workload::OBJECT_SIZE)
             .map(|_| rng.next_u64() as u8)
-            .collect()
+            .collect();
+        Arc::new(AlignedBuf::copy_from(&bytes))
     };
     let fio_ready = args.compare_fio && fio::available();
     if args.compare_fio && !fio_ready {
@@ -234,7 +238,7 @@ fn fio_region(store: &Store, wanted: u64) -> Option<(u64, u64)> {
 struct Suite<'a> {
     engine: &'a dyn BenchEngine,
     params: &'a Params,
-    data: &'a [u8],
+    data: &'a Arc<AlignedBuf>,
     fio: Option<FioSetup>,
     /// Scrub beside each timed workload.
     scrub: bool,

@@ -5,9 +5,11 @@
 //! how it reaches a queue depth, as fio's jobs would). Each operation's latency goes into a
 //! per-thread histogram; random choices come from per-thread generators seeded from one seed.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bstore::device::AlignedBuf;
 use bstore::rng::SplitMix64;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -204,7 +206,7 @@ pub fn run(
     engine: &dyn BenchEngine,
     workload: Workload,
     params: &Params,
-    data: &[u8],
+    data: &Arc<AlignedBuf>,
 ) -> Result<Measured, String> {
     let objects = params.dataset_objects.max(1);
     let next = AtomicU64::new(0);
@@ -213,7 +215,7 @@ pub fn run(
             Workload::SeqWrite => {
                 let index = next.fetch_add(1, Ordering::Relaxed) % objects;
                 engine
-                    .put(&dataset_object(index), data)
+                    .put_shared(&dataset_object(index), data)
                     .map(|()| OBJECT_SIZE)
             }
             Workload::SeqRead => {
