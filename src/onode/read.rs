@@ -94,6 +94,46 @@ pub fn read_object_buf(
     finish_read_buf(device, onode, plan, object)
 }
 
+/// The bytes of each of `pieces` (`(object offset, length)`, within the object), one buffer per
+/// piece, read in one batch: a piece one device read serves exactly (as for
+/// [`read_object_buf`]) is that read's aligned buffer, uncopied; any other is assembled on its
+/// own.
+pub fn read_pieces(
+    device: &dyn BlockDevice,
+    onode: &Onode,
+    pieces: &[(u64, u64)],
+    object: &str,
+    pending: &dyn PendingBytes,
+) -> Result<Vec<DataBuf>> {
+    let mut out: Vec<DataBuf> = Vec::with_capacity(pieces.len());
+    let mut direct = Vec::new();
+    let mut requests = Vec::new();
+    for &(offset, length) in pieces {
+        let mut plan = plan_read(onode, offset, length, pending);
+        match (plan.direct, plan.plans.pop(), plan.requests.pop()) {
+            (true, Some(piece), Some(request)) => {
+                direct.push((out.len(), piece));
+                requests.push(request);
+                out.push(DataBuf::Vec(Vec::new()));
+            }
+            (_, piece, request) => {
+                plan.plans.extend(piece);
+                plan.requests.extend(request);
+                out.push(finish_read_buf(device, onode, plan, object)?);
+            }
+        }
+    }
+    if requests.is_empty() {
+        return Ok(out);
+    }
+    let completed = device.run(requests)?;
+    for ((index, piece), request) in direct.into_iter().zip(completed) {
+        verify_chunks(onode.extent_map.blob(piece.blob), &piece, &request, object)?;
+        out[index] = request.buf.into_owned().into();
+    }
+    Ok(out)
+}
+
 /// A read half done: bytes from memory already in `output`, device reads still to issue.
 #[derive(Debug)]
 pub struct ReadPlan {

@@ -39,7 +39,7 @@ use crate::format::records::{CollectionRecord, StatfsRecord};
 use crate::format::shared::SharedBlobRecord;
 use crate::fsck::PendingWrites;
 use crate::kv::Kv;
-use crate::onode::read::read_object_buf;
+use crate::onode::read::{read_object_buf, read_pieces};
 use crate::onode::{Onode, Piece};
 use crate::txn::engine::{Engine, display_bytes};
 
@@ -435,19 +435,32 @@ impl Exporter<'_> {
         read: Option<DataBuf>,
     ) -> Result<()> {
         let pieces = onode.extent_map.pieces(offset, length);
-        if pieces.iter().all(|p| matches!(p, Piece::Hole { .. })) {
-            return Ok(());
-        }
-        let mut bytes = match read {
-            Some(bytes) => bytes,
+        let own: Vec<(u64, u64)> = pieces
+            .iter()
+            .filter_map(|piece| match *piece {
+                Piece::Data {
+                    logical_offset,
+                    length,
+                    blob,
+                    ..
+                } if onode.extent_map.blob(blob).shared_blob_id.is_none() => {
+                    Some((logical_offset, length))
+                }
+                _ => None,
+            })
+            .collect();
+        let own_bytes = match read {
+            Some(whole) => split_window(whole, offset, &own),
+            None if own.is_empty() => Vec::new(),
             None => {
                 let device = self.engine.device.as_ref();
-                read_object_buf(device, onode, offset, length, shown, &self.pending)?
+                read_pieces(device, onode, &own, shown, &self.pending)?
             }
         };
+        let mut own_bytes = own_bytes.into_iter();
         // A run of the object's own bytes, written as one data frame when something else
-        // (a hole, a shared range, the window's end) ends it.
-        let mut run: Option<(u64, u64)> = None;
+        // (a hole, a shared range, a large piece of its own, the window's end) ends it.
+        let mut run: Option<(u64, DataBuf)> = None;
         for piece in pieces {
             let Piece::Data {
                 logical_offset,
@@ -456,51 +469,61 @@ impl Exporter<'_> {
                 blob_offset,
             } = piece
             else {
-                self.data(&mut run, offset, &mut bytes)?;
+                self.data(run.take())?;
                 continue;
             };
             let record = onode.extent_map.blob(blob);
             match record.shared_blob_id {
-                None => match &mut run {
-                    Some((_, end)) if *end == logical_offset => *end += length,
-                    _ => {
-                        self.data(&mut run, offset, &mut bytes)?;
-                        run = Some((logical_offset, logical_offset + length));
-                    }
-                },
+                None => {
+                    let bytes = own_bytes.next().ok_or_else(|| {
+                        Error::corruption(format!("object {shown}: a piece was not read"))
+                    })?;
+                    run = self.extend_run(run.take(), logical_offset, bytes)?;
+                }
                 Some(sbid) => {
-                    self.data(&mut run, offset, &mut bytes)?;
+                    self.data(run.take())?;
                     let place = (logical_offset, blob_offset, length);
                     self.shared_ranges(sbid, record, place, shown)?;
                 }
             }
         }
-        self.data(&mut run, offset, &mut bytes)
+        self.data(run.take())
     }
 
-    /// Writes the run of object bytes, if any, out of `bytes` (read at object `offset`). A run
-    /// of the whole window (the common case) takes `bytes` rather than copying them: no other
-    /// run of the window can follow it.
-    fn data(
+    /// Adds the piece of own bytes at `logical_offset` to the run, or writes the run and starts
+    /// another. A large piece read into a buffer of its own goes out as a frame of its own,
+    /// so that its bytes are never copied on the way to the stream.
+    fn extend_run(
         &mut self,
-        run: &mut Option<(u64, u64)>,
-        offset: u64,
-        bytes: &mut DataBuf,
-    ) -> Result<()> {
-        let Some((start, end)) = run.take() else {
+        run: Option<(u64, DataBuf)>,
+        logical_offset: u64,
+        piece: DataBuf,
+    ) -> Result<Option<(u64, DataBuf)>> {
+        let alone = piece.aligned().is_some() && piece.len() >= FRAME_OF_ITS_OWN_BYTES;
+        match run {
+            Some((start, bytes)) if !alone && start + bytes.len() as u64 == logical_offset => {
+                let mut joined = bytes.into_vec();
+                joined.extend_from_slice(&piece);
+                Ok(Some((start, DataBuf::Vec(joined))))
+            }
+            run => {
+                self.data(run)?;
+                if alone {
+                    self.data(Some((logical_offset, piece)))?;
+                    return Ok(None);
+                }
+                Ok(Some((logical_offset, piece)))
+            }
+        }
+    }
+
+    /// Writes the run of object bytes `(object offset, bytes)` as a data frame, if there is one.
+    fn data(&mut self, run: Option<(u64, DataBuf)>) -> Result<()> {
+        let Some((offset, bytes)) = run else {
             return Ok(());
         };
-        let range = (start - offset) as usize..(end - offset) as usize;
-        let run_bytes = if range == (0..bytes.len()) {
-            std::mem::replace(bytes, DataBuf::Vec(Vec::new()))
-        } else {
-            DataBuf::Vec(bytes[range].to_vec())
-        };
-        self.bytes += run_bytes.len() as u64;
-        self.frame(Frame::Data {
-            offset: start,
-            bytes: run_bytes,
-        })
+        self.bytes += bytes.len() as u64;
+        self.frame(Frame::Data { offset, bytes })
     }
 
     /// Shared ranges for `length` bytes at object offset `logical_offset`, blob offset
@@ -652,6 +675,27 @@ impl Exporter<'_> {
         }
         Ok(())
     }
+}
+
+/// Own-blob pieces at least this long, read into buffers of their own, go out as frames of
+/// their own rather than joining their neighbours' (which would copy them).
+const FRAME_OF_ITS_OWN_BYTES: usize = 64 << 10;
+
+/// The bytes of each of `own` (object offset, length) out of `whole`, the window read at
+/// object `offset`: `whole` itself when it is exactly the one piece.
+fn split_window(whole: DataBuf, offset: u64, own: &[(u64, u64)]) -> Vec<DataBuf> {
+    if let [(start, length)] = *own
+        && start == offset
+        && length == whole.len() as u64
+    {
+        return vec![whole];
+    }
+    own.iter()
+        .map(|&(start, length)| {
+            let from = (start - offset) as usize;
+            DataBuf::Vec(whole[from..from + length as usize].to_vec())
+        })
+        .collect()
 }
 
 /// The maximal run of referenced allocation units of `record` holding blob offset
