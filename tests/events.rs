@@ -1,11 +1,11 @@
 //! What an operator sees through `tracing`: mount and its phases, poisoning and why, slow
-//! transactions, deferred backpressure. Each test captures the events of its own store (the
-//! subscriber is global, so the tests take turns).
+//! transactions, deferred backpressure. The subscriber is global and sees every thread, so the
+//! tests take turns, each whole.
 
 mod common;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bstore::device::SimFaults;
@@ -27,11 +27,16 @@ impl Write for Captured {
     }
 }
 
-/// Runs `work` alone and returns the events (debug and above) emitted while it ran, on any
-/// thread.
-fn capture(work: impl FnOnce()) -> String {
-    static SUBSCRIBED: OnceLock<Captured> = OnceLock::new();
+/// Held for the whole of a test: no other test's store emits events meanwhile.
+fn turn() -> MutexGuard<'static, ()> {
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `work` and returns the events (debug and above) emitted while it ran, on any thread.
+/// The caller holds its [`turn`].
+fn capture(_turn: &MutexGuard<'static, ()>, work: impl FnOnce()) -> String {
+    static SUBSCRIBED: OnceLock<Captured> = OnceLock::new();
     let captured = SUBSCRIBED.get_or_init(|| {
         let captured = Captured::default();
         let writer = captured.clone();
@@ -42,7 +47,6 @@ fn capture(work: impl FnOnce()) -> String {
             .init();
         captured
     });
-    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     captured.0.lock().unwrap().clear();
     work();
     String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned()
@@ -50,12 +54,13 @@ fn capture(work: impl FnOnce()) -> String {
 
 #[test]
 fn mount_says_each_phase_and_what_it_replayed() {
+    let turn = turn();
     let pair = SimPair::new(64 << 20);
     let store = pair.open();
     store.create_collection("c").unwrap();
     store.put("c", "o", &pattern(1, 8192)).unwrap();
     store.close().unwrap();
-    let log = capture(|| pair.open().close().unwrap());
+    let log = capture(&turn, || pair.open().close().unwrap());
     for phase in [
         "label and superblock",
         "journal replay",
@@ -79,10 +84,11 @@ fn mount_says_each_phase_and_what_it_replayed() {
 
 #[test]
 fn a_store_that_poisons_itself_says_why_once() {
+    let turn = turn();
     let pair = SimPair::new(64 << 20);
     let store = pair.open();
     store.create_collection("c").unwrap();
-    let log = capture(|| {
+    let log = capture(&turn, || {
         let writes = pair.device.counters().writes;
         pair.device.set_faults(SimFaults {
             fail_write_number: Some(writes + 1),
@@ -105,13 +111,14 @@ fn a_store_that_poisons_itself_says_why_once() {
 
 #[test]
 fn transactions_slower_than_the_threshold_are_reported() {
+    let turn = turn();
     let mut pair = SimPair::new(64 << 20);
     pair.options = OpenOptions {
         slow_transaction: Duration::ZERO,
         ..pair.options.clone()
     };
     let slow = pair.open();
-    let log = capture(|| {
+    let log = capture(&turn, || {
         slow.create_collection("c").unwrap();
         slow.put("c", "o", &pattern(2, 4096)).unwrap();
     });
@@ -127,13 +134,14 @@ fn transactions_slower_than_the_threshold_are_reported() {
 
     pair.options.slow_transaction = Duration::from_secs(60);
     let store = pair.open();
-    let log = capture(|| store.put("c", "o", &pattern(3, 4096)).unwrap());
+    let log = capture(&turn, || store.put("c", "o", &pattern(3, 4096)).unwrap());
     assert!(!log.contains("slow transaction"), "{log}");
     store.close().unwrap();
 }
 
 #[test]
 fn commits_waiting_on_a_full_deferred_queue_are_reported() {
+    let turn = turn();
     let mut pair = SimPair::new(64 << 20);
     pair.options.deferred = DeferredPolicy {
         queued_bytes_max: 8 << 10,
@@ -142,7 +150,7 @@ fn commits_waiting_on_a_full_deferred_queue_are_reported() {
     let store = pair.open();
     store.create_collection("c").unwrap();
     store.put("c", "o", &pattern(4, 256 << 10)).unwrap();
-    let log = capture(|| {
+    let log = capture(&turn, || {
         for i in 0..16u64 {
             let mut txn = Transaction::new();
             txn.write("c", "o", i * 8192, pattern(i, 4096));

@@ -12,24 +12,36 @@
 //! open it exclusively. Every request must be aligned to the logical block size and lie within
 //! the device; [`check_request`] enforces that for all implementations.
 
-pub mod aligned;
-pub mod label;
-pub mod open;
-pub mod probe;
-pub mod sim;
-pub mod sync_io;
-pub mod uring;
+crate::internal_modules!(aligned, label, open, probe, sim, sync_io, uring);
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use aligned::{AlignedBuf, DataBuf};
-pub use probe::{PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, Signature, find_signatures, probe};
+pub use aligned::{AlignedBuf, BUFFER_ALIGNMENT, DataBuf};
+#[cfg(feature = "testing")]
 pub use sim::{
-    CrashMode, PowerCut, PowerEvent, SimCrashCounts, SimDevice, SimFaults, SimImage, SimIo,
+    CrashMode, PowerCut, PowerEvent, SimCounters, SimCrashCounts, SimDevice, SimFaults, SimImage,
+    SimIo,
 };
-pub use sync_io::SyncDevice;
-pub use uring::UringDevice;
+#[cfg(not(feature = "testing"))]
+#[allow(unused_imports)]
+pub(crate) use sim::{
+    CrashMode, PowerCut, PowerEvent, SimCounters, SimCrashCounts, SimDevice, SimFaults, SimImage,
+    SimIo,
+};
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub use {
+    probe::{PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, Signature, find_signatures, probe},
+    sync_io::SyncDevice,
+    uring::UringDevice,
+};
+#[cfg(not(feature = "internals"))]
+pub(crate) use {
+    probe::{PROBE_HEAD_BYTES, PROBE_TAIL_BYTES, Signature, find_signatures, probe},
+    sync_io::SyncDevice,
+    uring::UringDevice,
+};
 
 use crate::completion::Completion;
 use crate::error::{Error, Result};

@@ -8,17 +8,30 @@
 //! - [`MemKv`]: ordered maps in memory that remember which batches were synced; a simulated crash
 //!   discards the unsynced ones, as a power cut discards RocksDB's unsynced WAL tail.
 
-pub mod mem;
-pub mod overlay;
-pub mod records;
-#[cfg(feature = "rocksdb")]
-pub mod rocks;
+crate::internal_modules!(
+    mem,
+    overlay,
+    records,
+    #[cfg(feature = "rocksdb")]
+    rocks
+);
 
 pub use crate::format::keys::KeySpace;
+#[cfg(feature = "testing")]
 pub use mem::{MemCrashCounts, MemKv, MemKvFaults};
+#[cfg(not(feature = "testing"))]
+#[allow(unused_imports)]
+pub(crate) use mem::{MemCrashCounts, MemKv, MemKvFaults};
+#[cfg(feature = "internals")]
+#[doc(hidden)]
 pub use overlay::OverlayKv;
-#[cfg(feature = "rocksdb")]
+#[cfg(not(feature = "internals"))]
+pub(crate) use overlay::OverlayKv;
+#[cfg(all(feature = "rocksdb", feature = "internals"))]
+#[doc(hidden)]
 pub use rocks::{KvOpenMode, RocksKv};
+#[cfg(all(feature = "rocksdb", not(feature = "internals")))]
+pub(crate) use rocks::{KvOpenMode, RocksKv};
 
 use crate::error::Result;
 

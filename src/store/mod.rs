@@ -9,7 +9,7 @@ pub mod import;
 pub mod layout;
 pub mod mkfs;
 #[cfg(feature = "rocksdb")]
-mod mkfs_dir;
+pub mod mkfs_dir;
 pub mod mount;
 pub mod open;
 pub mod options;

@@ -95,7 +95,7 @@ fn import_to_temporary(
     .map_err(|e| format!("making a temporary store: {}", error_text(e)))?;
     let store = Store::open(&store_dir, options)
         .map_err(|e| format!("opening the temporary store: {}", error_text(e)))?;
-    let source = std::io::BufReader::with_capacity(bstore::format::export::READ_BUFFER_BYTES, file);
+    let source = std::io::BufReader::with_capacity(bstore::stream::READ_BUFFER_BYTES, file);
     store
         .import(source, ImportOptions::default())
         .map_err(|e| format!("reading {}: {}", path.display(), error_text(e)))?;

@@ -12,7 +12,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use bstore::format::export::{
+use bstore::stream::{
     Frame, READ_BUFFER_BYTES, StreamError, StreamHeader, StreamReader, StreamTrailer,
 };
 use bstore::{ExportOptions, ExportProgress, ImportOptions, ImportProgress};
@@ -90,7 +90,7 @@ fn read_whole<R: Read>(
     match (header, trailer) {
         (Some(header), Some(trailer)) => Ok((header, trailer, reader.position())),
         _ => Err((
-            StreamError::Invalid(bstore::format::DecodeError::new(
+            StreamError::Invalid(bstore::DecodeError::new(
                 "export stream",
                 "no header or trailer",
             )),

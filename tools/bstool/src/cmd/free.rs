@@ -10,7 +10,7 @@
 use std::process::ExitCode;
 
 use bstore::ScoreVariant;
-use bstore::alloc::format_g17;
+use bstore::format_g17;
 use serde_json::json;
 
 use crate::output::{Format, Out, error_text, human_bytes, pretty};

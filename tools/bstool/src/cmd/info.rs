@@ -42,7 +42,7 @@ pub fn show_label(cli: &Cli, args: &ShowLabelArgs) -> CmdResult {
     };
     let mut value = json!({
         "format_version": label.format_version,
-        "store_uuid": bstore::store::mkfs::format_uuid(&label.store_uuid),
+        "store_uuid": bstore::format_uuid(&label.store_uuid),
         "device_size": label.device_size,
         "min_alloc_size": label.min_alloc_size,
         "created": rfc3339(label.created_secs, label.created_nanos),

@@ -98,19 +98,19 @@ pub fn zap(cli: &Cli, args: &ZapArgs) -> CmdResult {
                 .map_err(|e| format!("zap {}: {}", device.display(), error_text(e)))?;
             json!({
                 "zapped": device.display().to_string(),
-                "store_uuid": uuid.map(|u| bstore::store::mkfs::format_uuid(&u)),
+                "store_uuid": uuid.map(|u| bstore::format_uuid(&u)),
             })
         }
         None => {
             let path = cli.store_path()?;
             let report = Store::zap(path)
                 .map_err(|e| format!("zap {}: {}", path.display(), error_text(e)))?;
-            let uuid = |u: Option<[u8; 16]>| u.map(|u| bstore::store::mkfs::format_uuid(&u));
+            let uuid = |u: Option<[u8; 16]>| u.map(|u| bstore::format_uuid(&u));
             if let Some(other) = report.label_left {
                 crate::output::warn(&format!(
                     "the device's label belongs to store {} now, not to this directory's: it \
                      was left alone (zap --dev wipes it)",
-                    bstore::store::mkfs::format_uuid(&other)
+                    bstore::format_uuid(&other)
                 ));
             }
             json!({
