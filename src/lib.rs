@@ -36,6 +36,7 @@
 // benchmarks are unused: that is expected, and what lints them is the build with it.
 #![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 #![warn(unnameable_types)]
+#![deny(missing_docs)]
 
 // The engine's modules. Only what the re-exports below and the `device` and `kv` seams name is
 // the API; the `internals` feature opens the modules to this crate's own tests, fuzz targets
@@ -88,6 +89,7 @@ pub use journal::JournalSummary;
 pub use journal::{JournalReplay, JournalStatus};
 pub use store::OmapIter;
 pub use store::mkfs::{format_uuid, parse_uuid};
+#[cfg(feature = "rocksdb")]
 pub use store::mkfs_dir::ZapReport;
 pub use store::{
     Background, BlockSource, CountersSnapshot, DeferredPolicy, ExportOptions, ExportProgress,

@@ -6,8 +6,8 @@
     tools/public-api-count.py TARGET_DIR/doc/bstore.json
 
 Prints the items by kind (modules, types, functions and methods, fields, variants, constants)
-and by top-level module. Items are counted once, where rustdoc places them (re-exports add
-nothing), so the figure is what a user of the crate can name.
+and by top-level module. Items are counted once, reached through modules and re-exports alike,
+so the figure is what a user of the crate can name.
 """
 import collections
 import json
@@ -38,7 +38,10 @@ def main(path):
             kinds[kind] += 1
             modules[top] += 1
         children = []
-        if kind == "module":
+        if kind == "use":
+            if inner.get("id") is not None:
+                children = [inner["id"]]
+        elif kind == "module":
             children = inner["items"]
         elif kind == "struct":
             body = inner["kind"]
@@ -65,7 +68,7 @@ def main(path):
         if item is None:
             continue
         name = item.get("name") or "(re-export)"
-        walk(child, name if kind_of(item) == "module" else "(root)")
+        walk(child, name if kind_of(item) == "module" else "(root re-exports)")
     total = sum(kinds.values())
     print(f"public items: {total}")
     for kind, n in kinds.most_common():

@@ -18,6 +18,7 @@
 
 /// Which form of Ceph's formula to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum ScoreVariant {
     /// Reef and later (the default).
     #[default]

@@ -48,6 +48,7 @@ use crate::error::{Error, Result};
 
 /// What kind of thing backs a device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum DeviceKind {
     /// A regular file standing in for a device.
     File,
@@ -85,6 +86,7 @@ pub enum Access {
 
 /// Which real device implementation to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum IoBackend {
     /// io_uring when the kernel lets this process set up a ring, else pread/pwrite (seccomp
     /// profiles of container runtimes commonly forbid io_uring; `kernel.io_uring_disabled`

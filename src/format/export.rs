@@ -107,6 +107,7 @@ pub struct StreamTrailer {
 
 /// One frame of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Frame {
     /// Always the first frame.
     Header(StreamHeader),

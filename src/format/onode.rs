@@ -37,6 +37,7 @@ const EXTENT_MAP_SHARDED: u8 = 1;
 
 /// Checksum algorithm of a blob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CsumType {
     /// No checksums (allowed, not the default).
     None = 0,

@@ -38,6 +38,7 @@ const POOLED_BYTES_MAX: usize = 4 * (BATCH_BYTES + MERGED_READ_BYTES) as usize;
 
 /// What a deep fsck read and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeepReport {
     /// Device bytes read.
     pub bytes_read: u64,
@@ -65,6 +66,7 @@ impl DeepReport {
 
 /// One chunk of object data that could not be verified.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BadChunk {
     /// `collection/object`, escaped.
     pub object: String,
@@ -80,6 +82,7 @@ pub struct BadChunk {
 
 /// Why a chunk failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ChunkProblem {
     /// The bytes read do not match the checksum the object's metadata records.
     ChecksumMismatch {

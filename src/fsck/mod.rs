@@ -42,6 +42,7 @@ pub use repair::{Repair, RepairOptions, RepairReport, repair};
 
 /// One violated invariant.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FsckError {
     /// Which check found it (e.g. `"space.leaked"`).
     pub check: &'static str,
@@ -89,6 +90,7 @@ pub struct FsckOptions<'a> {
 
 /// How far the data pass of a deep fsck has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FsckProgress {
     /// Bytes read and verified so far.
     pub bytes_read: u64,

@@ -127,6 +127,7 @@ impl std::fmt::Debug for Journal {
 
 /// What the journal holds now, for operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalStatus {
     /// The ring.
     pub region: JournalRegion,
@@ -471,6 +472,7 @@ fn to_batch(payload: CommitPayload) -> Result<Batch> {
 
 /// What mount found in the commit journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalSummary {
     /// The ring.
     pub region: JournalRegion,
@@ -519,6 +521,7 @@ pub fn durable_position(kv: &dyn Kv, region: JournalRegion) -> Result<JournalPos
 
 /// What [`replay`] found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JournalReplay {
     /// Commit records applied to the KV store.
     pub records: u64,

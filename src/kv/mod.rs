@@ -161,6 +161,7 @@ impl Batch {
 
 /// What the KV store wrote to stable storage, by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct KvIoStats {
     /// Write-ahead log bytes.
     pub log_bytes: u64,

@@ -66,6 +66,7 @@ pub struct ExportOptions<'a> {
 
 /// How far an export has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportProgress {
     /// Objects written so far.
     pub objects: u64,
@@ -77,6 +78,7 @@ pub struct ExportProgress {
 
 /// What an export wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExportReport {
     /// Collections.
     pub collections: u64,

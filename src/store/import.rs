@@ -74,6 +74,7 @@ pub struct ImportOptions<'a> {
 
 /// How far an import has got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportProgress {
     /// Objects imported so far.
     pub objects: u64,
@@ -85,6 +86,7 @@ pub struct ImportProgress {
 
 /// What an import did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ImportReport {
     /// Collections imported.
     pub collections: u64,

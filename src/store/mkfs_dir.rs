@@ -94,6 +94,7 @@ pub fn zap(path: &Path) -> Result<ZapReport> {
 
 /// What [`zap`] did to the device's label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ZapReport {
     /// The store whose label was zeroed.
     pub label_wiped: Option<[u8; 16]>,

@@ -56,6 +56,7 @@ use layout::StoreDir;
 
 /// Space accounting of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Statfs {
     /// Bytes of the data device the store uses.
     pub total_bytes: u64,
@@ -73,6 +74,7 @@ pub struct Statfs {
 
 /// Size and space of one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ObjectStat {
     /// Logical size in bytes.
     pub size: u64,
@@ -87,6 +89,7 @@ pub struct ObjectStat {
 
 /// Where a piece of an object lives on the data device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExtentInfo {
     /// Offset within the object.
     pub logical_offset: u64,
@@ -100,6 +103,7 @@ pub struct ExtentInfo {
 
 /// What the store has done since it was opened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CountersSnapshot {
     /// Transactions made durable.
     pub transactions_committed: u64,

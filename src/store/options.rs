@@ -59,6 +59,7 @@ impl Default for FormatOptions {
 
 /// How large a commit journal mkfs makes (it lives on the data device, after the label).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum JournalSize {
     /// A 32nd of the device, between 1 MiB and 1 GiB.
     #[default]
@@ -72,6 +73,7 @@ pub enum JournalSize {
 
 /// Where the data device comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BlockSource {
     /// An existing block device or file: `STORE_DIR/block` becomes a symlink to it.
     Device(PathBuf),

@@ -28,6 +28,7 @@ use crate::kv::{Kv, KvOpenMode, RocksKv};
 
 /// Where salvage works.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SalvageTarget {
     /// A new store directory (must not exist): a repaired copy of the database, and a `block`
     /// link to the original data device. The original store is left as it was.
@@ -38,6 +39,7 @@ pub enum SalvageTarget {
 
 /// What salvage did and found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SalvageReport {
     /// The salvaged store's directory.
     pub store: PathBuf,

@@ -50,6 +50,7 @@ impl Default for ScrubOptions {
 
 /// What a scrub read and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ScrubReport {
     /// Objects scrubbed (objects removed while the scrub ran are not counted).
     pub objects: u64,

@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 /// How a store runs its background work.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Background {
     /// On threads of its own.
     #[default]
@@ -30,6 +31,7 @@ pub enum Background {
 
 /// One unit of background work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Work {
     /// Complete one device request (on a device whose completions the caller drives).
     CompleteIo,

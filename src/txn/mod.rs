@@ -29,6 +29,7 @@ use crate::format::onode::AllocHint;
 
 /// One operation of a transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Op {
     /// Create a collection (error if it exists).
     CreateCollection {
@@ -63,6 +64,7 @@ pub enum Op {
 /// An operation on one object. `Touch`, `Write` and `Zero` create a missing object; the others
 /// fail with `NotFound` when it does not exist.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ObjectOp {
     /// Create the object if missing.
     Touch,

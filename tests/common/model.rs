@@ -133,6 +133,8 @@ impl Model {
                 }
                 apply_object_op(objects, object, op)
             }
+            // A new op must be taught to the model before the tests can generate it.
+            other => panic!("the model does not know {other:?}"),
         }
     }
 }
@@ -234,6 +236,7 @@ fn apply_object_op(
                 copy.data[*target_offset as usize..end].copy_from_slice(&bytes);
             }
         }
+        other => panic!("the model does not know {other:?}"),
     }
     Ok(())
 }

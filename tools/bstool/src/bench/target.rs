@@ -91,6 +91,7 @@ fn journal_note(journal: JournalSize) -> String {
         JournalSize::Auto => "commit journal: default size".into(),
         JournalSize::Bytes(bytes) => format!("commit journal: {bytes} bytes"),
         JournalSize::Disabled => "no commit journal: format 1".into(),
+        other => format!("commit journal: {other:?}"),
     }
 }
 
