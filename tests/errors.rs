@@ -134,11 +134,15 @@ fn every_op_on_a_missing_collection_names_the_collection() {
         let error = failure(&store, op, |t| build(t, "gone", "o"));
         assert_missing(&error, &expected, op);
     }
-    let reads: [(&str, bstore::Result<()>); 3] = [
+    let reads: [(&str, bstore::Result<()>); 4] = [
         ("read", store.read("gone", "o", 0, 10).map(drop)),
         (
             "list_objects",
             store.list_objects("gone", None, 10).map(drop),
+        ),
+        (
+            "list_objects_range",
+            store.list_objects_range("gone", None, None, 10).map(drop),
         ),
         ("exists", store.exists("gone", "o").map(drop)),
     ];

@@ -72,6 +72,17 @@ pub struct Statfs {
     pub object_count: u64,
 }
 
+/// A page of [`Store::list_objects_range`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ObjectListing {
+    /// Object names, in byte order.
+    pub objects: Vec<Vec<u8>>,
+    /// The first name of the range not returned: where the next page starts (`None`: the
+    /// range is done).
+    pub next: Option<Vec<u8>>,
+}
+
 /// Size and space of one object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

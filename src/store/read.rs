@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{ExtentInfo, ObjectStat, Store};
+use super::{ExtentInfo, ObjectListing, ObjectStat, Store};
 use crate::device::DataBuf;
 use crate::error::{Error, Missing, Result};
 use crate::format::keys::{self, KeySpace};
@@ -257,6 +257,44 @@ impl Store {
             .into_iter()
             .map(|(key, _)| Ok(keys::split_onode_key(&key)?.1.to_vec()))
             .collect()
+    }
+
+    /// Up to `limit` object names of a collection in `[start, end)` (byte order; `None`: from
+    /// the first, to the last), and the cursor to go on from: the first name in the range not
+    /// returned (`None` when none is left). As Ceph's `collection_list(c, start, end, max, &ls,
+    /// &next)`: each call's `next` is the next call's `start`.
+    pub fn list_objects_range(
+        &self,
+        collection: impl AsRef<[u8]>,
+        start: Option<&[u8]>,
+        end: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<ObjectListing> {
+        self.engine.check_poison()?;
+        let collection = self.engine.collection(collection.as_ref())?;
+        collection.sequencer.wait_settled(self.engine.waiting());
+        self.engine.check_poison()?;
+        let from = match start {
+            Some(name) => keys::onode_key(collection.id, name),
+            None => keys::onode_key_first(collection.id),
+        };
+        let to = match end {
+            Some(name) => keys::onode_key(collection.id, name),
+            None => keys::onode_key_end(collection.id),
+        };
+        if from >= to {
+            return Ok(ObjectListing::default());
+        }
+        let entries =
+            self.engine
+                .kv
+                .scan_collect(KeySpace::Onodes, &from, Some(&to), limit.saturating_add(1))?;
+        let mut objects = entries
+            .into_iter()
+            .map(|(key, _)| Ok(keys::split_onode_key(&key)?.1.to_vec()))
+            .collect::<Result<Vec<_>>>()?;
+        let next = (objects.len() > limit).then(|| objects.split_off(limit).swap_remove(0));
+        Ok(ObjectListing { objects, next })
     }
 
     /// The newest onode (including transactions not yet durable).
