@@ -1,10 +1,11 @@
 //! The parts of Ceph's ObjectStore interface a daemon built on it relies on: listing a
-//! collection in ranges with a cursor.
+//! collection in ranges with a cursor, reading several ranges of one version of an object,
+//! fiemap over a range.
 
 mod common;
 
 use bstore::{ObjectListing, Transaction};
-use common::SimPair;
+use common::{SimPair, pattern};
 
 fn name(i: usize) -> Vec<u8> {
     format!("obj-{i:04}").into_bytes()
@@ -88,4 +89,70 @@ fn listing_sees_objects_created_and_removed_by_transactions_just_submitted() {
     store.submit(&txn, |_| {}).unwrap();
     let page = store.list_objects_range("c", None, None, 10).unwrap();
     assert_eq!(page.objects, vec![name(0), name(2), name(7)]);
+}
+
+#[test]
+fn read_ranges_gives_each_range_as_read_would() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let data = pattern(11, 300_000);
+    store.put("c", "o", &data).unwrap();
+    store
+        .apply(Transaction::new().zero("c", "o", 100_000, 50_000))
+        .unwrap();
+    let mut expected = data.clone();
+    expected[100_000..150_000].fill(0);
+    let ranges = [
+        (0, 4096),
+        (5, 10),
+        (90_000, 70_000),
+        (299_990, 100),
+        (400_000, 10),
+        (8192, 0),
+    ];
+    let read = store.read_ranges("c", "o", &ranges).unwrap();
+    assert_eq!(read.len(), ranges.len());
+    for (&(offset, length), bytes) in ranges.iter().zip(&read) {
+        assert_eq!(
+            bytes,
+            &store.read("c", "o", offset, length).unwrap(),
+            "range {offset}+{length}"
+        );
+        let end = (offset + length).min(expected.len() as u64) as usize;
+        let start = (offset as usize).min(end);
+        assert_eq!(&bytes[..], &expected[start..end], "range {offset}+{length}");
+    }
+    assert!(store.read_ranges("c", "o", &[]).unwrap().is_empty());
+}
+
+#[test]
+fn fiemap_range_clips_the_extents_to_the_range_and_leaves_holes_out() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "o", &pattern(12, 256 << 10)).unwrap();
+    store
+        .apply(Transaction::new().zero("c", "o", 64 << 10, 64 << 10))
+        .unwrap();
+    let whole = store.fiemap("c", "o").unwrap();
+    let all = store.fiemap_range("c", "o", 0, u64::MAX).unwrap();
+    assert_eq!(all, whole, "the whole range is fiemap");
+    let part = store.fiemap_range("c", "o", 60 << 10, 80 << 10).unwrap();
+    let covered: Vec<(u64, u64)> = part.iter().map(|e| (e.logical_offset, e.length)).collect();
+    assert_eq!(covered, vec![(60 << 10, 4 << 10), (128 << 10, 12 << 10)]);
+    let first = whole.iter().find(|e| e.logical_offset == 0).unwrap();
+    assert_eq!(part[0].device_offset, first.device_offset + (60 << 10));
+    assert!(
+        store
+            .fiemap_range("c", "o", 70 << 10, 10 << 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .fiemap_range("c", "o", 1 << 30, 10)
+            .unwrap()
+            .is_empty()
+    );
 }

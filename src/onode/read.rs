@@ -94,10 +94,9 @@ pub fn read_object_buf(
     finish_read_buf(device, onode, plan, object)
 }
 
-/// The bytes of each of `pieces` (`(object offset, length)`, within the object), one buffer per
-/// piece, read in one batch: a piece one device read serves exactly (as for
-/// [`read_object_buf`]) is that read's aligned buffer, uncopied; any other is assembled on its
-/// own.
+/// The bytes of each of `pieces` (`(object offset, length)`), one buffer per piece, read in
+/// one batch: a piece one device read serves exactly (as for [`read_object_buf`]) is that
+/// read's aligned buffer, uncopied; any other is assembled.
 pub fn read_pieces(
     device: &dyn BlockDevice,
     onode: &Onode,
@@ -105,33 +104,11 @@ pub fn read_pieces(
     object: &str,
     pending: &dyn PendingBytes,
 ) -> Result<Vec<DataBuf>> {
-    let mut out: Vec<DataBuf> = Vec::with_capacity(pieces.len());
-    let mut direct = Vec::new();
-    let mut requests = Vec::new();
-    for &(offset, length) in pieces {
-        let mut plan = plan_read(onode, offset, length, pending);
-        match (plan.direct, plan.plans.pop(), plan.requests.pop()) {
-            (true, Some(piece), Some(request)) => {
-                direct.push((out.len(), piece));
-                requests.push(request);
-                out.push(DataBuf::Vec(Vec::new()));
-            }
-            (_, piece, request) => {
-                plan.plans.extend(piece);
-                plan.requests.extend(request);
-                out.push(finish_read_buf(device, onode, plan, object)?);
-            }
-        }
-    }
-    if requests.is_empty() {
-        return Ok(out);
-    }
-    let completed = device.run(requests)?;
-    for ((index, piece), request) in direct.into_iter().zip(completed) {
-        verify_chunks(onode.extent_map.blob(piece.blob), &piece, &request, object)?;
-        out[index] = request.buf.into_owned().into();
-    }
-    Ok(out)
+    let plans = pieces
+        .iter()
+        .map(|&(offset, length)| plan_read(onode, offset, length, pending))
+        .collect();
+    finish_reads(device, onode, plans, object)
 }
 
 /// A read half done: bytes from memory already in `output`, device reads still to issue.
@@ -247,16 +224,51 @@ pub fn finish_read_buf(
     plan: ReadPlan,
     object: &str,
 ) -> Result<DataBuf> {
+    let mut finished = finish_reads(device, onode, vec![plan], object)?;
+    Ok(finished.pop().unwrap_or(DataBuf::Vec(Vec::new())))
+}
+
+/// Finishes several plans of reads of `onode` with one batch of device reads: one result per
+/// plan, in order.
+pub fn finish_reads(
+    device: &dyn BlockDevice,
+    onode: &Onode,
+    mut plans: Vec<ReadPlan>,
+    object: &str,
+) -> Result<Vec<DataBuf>> {
+    let mut batch = Vec::new();
+    let mut counts = Vec::with_capacity(plans.len());
+    for plan in &mut plans {
+        counts.push(plan.requests.len());
+        batch.append(&mut plan.requests);
+    }
+    let mut completed = if batch.is_empty() {
+        Vec::new()
+    } else {
+        device.run(batch)?
+    }
+    .into_iter();
+    plans
+        .into_iter()
+        .zip(counts)
+        .map(|(plan, count)| complete(onode, plan, completed.by_ref().take(count).collect(), object))
+        .collect()
+}
+
+/// Verifies the completed reads of `plan` and gives its bytes: a direct read's buffer as it
+/// is, else the output with the wanted bytes copied in.
+fn complete(
+    onode: &Onode,
+    plan: ReadPlan,
+    mut completed: Vec<IoRequest>,
+    object: &str,
+) -> Result<DataBuf> {
     let ReadPlan {
         mut output,
         plans,
-        requests,
         direct,
+        ..
     } = plan;
-    if requests.is_empty() {
-        return Ok(output.into());
-    }
-    let mut completed = device.run(requests)?;
     for (plan, request) in plans.iter().zip(&completed) {
         let blob = onode.extent_map.blob(plan.blob);
         verify_chunks(blob, plan, request, object)?;

@@ -15,8 +15,8 @@ use super::{ExtentInfo, ObjectListing, ObjectStat, Store};
 use crate::device::DataBuf;
 use crate::error::{Error, Missing, Result};
 use crate::format::keys::{self, KeySpace};
-use crate::onode::Onode;
-use crate::onode::read::{finish_read_buf, plan_read};
+use crate::onode::{Onode, Piece};
+use crate::onode::read::{finish_reads, plan_read};
 use crate::txn::context::load_slot;
 use crate::txn::engine::{Collection, EnginePending, display_bytes};
 
@@ -55,8 +55,31 @@ impl Store {
         offset: u64,
         length: u64,
     ) -> Result<DataBuf> {
+        let mut read = self.read_snapshot(collection.as_ref(), object.as_ref(), &[(offset, length)])?;
+        Ok(read.pop().unwrap_or(DataBuf::Vec(Vec::new())))
+    }
+
+    /// Several ranges `(offset, length)` of one object, each as [`Store::read`] gives it, all
+    /// from the same version of the object and read from the device in one batch (Ceph's
+    /// `readv`).
+    pub fn read_ranges(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<Vec<u8>>> {
+        let read = self.read_snapshot(collection.as_ref(), object.as_ref(), ranges)?;
+        Ok(read.into_iter().map(DataBuf::into_vec).collect())
+    }
+
+    /// The ranges of one version of the object: the newest when the read began.
+    fn read_snapshot(
+        &self,
+        collection: &[u8],
+        object: &[u8],
+        ranges: &[(u64, u64)],
+    ) -> Result<Vec<DataBuf>> {
         self.engine.check_poison()?;
-        let (collection, object) = (collection.as_ref(), object.as_ref());
         let collection = self.engine.collection(collection)?;
         let name = format!("{}/{}", collection.display_name(), display_bytes(object));
         let mut attempts = 0;
@@ -67,16 +90,20 @@ impl Store {
             // The snapshot and the bytes memory holds are taken together under the slot lock:
             // a transaction installs its onode and its in-memory bytes under the same lock, so
             // this read sees both or neither (never half a transaction).
-            let (onode, plan) = {
+            let (onode, plans) = {
                 let state = slot.lock();
                 let onode = state
                     .onode
                     .clone()
                     .ok_or_else(|| not_found(&collection, object))?;
-                let plan = plan_read(&onode, offset, length, &EnginePending(&self.engine));
-                (onode, plan)
+                let pending = EnginePending(&self.engine);
+                let plans: Vec<_> = ranges
+                    .iter()
+                    .map(|&(offset, length)| plan_read(&onode, offset, length, &pending))
+                    .collect();
+                (onode, plans)
             };
-            let result = finish_read_buf(self.engine.device.as_ref(), &onode, plan, &name);
+            let result = finish_reads(self.engine.device.as_ref(), &onode, plans, &name);
             // A transaction that overwrote these chunks in place after the snapshot may have
             // put bytes the snapshot's checksums do not describe on the device. Then the onode
             // has changed too: read again from the newer one. A mismatch under an unchanged
@@ -89,10 +116,11 @@ impl Store {
                 }
             }
             let data = result?;
+            let bytes: usize = data.iter().map(|d| d.len()).sum();
             self.engine
                 .counters
                 .data_bytes_read
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
+                .fetch_add(bytes as u64, Ordering::Relaxed);
             return Ok(data);
         }
     }
@@ -145,6 +173,44 @@ impl Store {
                     device_offset: blob.device_offset + u64::from(mapping.blob_offset),
                     shared: blob.shared_blob_id.is_some(),
                 }
+            })
+            .collect())
+    }
+
+    /// The extents of `[offset, offset + length)` of an object, clipped to the range (Ceph's
+    /// `fiemap` over a range); holes are left out.
+    pub fn fiemap_range(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<ExtentInfo>> {
+        let (_, onode) = self.newest_onode(collection.as_ref(), object.as_ref())?;
+        let end = offset.saturating_add(length).min(onode.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        Ok(onode
+            .extent_map
+            .pieces(offset, end - offset)
+            .into_iter()
+            .filter_map(|piece| match piece {
+                Piece::Data {
+                    logical_offset,
+                    length,
+                    blob,
+                    blob_offset,
+                } => {
+                    let blob = onode.extent_map.blob(blob);
+                    Some(ExtentInfo {
+                        logical_offset,
+                        length,
+                        device_offset: blob.device_offset + u64::from(blob_offset),
+                        shared: blob.shared_blob_id.is_some(),
+                    })
+                }
+                Piece::Hole { .. } => None,
             })
             .collect())
     }
