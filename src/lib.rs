@@ -94,8 +94,8 @@ pub use store::mkfs_dir::ZapReport;
 pub use store::{
     Background, BlockSource, CountersSnapshot, DeferredPolicy, ExportOptions, ExportProgress,
     ExportReport, ExtentInfo, FormatOptions, ImportOptions, ImportProgress, ImportReport,
-    JournalSize, MkfsOptions, ObjectListing, ObjectStat, OpenOptions, ScrubOptions, ScrubReport,
-    Statfs, Store, Work,
+    JournalSize, MkfsOptions, ObjectListing, ObjectStat, OmapSnapshot, OpenOptions, ScrubOptions,
+    ScrubReport, Statfs, Store, Work,
 };
 #[cfg(feature = "rocksdb")]
 pub use store::{SalvageReport, SalvageTarget};

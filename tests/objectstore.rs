@@ -156,3 +156,87 @@ fn fiemap_range_clips_the_extents_to_the_range_and_leaves_holes_out() {
             .is_empty()
     );
 }
+
+#[test]
+fn omap_iterators_seek_to_lower_and_upper_bounds() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let keys: Vec<Vec<u8>> = [b"a".as_slice(), b"b", b"bb", b"c", b"d"]
+        .iter()
+        .map(|k| k.to_vec())
+        .collect();
+    let mut txn = Transaction::new();
+    txn.touch("c", "o")
+        .omap_setkeys("c", "o", keys.iter().map(|k| (k.clone(), k.repeat(2))));
+    store.apply(&txn).unwrap();
+    let key_of = |entry: Option<bstore::Result<(Vec<u8>, Vec<u8>)>>| entry.map(|e| e.unwrap().0);
+
+    let mut iter = store.omap_iter("c", "o", b"", Some(b"d")).unwrap();
+    assert_eq!(key_of(iter.next()), Some(b"a".to_vec()));
+    iter.lower_bound(b"b");
+    assert_eq!(
+        key_of(iter.next()),
+        Some(b"b".to_vec()),
+        "lower bound: the key itself"
+    );
+    iter.upper_bound(b"b");
+    assert_eq!(
+        key_of(iter.next()),
+        Some(b"bb".to_vec()),
+        "upper bound: after it"
+    );
+    iter.lower_bound(b"ba");
+    assert_eq!(
+        key_of(iter.next()),
+        Some(b"bb".to_vec()),
+        "lower bound of a missing key"
+    );
+    iter.upper_bound(b"c");
+    assert_eq!(key_of(iter.next()), None, "the end bound stays");
+    iter.lower_bound(b"a");
+    let rest: Vec<Vec<u8>> = iter.map(|e| e.unwrap().0).collect();
+    assert_eq!(rest, keys[..4].to_vec(), "seeking back works too");
+}
+
+#[test]
+fn omap_get_reads_the_header_and_the_values_at_one_commit_point() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let mut txn = Transaction::new();
+    txn.touch("c", "o").omap_setheader("c", "o", b"0".to_vec());
+    store.apply(&txn).unwrap();
+    let rounds = 300u32;
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for n in 1..=rounds {
+                let version = n.to_string().into_bytes();
+                let mut txn = Transaction::new();
+                txn.omap_setheader("c", "o", version.clone())
+                    .omap_setkeys("c", "o", [(b"version".to_vec(), version.clone())])
+                    .omap_setkeys("c", "o", [(format!("key-{n}").into_bytes(), version)]);
+                store.submit(&txn, |_| {}).unwrap();
+            }
+        });
+        for _ in 0..100 {
+            let bstore::OmapSnapshot { header, values, .. } = store.omap_get("c", "o").unwrap();
+            let header = header.expect("the header is always set");
+            if header == b"0" {
+                assert!(values.is_empty(), "{values:?}");
+                continue;
+            }
+            assert_eq!(values.get(b"version".as_slice()), Some(&header));
+            let n: usize = String::from_utf8(header).unwrap().parse().unwrap();
+            assert_eq!(
+                values.len(),
+                n + 1,
+                "every key of every transaction up to the header's"
+            );
+        }
+    });
+    let omap = store.omap_get("c", "o").unwrap();
+    let (header, values) = (omap.header, omap.values);
+    assert_eq!(header, Some(rounds.to_string().into_bytes()));
+    assert_eq!(values.len(), rounds as usize + 1);
+}

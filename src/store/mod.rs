@@ -72,6 +72,16 @@ pub struct Statfs {
     pub object_count: u64,
 }
 
+/// An object's omap at one commit point ([`Store::omap_get`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OmapSnapshot {
+    /// The omap header, if set.
+    pub header: Option<Vec<u8>>,
+    /// Every entry, by key.
+    pub values: std::collections::BTreeMap<Vec<u8>, Vec<u8>>,
+}
+
 /// A page of [`Store::list_objects_range`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]

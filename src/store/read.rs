@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use super::{ExtentInfo, ObjectListing, ObjectStat, Store};
+use super::{ExtentInfo, ObjectListing, ObjectStat, OmapSnapshot, Store};
 use crate::device::DataBuf;
 use crate::error::{Error, Missing, Result};
 use crate::format::keys::{self, KeySpace};
@@ -270,6 +270,25 @@ impl Store {
         Ok(values)
     }
 
+    /// An object's omap header and every entry, read at one commit point (Ceph's `omap_get`):
+    /// a transaction that changes both is seen whole or not at all.
+    pub fn omap_get(
+        &self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+    ) -> Result<OmapSnapshot> {
+        let nid = self.settled_nid(collection.as_ref(), object.as_ref())?;
+        let snapshot = self.engine.kv.snapshot()?;
+        let header = snapshot.get(KeySpace::Omap, &keys::omap_header_key(nid))?;
+        let mut values = BTreeMap::new();
+        let (start, end) = (keys::omap_value_key(nid, &[]), keys::omap_values_end(nid));
+        snapshot.scan(KeySpace::Omap, &start, Some(&end), &mut |key, value| {
+            values.insert(keys::split_omap_key(key)?.2.to_vec(), value.to_vec());
+            Ok(true)
+        })?;
+        Ok(OmapSnapshot { header, values })
+    }
+
     /// Omap entries with `start <= key` (and `key < end` when given), in key order.
     ///
     /// The iterator reads in pages; it is not a snapshot: a transaction committed while it runs
@@ -288,6 +307,7 @@ impl Store {
         };
         Ok(OmapIter {
             store: self,
+            nid,
             next_key: keys::omap_value_key(nid, start),
             end_key,
             page: Vec::new(),
@@ -409,6 +429,7 @@ fn not_found(collection: &Collection, object: &[u8]) -> Error {
 /// Ordered omap entries of one object, read a page at a time.
 pub struct OmapIter<'a> {
     store: &'a Store,
+    nid: u64,
     next_key: Vec<u8>,
     end_key: Vec<u8>,
     page: Vec<(Vec<u8>, Vec<u8>)>,
@@ -416,6 +437,25 @@ pub struct OmapIter<'a> {
 }
 
 impl OmapIter<'_> {
+    /// Moves to the first entry whose key is `key` or after it (Ceph's `lower_bound`); the end
+    /// bound stays.
+    pub fn lower_bound(&mut self, key: &[u8]) {
+        self.seek(keys::omap_value_key(self.nid, key));
+    }
+
+    /// Moves to the first entry whose key is after `key` (Ceph's `upper_bound`).
+    pub fn upper_bound(&mut self, key: &[u8]) {
+        let mut next = keys::omap_value_key(self.nid, key);
+        next.push(0);
+        self.seek(next);
+    }
+
+    fn seek(&mut self, next_key: Vec<u8>) {
+        self.next_key = next_key;
+        self.page.clear();
+        self.done = false;
+    }
+
     fn refill(&mut self) -> Result<()> {
         let mut entries = self.store.engine.kv.scan_collect(
             KeySpace::Omap,
