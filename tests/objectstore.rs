@@ -240,3 +240,45 @@ fn omap_get_reads_the_header_and_the_values_at_one_commit_point() {
     assert_eq!(header, Some(rounds.to_string().into_bytes()));
     assert_eq!(values.len(), rounds as usize + 1);
 }
+
+#[test]
+fn submit_all_commits_several_transactions_in_order_together_or_not_at_all() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, mpsc};
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let mut first = Transaction::new();
+    first.write("c", "a", 0, b"one".to_vec());
+    let mut second = Transaction::new();
+    second.rename("c", "a", "b"); // sees the first's object
+    let mut third = Transaction::new();
+    third.write("c", "b", 3, b"two".to_vec());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (done, committed) = mpsc::channel();
+    let counted = Arc::clone(&calls);
+    store
+        .submit_all([first, second, third], move |result| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            done.send(result).unwrap();
+        })
+        .unwrap();
+    assert_eq!(store.get("c", "b").unwrap(), b"onetwo", "visible at once");
+    committed.recv().unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one callback for the lot");
+
+    let mut fine = Transaction::new();
+    fine.write("c", "x", 0, b"x".to_vec());
+    let mut failing = Transaction::new();
+    failing.rename("c", "x", "b"); // the target exists
+    let refused = store.submit_all([fine, failing], |_| panic!("not called on Err"));
+    assert!(
+        matches!(refused, Err(bstore::Error::AlreadyExists(_))),
+        "{refused:?}"
+    );
+    assert!(
+        !store.exists("c", "x").unwrap(),
+        "nothing of the batch applied"
+    );
+    assert_eq!(store.get("c", "b").unwrap(), b"onetwo");
+}

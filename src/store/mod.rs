@@ -514,6 +514,22 @@ impl Store {
         submit::submit(&self.engine, self.pipeline()?, txn, Box::new(on_commit))
     }
 
+    /// Submits several transactions as one (Ceph's `queue_transactions` with a vector of
+    /// them): their ops apply in order, each seeing the ones before, and they commit together
+    /// at one point, or none does. Visible on `Ok`; `on_commit` runs once, when all are
+    /// durable.
+    pub fn submit_all(
+        &self,
+        txns: impl IntoIterator<Item = Transaction>,
+        on_commit: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        let mut all = Transaction::new();
+        for txn in txns {
+            all.append(txn);
+        }
+        self.submit(&all, on_commit)
+    }
+
     /// Submits a transaction and waits until it is durable.
     pub fn apply(&self, txn: &Transaction) -> Result<()> {
         let completion = Arc::new(Completion::new());

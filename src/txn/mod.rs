@@ -244,6 +244,14 @@ impl Transaction {
         self.ops.is_empty()
     }
 
+    /// Appends every op of `other`, after this transaction's own (Ceph's
+    /// `Transaction::append`): one transaction doing both, in order, all or nothing.
+    pub fn append(&mut self, other: Transaction) -> &mut Self {
+        self.ops.extend(other.ops);
+        self.internal |= other.internal;
+        self
+    }
+
     /// Appends an op.
     pub fn push(&mut self, op: Op) -> &mut Self {
         self.ops.push(op);
