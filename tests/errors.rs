@@ -88,6 +88,9 @@ const OBJECT_OPS: &[OpBuilder] = &[
     ("rename", |t, c, o| {
         t.rename(c, o, "renamed");
     }),
+    ("move_rename", |t, c, o| {
+        t.move_rename(c, o, c, "moved");
+    }),
     ("clone_object", |t, c, o| {
         t.clone_object(c, o, "copy");
     }),

@@ -282,3 +282,74 @@ fn submit_all_commits_several_transactions_in_order_together_or_not_at_all() {
     );
     assert_eq!(store.get("c", "b").unwrap(), b"onetwo");
 }
+
+#[test]
+fn move_rename_carries_an_object_to_another_collection_whole() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("pg.1_head").unwrap();
+    store.create_collection("pg.1_temp").unwrap();
+    let data = pattern(21, 200_000);
+    let mut txn = Transaction::new();
+    txn.write("pg.1_temp", "obj", 0, data.clone())
+        .setattr("pg.1_temp", "obj", "_", b"info".to_vec())
+        .omap_setheader("pg.1_temp", "obj", b"header".to_vec())
+        .omap_setkeys("pg.1_temp", "obj", [(b"k".to_vec(), b"v".to_vec())]);
+    store.apply(&txn).unwrap();
+    let before = store.statfs().unwrap();
+
+    let mut txn = Transaction::new();
+    txn.move_rename("pg.1_temp", "obj", "pg.1_head", "obj.final")
+        .write("pg.1_head", "obj.final", 0, b"new".to_vec());
+    store.apply(&txn).unwrap();
+    let mut expected = data.clone();
+    expected[..3].copy_from_slice(b"new");
+    let check = |store: &bstore::Store| {
+        assert!(
+            !store.exists("pg.1_temp", "obj").unwrap(),
+            "gone from the source"
+        );
+        assert_eq!(store.get("pg.1_head", "obj.final").unwrap(), expected);
+        assert_eq!(
+            store.getattr("pg.1_head", "obj.final", "_").unwrap(),
+            Some(b"info".to_vec())
+        );
+        let omap = store.omap_get("pg.1_head", "obj.final").unwrap();
+        assert_eq!(omap.header, Some(b"header".to_vec()));
+        assert_eq!(omap.values.get(b"k".as_slice()), Some(&b"v".to_vec()));
+        assert!(
+            store
+                .list_objects("pg.1_temp", None, 10)
+                .unwrap()
+                .is_empty()
+        );
+    };
+    check(&store);
+    let after = store.statfs().unwrap();
+    assert_eq!(
+        after.allocated_bytes, before.allocated_bytes,
+        "nothing copied"
+    );
+
+    let mut taken = Transaction::new();
+    taken
+        .touch("pg.1_temp", "other")
+        .move_rename("pg.1_temp", "other", "pg.1_head", "obj.final");
+    assert!(matches!(
+        store.apply(&taken),
+        Err(bstore::Error::AlreadyExists(_))
+    ));
+    let mut nowhere = Transaction::new();
+    nowhere.move_rename("pg.1_head", "obj.final", "missing", "x");
+    assert!(matches!(
+        store.apply(&nowhere),
+        Err(bstore::Error::NotFound(_))
+    ));
+    store.close().unwrap();
+
+    let store = pair.open();
+    check(&store);
+    store.close().unwrap();
+    let report = bstore::Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}

@@ -140,7 +140,11 @@ impl<'e> TxnContext<'e> {
                 self.truncate(key, *size)
             }
             ObjectOp::Remove => self.remove_object(key),
-            ObjectOp::Rename { new_name } => self.rename(key, new_name),
+            ObjectOp::Rename { new_name } => {
+                let collection = self.objects[key].collection.name();
+                self.move_to(key, &collection, new_name)
+            }
+            ObjectOp::MoveTo { collection, name } => self.move_to(key, collection, name),
             ObjectOp::SetAttrs { attrs } => metadata::set_attrs(self.onode_mut(key), attrs),
             ObjectOp::RmAttr { name } => {
                 self.onode_mut(key).xattrs.remove(name);
@@ -470,16 +474,17 @@ impl<'e> TxnContext<'e> {
 
     /// Moves an object to a new name in its collection. The onode keeps its nid, so its omap
     /// and extent shards stay where they are; only the onode key changes.
-    fn rename(&mut self, key: &ObjectKey, new_name: &[u8]) -> Result<()> {
-        let collection = Arc::clone(&self.objects[key].collection);
-        let target = self.load(&collection.name(), new_name)?;
+    /// Moves the object to `new_name` in `collection` (its own, or another): its onode record
+    /// changes key; its shards, omap and blobs are keyed by its nid and stay where they are.
+    fn move_to(&mut self, key: &ObjectKey, collection: &[u8], new_name: &[u8]) -> Result<()> {
+        let target = self.load(collection, new_name)?;
         if target == *key {
             return Ok(());
         }
         if self.objects[&target].onode.is_some() {
             return Err(Error::AlreadyExists(format!(
                 "object {}/{}",
-                collection.display_name(),
+                self.objects[&target].collection.display_name(),
                 display_bytes(new_name)
             )));
         }

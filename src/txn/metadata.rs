@@ -108,6 +108,7 @@ pub fn validate(op: &ObjectOp) -> Result<()> {
         | ObjectOp::RmAttrs
         | ObjectOp::OmapClear
         | ObjectOp::Rename { .. }
+        | ObjectOp::MoveTo { .. }
         | ObjectOp::Clone { .. }
         | ObjectOp::CloneRange { .. }
         | ObjectOp::SetAllocHint(_) => Ok(()),

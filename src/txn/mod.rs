@@ -132,6 +132,15 @@ pub enum ObjectOp {
         /// New object name.
         new_name: Vec<u8>,
     },
+    /// Move the object to `name` in `collection`, which may be another collection (Ceph's
+    /// `collection_move_rename`); fails with `AlreadyExists` if that name is taken there.
+    /// Data, xattrs and omap move with it; nothing is copied.
+    MoveTo {
+        /// The collection it moves to.
+        collection: Vec<u8>,
+        /// Its name there.
+        name: Vec<u8>,
+    },
     /// Record the expected object size, write size and access flags.
     SetAllocHint(AllocHint),
     /// Make `target` (in the same collection) a copy of this object: data, size, xattrs and
@@ -175,10 +184,14 @@ impl Op {
         }
     }
 
-    /// Every collection the op names: its own, and a rename's new name.
+    /// Every collection the op names: its own, and a rename's new name or a move's target.
     pub fn collections(&self) -> impl Iterator<Item = &[u8]> {
         let new_name = match self {
             Op::RenameCollection { new_name, .. } => Some(new_name.as_slice()),
+            Op::Object {
+                op: ObjectOp::MoveTo { collection, .. },
+                ..
+            } => Some(collection.as_slice()),
             _ => None,
         };
         std::iter::once(self.collection()).chain(new_name)
@@ -500,6 +513,23 @@ impl Transaction {
             object.as_ref(),
             ObjectOp::Rename { new_name },
         )
+    }
+
+    /// Moves `object` of `collection` to `new_name` in `new_collection` (Ceph's
+    /// `collection_move_rename`, which the OSD uses for every PG-log and temporary object): a
+    /// change of metadata only. The new name must be free there.
+    pub fn move_rename(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        new_collection: impl AsRef<[u8]>,
+        new_name: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        let op = ObjectOp::MoveTo {
+            collection: new_collection.as_ref().to_vec(),
+            name: new_name.as_ref().to_vec(),
+        };
+        self.object(collection.as_ref(), object.as_ref(), op)
     }
 
     /// Makes `target` a copy of `source` (data shared copy-on-write, xattrs, omap); an

@@ -104,6 +104,10 @@ fn validate(op: &Op) -> Result<()> {
         Op::Object { object, op, .. } => {
             check_name("object", object, OBJECT_NAME_LENGTH_MAX)?;
             match op {
+                ObjectOp::MoveTo { collection, name } => {
+                    check_name("collection", collection, COLLECTION_NAME_LENGTH_MAX)?;
+                    check_name("object", name, OBJECT_NAME_LENGTH_MAX)?;
+                }
                 ObjectOp::Rename { new_name: other }
                 | ObjectOp::Clone { target: other }
                 | ObjectOp::CloneRange { target: other, .. } => {
