@@ -353,3 +353,31 @@ fn move_rename_carries_an_object_to_another_collection_whole() {
     let report = bstore::Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
     assert!(report.is_clean(), "{:?}", report.errors);
 }
+
+#[test]
+fn try_rename_renames_what_exists_and_passes_over_what_does_not() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    store.put("c", "log.new", b"entries").unwrap();
+    store.put("c", "taken", b"x").unwrap();
+    let mut txn = Transaction::new();
+    txn.try_rename("c", "missing", "anything")
+        .try_rename("c", "log.new", "log");
+    store.apply(&txn).unwrap();
+    assert_eq!(store.get("c", "log").unwrap(), b"entries");
+    assert!(!store.exists("c", "log.new").unwrap());
+    assert!(
+        !store.exists("c", "anything").unwrap(),
+        "a missing source makes nothing"
+    );
+    let mut clash = Transaction::new();
+    clash.try_rename("c", "log", "taken");
+    assert!(matches!(
+        store.apply(&clash),
+        Err(bstore::Error::AlreadyExists(_))
+    ));
+    store.close().unwrap();
+    let report = bstore::Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}

@@ -109,6 +109,7 @@ pub fn validate(op: &ObjectOp) -> Result<()> {
         | ObjectOp::OmapClear
         | ObjectOp::Rename { .. }
         | ObjectOp::MoveTo { .. }
+        | ObjectOp::TryRename { .. }
         | ObjectOp::Clone { .. }
         | ObjectOp::CloneRange { .. }
         | ObjectOp::SetAllocHint(_) => Ok(()),

@@ -132,6 +132,12 @@ pub enum ObjectOp {
         /// New object name.
         new_name: Vec<u8>,
     },
+    /// Rename the object if it exists, and do nothing if it does not (Ceph's `try_rename`);
+    /// fails with `AlreadyExists` if it exists and the new name is taken.
+    TryRename {
+        /// New object name.
+        new_name: Vec<u8>,
+    },
     /// Move the object to `name` in `collection`, which may be another collection (Ceph's
     /// `collection_move_rename`); fails with `AlreadyExists` if that name is taken there.
     /// Data, xattrs and omap move with it; nothing is copied.
@@ -512,6 +518,22 @@ impl Transaction {
             collection.as_ref(),
             object.as_ref(),
             ObjectOp::Rename { new_name },
+        )
+    }
+
+    /// Renames an object within its collection if it exists; a missing object is no error
+    /// (Ceph's `try_rename`, which the OSD uses for PG-log objects that may not exist yet).
+    pub fn try_rename(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        object: impl AsRef<[u8]>,
+        new_name: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        let new_name = new_name.as_ref().to_vec();
+        self.object(
+            collection.as_ref(),
+            object.as_ref(),
+            ObjectOp::TryRename { new_name },
         )
     }
 

@@ -109,6 +109,7 @@ fn validate(op: &Op) -> Result<()> {
                     check_name("object", name, OBJECT_NAME_LENGTH_MAX)?;
                 }
                 ObjectOp::Rename { new_name: other }
+                | ObjectOp::TryRename { new_name: other }
                 | ObjectOp::Clone { target: other }
                 | ObjectOp::CloneRange { target: other, .. } => {
                     check_name("object", other, OBJECT_NAME_LENGTH_MAX)?;
