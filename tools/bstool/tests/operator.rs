@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bstore::format::label::Label;
+use bstore::Label;
 use bstore::{DeferredPolicy, OpenOptions, Store, Transaction};
 
 const CHILD_ENV: &str = "BSTOOL_TEST_CHILD";
