@@ -50,10 +50,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Options of both the child and the parent: overwrites under 64 KiB are deferred.
 fn options() -> OpenOptions {
-    OpenOptions {
-        prefer_deferred_size: Some(64 << 10),
-        ..OpenOptions::default()
-    }
+    OpenOptions::default().with_prefer_deferred_size(Some(64 << 10))
 }
 
 /// Runs `attempt` until it is not `Busy` (or `BUSY_TIMEOUT` passed); returns how long it was

@@ -288,10 +288,7 @@ fn a_failed_journal_flush_poisons_and_nothing_unacknowledged_appears() {
 fn a_failed_kv_sync_of_a_store_without_a_journal_poisons_and_nothing_unacknowledged_appears() {
     let pair = SimPair::with_format(
         DEVICE,
-        &bstore::FormatOptions {
-            journal: bstore::JournalSize::Disabled,
-            ..bstore::FormatOptions::default()
-        },
+        &bstore::FormatOptions::default().with_journal(bstore::JournalSize::Disabled),
     );
     let store = open(&pair, &manual_options(64 << 10));
     store.create_collection("c").unwrap();
@@ -414,15 +411,13 @@ fn a_full_deferred_queue_holds_commits_back_without_stalling_them() {
     // Room for about one record: almost every commit finds the queue full, and the committer
     // must wait for the applier (which needs the journal) before it takes the journal itself.
     let pair = SimPair::new(DEVICE);
-    let options = OpenOptions {
-        prefer_deferred_size: Some(64 << 10),
-        deferred: bstore::DeferredPolicy {
-            batch_records: 2,
-            queued_bytes_max: 4096,
-            ..bstore::DeferredPolicy::default()
-        },
-        ..OpenOptions::default()
-    };
+    let options = OpenOptions::default()
+        .with_prefer_deferred_size(Some(64 << 10))
+        .with_deferred(
+            bstore::DeferredPolicy::default()
+                .with_batch_records(2)
+                .with_queued_bytes_max(4096),
+        );
     let store = Arc::new(open(&pair, &options));
     store.create_collection("c").unwrap();
     let objects = 4;

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bstore::device::SimFaults;
-use bstore::{DeferredPolicy, OpenOptions, Transaction};
+use bstore::Transaction;
 use common::{SimPair, pattern};
 
 /// Everything the subscriber has written since the last [`capture`].
@@ -113,10 +113,7 @@ fn a_store_that_poisons_itself_says_why_once() {
 fn transactions_slower_than_the_threshold_are_reported() {
     let turn = turn();
     let mut pair = SimPair::new(64 << 20);
-    pair.options = OpenOptions {
-        slow_transaction: Duration::ZERO,
-        ..pair.options.clone()
-    };
+    pair.options = pair.options.clone().with_slow_transaction(Duration::ZERO);
     let slow = pair.open();
     let log = capture(&turn, || {
         slow.create_collection("c").unwrap();
@@ -143,10 +140,7 @@ fn transactions_slower_than_the_threshold_are_reported() {
 fn commits_waiting_on_a_full_deferred_queue_are_reported() {
     let turn = turn();
     let mut pair = SimPair::new(64 << 20);
-    pair.options.deferred = DeferredPolicy {
-        queued_bytes_max: 8 << 10,
-        ..pair.options.deferred
-    };
+    pair.options.deferred = pair.options.deferred.with_queued_bytes_max(8 << 10);
     let store = pair.open();
     store.create_collection("c").unwrap();
     store.put("c", "o", &pattern(4, 256 << 10)).unwrap();

@@ -143,15 +143,9 @@ fn chosen_collections_existing_names_and_force() {
     let store = source.open();
     populate(&store);
     let mut only_b = Vec::new();
-    let options = ExportOptions {
-        collections: vec![b"b".to_vec()],
-        ..ExportOptions::default()
-    };
+    let options = ExportOptions::default().with_collections(vec![b"b".to_vec()]);
     assert_eq!(store.export(&mut only_b, options).unwrap().collections, 1);
-    let missing = ExportOptions {
-        collections: vec![b"nope".to_vec()],
-        ..ExportOptions::default()
-    };
+    let missing = ExportOptions::default().with_collections(vec![b"nope".to_vec()]);
     assert!(matches!(
         store.export(Vec::new(), missing),
         Err(Error::NotFound(_))
@@ -169,10 +163,7 @@ fn chosen_collections_existing_names_and_force() {
     ));
     assert_eq!(read_everything(&target_store).unwrap(), before, "unchanged");
     // Only `a`: beside the existing `b`.
-    let only_a = ImportOptions {
-        collections: vec![b"a".to_vec()],
-        ..ImportOptions::default()
-    };
+    let only_a = ImportOptions::default().with_collections(vec![b"a".to_vec()]);
     assert_eq!(
         target_store.import(&whole[..], only_a).unwrap().collections,
         1
@@ -182,10 +173,7 @@ fn chosen_collections_existing_names_and_force() {
     assert_eq!(now.collections[&b"a"[..]], expected.collections[&b"a"[..]]);
     assert_eq!(now.collections[&b"b"[..]], before.collections[&b"b"[..]]);
     // With force, `b` is replaced whole.
-    let force = ImportOptions {
-        force: true,
-        ..ImportOptions::default()
-    };
+    let force = ImportOptions::default().with_force(true);
     let report = target_store.import(&only_b[..], force).unwrap();
     assert_eq!(report.replaced, 1);
     assert_eq!(read_everything(&target_store).unwrap(), expected);
@@ -281,10 +269,7 @@ fn space_freed_during_an_export_is_not_reused_before_it_ends() {
         }
     };
     let mut stream = Vec::new();
-    let options = ExportOptions {
-        progress: Some(&mut meddle),
-        ..ExportOptions::default()
-    };
+    let options = ExportOptions::default().with_progress(Some(&mut meddle));
     store.export(&mut stream, options).unwrap();
     assert!(refused, "the device never filled ({fillers} fillers)");
     let target = SimPair::new(DEVICE);

@@ -176,12 +176,10 @@ fn a_leftover_import_that_cannot_be_removed_does_not_keep_the_store_from_mountin
 }
 
 fn big_blob_pair() -> SimPair {
-    let format = bstore::FormatOptions {
-        min_alloc_size: 64 << 10,
-        csum_chunk: 4096,
-        blob_length_max: 16 << 20,
-        ..bstore::FormatOptions::default()
-    };
+    let format = bstore::FormatOptions::default()
+        .with_min_alloc_size(64 << 10)
+        .with_csum_chunk(4096)
+        .with_blob_length_max(16 << 20);
     SimPair::with_format(DEVICE, &format)
 }
 
@@ -282,10 +280,7 @@ fn writes_in_place_during_an_export_do_not_reach_it() {
     store
         .export(
             &mut stream,
-            ExportOptions {
-                progress: Some(&mut meddle),
-                ..ExportOptions::default()
-            },
+            ExportOptions::default().with_progress(Some(&mut meddle)),
         )
         .unwrap();
     let counters = store.counters();
@@ -315,10 +310,11 @@ fn scrubbing_b() -> (
     let scrubber = {
         let store = Arc::clone(&store);
         std::thread::spawn(move || {
-            store.scrub(&ScrubOptions {
-                collection: Some(b"b".to_vec()),
-                bytes_per_second: 2 << 20, // ~2.5 s for 5 MiB
-            })
+            store.scrub(
+                &ScrubOptions::default()
+                    .with_collection(Some(b"b".to_vec()))
+                    .with_bytes_per_second(2 << 20), // ~2.5 s for 5 MiB
+            )
         })
     };
     std::thread::sleep(Duration::from_millis(300));
@@ -381,10 +377,7 @@ fn a_scrub_across_a_forced_import_reports_nothing() {
     source_store.put("b", "new", b"imported").unwrap();
     let stream = export(&source_store);
     let (_pair, store, scrubber) = scrubbing_b();
-    let options = ImportOptions {
-        force: true,
-        ..ImportOptions::default()
-    };
+    let options = ImportOptions::default().with_force(true);
     store.import(&stream[..], options).unwrap();
     fill_and_expect_a_clean_scrub(&store, scrubber);
 }

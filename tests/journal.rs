@@ -259,10 +259,7 @@ fn a_torn_final_record_is_dropped_and_the_store_mounts() {
 /// A mounted pair whose journal is the smallest there is (64 KiB: records of at most 16 KiB),
 /// with collection `c`.
 fn with_smallest_journal() -> (SimPair, Store) {
-    let format = FormatOptions {
-        journal: JournalSize::Bytes(64 << 10),
-        ..FormatOptions::default()
-    };
+    let format = FormatOptions::default().with_journal(JournalSize::Bytes(64 << 10));
     let pair = SimPair::with_format(DEVICE, &format);
     let store = open(&pair).unwrap();
     store.create_collection("c").unwrap();
@@ -493,10 +490,7 @@ fn an_older_kv_store_is_refused_behind_an_earlier_mark_when_a_later_commit_was_c
 fn a_store_without_a_journal_commits_through_the_kv_store() {
     let pair = SimPair::with_format(
         DEVICE,
-        &FormatOptions {
-            journal: JournalSize::Disabled,
-            ..FormatOptions::default()
-        },
+        &FormatOptions::default().with_journal(JournalSize::Disabled),
     );
     let label = bstore::store::mount::read_label(pair.device.as_ref()).unwrap();
     assert_eq!(label.format_version, 1);
@@ -620,10 +614,7 @@ fn an_acknowledged_record_at_the_ring_start_behind_a_torn_one_at_its_end_survive
     use bstore::format::journal::JOURNAL_HEADER_LENGTH;
     use bstore::kv::MemKv;
     let size = 64u64 << 20;
-    let format = bstore::FormatOptions {
-        journal: JournalSize::Bytes(64 << 10),
-        ..bstore::FormatOptions::default()
-    };
+    let format = bstore::FormatOptions::default().with_journal(JournalSize::Bytes(64 << 10));
     let mut pair = SimPair::with_format(size, &format);
     // No background work: nothing may write a record (a deferred seal) or make the KV store
     // durable (a checkpoint) behind the record this test tears, or the damage would be behind

@@ -262,13 +262,7 @@ fn an_undecodable_onode_is_reported_lost_and_kept_unless_dropped() {
     );
 
     // Dropped: removed by name, its space and omap reclaimed, the rest intact.
-    let dropped = repair(
-        &pair,
-        RepairOptions {
-            drop_lost: true,
-            ..RepairOptions::default()
-        },
-    );
+    let dropped = repair(&pair, RepairOptions::default().with_drop_lost(true));
     let lost = dropped
         .repairs
         .iter()
@@ -303,13 +297,7 @@ fn a_dry_run_reports_the_repairs_and_changes_nothing() {
             .collect()
     };
     let before = everything(&pair);
-    let report = repair(
-        &pair,
-        RepairOptions {
-            dry_run: true,
-            ..RepairOptions::default()
-        },
-    );
+    let report = repair(&pair, RepairOptions::default().with_dry_run(true));
     assert!(report.dry_run);
     assert!(report.repairs.iter().any(|r| r.what == "freelist"));
     assert!(

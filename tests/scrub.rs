@@ -15,10 +15,7 @@ use common::RealStore;
 use common::{SimPair, pattern};
 
 fn unlimited() -> ScrubOptions {
-    ScrubOptions {
-        bytes_per_second: 0,
-        ..ScrubOptions::default()
-    }
+    ScrubOptions::default().with_bytes_per_second(0)
 }
 
 #[test]
@@ -50,10 +47,7 @@ fn scrub_finds_a_bit_flipped_under_a_live_object_before_any_client_read() {
     ));
     assert_eq!(store.get("c", "bystander").unwrap(), pattern(2, 300_000));
     // One collection only.
-    let one = ScrubOptions {
-        collection: Some(b"c".to_vec()),
-        ..unlimited()
-    };
+    let one = unlimited().with_collection(Some(b"c".to_vec()));
     assert_eq!(store.scrub(&one).unwrap().bad_chunks.len(), 1);
     store.close().unwrap();
 }
@@ -64,15 +58,13 @@ fn scrub_beside_writers_finds_nothing_wrong_with_a_healthy_store() {
     // Deferred overwrites applied at once, so that one often lands on the device between a
     // scrub's snapshot and its read: the scrub must read again rather than report it.
     let real = RealStore::new(512 << 20);
-    let options = bstore::OpenOptions {
-        prefer_deferred_size: Some(64 << 10),
-        deferred: bstore::DeferredPolicy {
-            batch_records: 1,
-            max_delay: std::time::Duration::ZERO,
-            ..bstore::DeferredPolicy::default()
-        },
-        ..bstore::OpenOptions::default()
-    };
+    let options = bstore::OpenOptions::default()
+        .with_prefer_deferred_size(Some(64 << 10))
+        .with_deferred(
+            bstore::DeferredPolicy::default()
+                .with_batch_records(1)
+                .with_max_delay(std::time::Duration::ZERO),
+        );
     let store = bstore::Store::open(real.path(), &options).unwrap();
     store.create_collection("c").unwrap();
     for i in 0..16u64 {
@@ -127,10 +119,7 @@ fn scrub_keeps_to_its_byte_budget() {
     let store = pair.open();
     store.create_collection("c").unwrap();
     store.put("c", "o", &pattern(1, 8 << 20)).unwrap();
-    let paced = ScrubOptions {
-        bytes_per_second: 16 << 20,
-        ..ScrubOptions::default()
-    };
+    let paced = ScrubOptions::default().with_bytes_per_second(16 << 20);
     let report = store.scrub(&paced).unwrap();
     assert!(report.bytes_read >= 8 << 20);
     // 8 MiB at 16 MiB/s cannot take less than half a second (a lower bound: sleeping only

@@ -198,10 +198,7 @@ fn mkfs_refuses_an_existing_store_unless_forced() {
         store.create_collection("c").unwrap();
         store.close().unwrap();
     }
-    let forced = MkfsOptions {
-        force: true,
-        ..again
-    };
+    let forced = again.with_force(true);
     Store::mkfs(&forced).unwrap();
     let store = real.open();
     assert!(
@@ -366,10 +363,7 @@ fn the_pread_backend_and_io_uring_read_each_others_data() {
         store.put("c", "by-uring", &first).unwrap();
         store.close().unwrap();
     }
-    let sync = OpenOptions {
-        io_backend: bstore::device::IoBackend::Sync,
-        ..OpenOptions::default()
-    };
+    let sync = OpenOptions::default().with_io_backend(bstore::device::IoBackend::Sync);
     {
         let store = Store::open(real.path(), &sync).unwrap();
         assert_eq!(store.get("c", "by-uring").unwrap(), first);
@@ -434,10 +428,7 @@ fn deferred_size_defaults_follow_the_rotational_flag() {
         let store = Store::open_on(device.clone(), kv.clone(), &OpenOptions::default()).unwrap();
         assert_eq!(store.prefer_deferred_size(), expected);
         store.close().unwrap();
-        let chosen = OpenOptions {
-            prefer_deferred_size: Some(4096),
-            ..OpenOptions::default()
-        };
+        let chosen = OpenOptions::default().with_prefer_deferred_size(Some(4096));
         let store = Store::open_on(device, kv, &chosen).unwrap();
         assert_eq!(
             store.prefer_deferred_size(),
@@ -452,11 +443,9 @@ fn deferred_size_defaults_follow_the_rotational_flag() {
 fn mkfs_refuses_a_checksum_chunk_larger_than_the_allocation_unit() {
     let device = bstore::device::SimDevice::new(16 << 20, 512, false);
     let kv = bstore::kv::MemKv::new();
-    let format = bstore::FormatOptions {
-        csum_chunk: 8192,
-        min_alloc_size: 4096,
-        ..bstore::FormatOptions::default()
-    };
+    let format = bstore::FormatOptions::default()
+        .with_csum_chunk(8192)
+        .with_min_alloc_size(4096);
     let error = Store::mkfs_on(&device, &kv, &format).unwrap_err();
     assert!(matches!(error, Error::InvalidArgument(_)), "{error}");
     assert_eq!(
@@ -524,10 +513,7 @@ fn small_random_writes_never_allocate_more_than_the_object_spans() {
         (4096, 0),
         (4096, 64 << 10),
     ] {
-        let format = bstore::FormatOptions {
-            min_alloc_size: unit,
-            ..bstore::FormatOptions::default()
-        };
+        let format = bstore::FormatOptions::default().with_min_alloc_size(unit);
         let mut pair = SimPair::with_format(256 << 20, &format);
         pair.options.prefer_deferred_size = Some(prefer_deferred_size);
         let store = pair.open();

@@ -326,10 +326,7 @@ fn renaming_a_sharded_object_away_and_back_in_one_transaction_keeps_its_record()
 #[test]
 fn the_onode_cache_stays_within_its_byte_budget() {
     let pair = SimPair::new(256 << 20);
-    let options = bstore::OpenOptions {
-        onode_cache_bytes: 256 << 10,
-        ..bstore::OpenOptions::default()
-    };
+    let options = bstore::OpenOptions::default().with_onode_cache_bytes(256 << 10);
     let store = Store::open_on(pair.device.clone(), pair.kv.clone(), &options).unwrap();
     store.create_collection("c").unwrap();
     for i in 0..3000u64 {
@@ -357,10 +354,7 @@ fn the_onode_cache_stays_within_its_byte_budget() {
 fn one_onode_cache_budget_holds_across_two_hundred_collections() {
     let pair = SimPair::new(256 << 20);
     let budget = 512 << 10;
-    let options = bstore::OpenOptions {
-        onode_cache_bytes: budget,
-        ..bstore::OpenOptions::default()
-    };
+    let options = bstore::OpenOptions::default().with_onode_cache_bytes(budget);
     let store = Store::open_on(pair.device.clone(), pair.kv.clone(), &options).unwrap();
     let collections: Vec<String> = (0..200).map(|c| format!("pg-{c}")).collect();
     for name in &collections {
@@ -409,10 +403,7 @@ fn one_onode_cache_budget_holds_across_two_hundred_collections() {
 
 #[test]
 fn small_appends_fill_unused_space_when_the_allocation_unit_is_large() {
-    let format = FormatOptions {
-        min_alloc_size: 64 << 10,
-        ..FormatOptions::default()
-    };
+    let format = FormatOptions::default().with_min_alloc_size(64 << 10);
     let pair = SimPair::with_format(64 << 20, &format);
     let store = pair.open();
     store.create_collection("c").unwrap();

@@ -34,12 +34,29 @@ use crate::kv::{Batch, Durability, Kv, OverlayKv};
 
 /// What repair may do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RepairOptions {
     /// Work out and check the repairs in memory; change nothing.
     pub dry_run: bool,
     /// Remove objects whose onode does not decode (their data is lost either way), so that
     /// their space, shards and omap can be reclaimed.
     pub drop_lost: bool,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl RepairOptions {
+    /// Sets `dry_run`.
+    pub fn with_dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
+        self
+    }
+
+    /// Sets `drop_lost`.
+    pub fn with_drop_lost(mut self, drop_lost: bool) -> Self {
+        self.drop_lost = drop_lost;
+        self
+    }
 }
 
 /// One change repair made (or, in a dry run, would make).

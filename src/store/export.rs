@@ -57,11 +57,28 @@ const OMAP_FRAME_BYTES_MAX: usize = 4 << 20;
 
 /// What to export, and whom to tell how far it got.
 #[derive(Default)]
+#[non_exhaustive]
 pub struct ExportOptions<'a> {
     /// The collections to export; empty: every collection.
     pub collections: Vec<Vec<u8>>,
     /// Called after each object.
     pub progress: Option<&'a mut dyn FnMut(ExportProgress)>,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl<'a> ExportOptions<'a> {
+    /// Sets `collections`.
+    pub fn with_collections(mut self, collections: Vec<Vec<u8>>) -> Self {
+        self.collections = collections;
+        self
+    }
+
+    /// Sets `progress`.
+    pub fn with_progress(mut self, progress: Option<&'a mut dyn FnMut(ExportProgress)>) -> Self {
+        self.progress = progress;
+        self
+    }
 }
 
 /// How far an export has got.

@@ -62,6 +62,7 @@ pub fn is_reserved_collection_name(name: &[u8]) -> bool {
 
 /// What to import, and whom to tell how far it got.
 #[derive(Default)]
+#[non_exhaustive]
 pub struct ImportOptions<'a> {
     /// The collections of the stream to import; empty: every collection.
     pub collections: Vec<Vec<u8>>,
@@ -70,6 +71,28 @@ pub struct ImportOptions<'a> {
     pub force: bool,
     /// Called after each object.
     pub progress: Option<&'a mut dyn FnMut(ImportProgress)>,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl<'a> ImportOptions<'a> {
+    /// Sets `collections`.
+    pub fn with_collections(mut self, collections: Vec<Vec<u8>>) -> Self {
+        self.collections = collections;
+        self
+    }
+
+    /// Sets `force`.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Sets `progress`.
+    pub fn with_progress(mut self, progress: Option<&'a mut dyn FnMut(ImportProgress)>) -> Self {
+        self.progress = progress;
+        self
+    }
 }
 
 /// How far an import has got.

@@ -23,6 +23,7 @@ pub const PREFER_DEFERRED_SIZE_ROTATIONAL: u32 = 64 << 10;
 
 /// How the data device is laid out: fixed at mkfs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FormatOptions {
     /// Allocation unit: a power of two, at least the device's logical block size.
     pub min_alloc_size: u32,
@@ -40,6 +41,58 @@ pub struct FormatOptions {
     pub store_uuid: Option<[u8; 16]>,
     /// Creation time (seconds, nanoseconds); now when `None`.
     pub created: Option<(u64, u32)>,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl FormatOptions {
+    /// Sets `min_alloc_size`.
+    pub fn with_min_alloc_size(mut self, min_alloc_size: u32) -> Self {
+        self.min_alloc_size = min_alloc_size;
+        self
+    }
+
+    /// Sets `csum_type`.
+    pub fn with_csum_type(mut self, csum_type: CsumType) -> Self {
+        self.csum_type = csum_type;
+        self
+    }
+
+    /// Sets `csum_chunk`.
+    pub fn with_csum_chunk(mut self, csum_chunk: u32) -> Self {
+        self.csum_chunk = csum_chunk;
+        self
+    }
+
+    /// Sets `blob_length_max`.
+    pub fn with_blob_length_max(mut self, blob_length_max: u32) -> Self {
+        self.blob_length_max = blob_length_max;
+        self
+    }
+
+    /// Sets `freelist_blocks_per_key`.
+    pub fn with_freelist_blocks_per_key(mut self, freelist_blocks_per_key: u32) -> Self {
+        self.freelist_blocks_per_key = freelist_blocks_per_key;
+        self
+    }
+
+    /// Sets `journal`.
+    pub fn with_journal(mut self, journal: JournalSize) -> Self {
+        self.journal = journal;
+        self
+    }
+
+    /// Sets `store_uuid`.
+    pub fn with_store_uuid(mut self, store_uuid: Option<[u8; 16]>) -> Self {
+        self.store_uuid = store_uuid;
+        self
+    }
+
+    /// Sets `created`.
+    pub fn with_created(mut self, created: Option<(u64, u32)>) -> Self {
+        self.created = created;
+        self
+    }
 }
 
 impl Default for FormatOptions {
@@ -86,6 +139,7 @@ pub enum BlockSource {
 
 /// Everything `Store::mkfs` needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct MkfsOptions {
     /// The store directory (created if missing).
     pub path: PathBuf,
@@ -101,6 +155,52 @@ pub struct MkfsOptions {
     pub io_backend: IoBackend,
     /// Layout.
     pub format: FormatOptions,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl MkfsOptions {
+    /// Sets `path`.
+    pub fn with_path(mut self, path: PathBuf) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// Sets `block`.
+    pub fn with_block(mut self, block: BlockSource) -> Self {
+        self.block = block;
+        self
+    }
+
+    /// Sets `db_dir`.
+    pub fn with_db_dir(mut self, db_dir: Option<PathBuf>) -> Self {
+        self.db_dir = db_dir;
+        self
+    }
+
+    /// Sets `wal_dir`.
+    pub fn with_wal_dir(mut self, wal_dir: Option<PathBuf>) -> Self {
+        self.wal_dir = wal_dir;
+        self
+    }
+
+    /// Sets `force`.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Sets `io_backend`.
+    pub fn with_io_backend(mut self, io_backend: IoBackend) -> Self {
+        self.io_backend = io_backend;
+        self
+    }
+
+    /// Sets `format`.
+    pub fn with_format(mut self, format: FormatOptions) -> Self {
+        self.format = format;
+        self
+    }
 }
 
 impl MkfsOptions {
@@ -120,6 +220,7 @@ impl MkfsOptions {
 
 /// Options of `Store::open`: runtime policy, not layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenOptions {
     /// Device I/O implementation.
     pub io_backend: IoBackend,
@@ -144,6 +245,52 @@ pub struct OpenOptions {
     #[cfg(debug_assertions)]
     #[doc(hidden)]
     pub mutation: Mutation,
+}
+
+/// Built from the defaults: `OpenOptions::default().with_onode_cache_bytes(1 << 30)`. The
+/// struct may grow, so it is never written as a literal outside this crate.
+impl OpenOptions {
+    /// Sets `io_backend`: Device I/O implementation.
+    pub fn with_io_backend(mut self, io_backend: IoBackend) -> Self {
+        self.io_backend = io_backend;
+        self
+    }
+
+    /// Sets `prefer_deferred_size`: Deferred-write threshold (`None`: by the device's kind).
+    pub fn with_prefer_deferred_size(mut self, prefer_deferred_size: Option<u32>) -> Self {
+        self.prefer_deferred_size = prefer_deferred_size;
+        self
+    }
+
+    /// Sets `onode_cache_bytes`: Byte budget of all onode caches together.
+    pub fn with_onode_cache_bytes(mut self, onode_cache_bytes: usize) -> Self {
+        self.onode_cache_bytes = onode_cache_bytes;
+        self
+    }
+
+    /// Sets `queue_depth_max`: Transactions in the commit pipeline before submitters wait.
+    pub fn with_queue_depth_max(mut self, queue_depth_max: usize) -> Self {
+        self.queue_depth_max = queue_depth_max;
+        self
+    }
+
+    /// Sets `slow_transaction`: The age past which a transaction is reported slow.
+    pub fn with_slow_transaction(mut self, slow_transaction: Duration) -> Self {
+        self.slow_transaction = slow_transaction;
+        self
+    }
+
+    /// Sets `deferred`: When deferred writes are applied.
+    pub fn with_deferred(mut self, deferred: DeferredPolicy) -> Self {
+        self.deferred = deferred;
+        self
+    }
+
+    /// Sets `background`: Threads, or steps the caller drives.
+    pub fn with_background(mut self, background: Background) -> Self {
+        self.background = background;
+        self
+    }
 }
 
 impl Default for OpenOptions {

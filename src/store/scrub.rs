@@ -28,11 +28,28 @@ const LIST_BATCH: usize = 256;
 
 /// What to scrub, and how fast.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ScrubOptions {
     /// One collection, or every collection.
     pub collection: Option<Vec<u8>>,
     /// Device bytes read per second at most (0: no limit).
     pub bytes_per_second: u64,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl ScrubOptions {
+    /// Sets `collection`.
+    pub fn with_collection(mut self, collection: Option<Vec<u8>>) -> Self {
+        self.collection = collection;
+        self
+    }
+
+    /// Sets `bytes_per_second`.
+    pub fn with_bytes_per_second(mut self, bytes_per_second: u64) -> Self {
+        self.bytes_per_second = bytes_per_second;
+        self
+    }
 }
 
 /// Default scrub pace: 16 MiB/s, a few percent of a small SSD's read bandwidth, so clients

@@ -43,6 +43,7 @@ const APPLY_RUN_MAX: u64 = 1 << 20;
 
 /// When the applier starts a batch, and how much may wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DeferredPolicy {
     /// Apply once this many records are queued (BlueStore's `deferred_batch_ops`).
     pub batch_records: usize,
@@ -52,6 +53,34 @@ pub struct DeferredPolicy {
     pub max_delay: Duration,
     /// Commits wait while this many bytes are queued (backpressure).
     pub queued_bytes_max: u64,
+}
+
+/// Built from the defaults, field by field (the struct may grow: no literals outside this
+/// crate).
+impl DeferredPolicy {
+    /// Sets `batch_records`.
+    pub fn with_batch_records(mut self, batch_records: usize) -> Self {
+        self.batch_records = batch_records;
+        self
+    }
+
+    /// Sets `batch_bytes`.
+    pub fn with_batch_bytes(mut self, batch_bytes: u64) -> Self {
+        self.batch_bytes = batch_bytes;
+        self
+    }
+
+    /// Sets `max_delay`.
+    pub fn with_max_delay(mut self, max_delay: Duration) -> Self {
+        self.max_delay = max_delay;
+        self
+    }
+
+    /// Sets `queued_bytes_max`.
+    pub fn with_queued_bytes_max(mut self, queued_bytes_max: u64) -> Self {
+        self.queued_bytes_max = queued_bytes_max;
+        self
+    }
 }
 
 impl Default for DeferredPolicy {

@@ -35,10 +35,7 @@ pub const JOURNAL_BYTES: u64 = 64 << 10;
 /// 64 KiB, small apply batches), stepped background work, and the mutation under test.
 pub fn stepped_options(mutation: Mutation) -> OpenOptions {
     #[allow(unused_mut)]
-    let mut options = OpenOptions {
-        background: Background::Stepped,
-        ..sim_options()
-    };
+    let mut options = sim_options().with_background(Background::Stepped);
     #[cfg(debug_assertions)]
     {
         options.mutation = mutation;
@@ -68,10 +65,7 @@ impl World {
     pub fn with_device(cut_at: u64, io_seed: u64, device_bytes: u64) -> World {
         let device = Arc::new(SimDevice::new(device_bytes, SECTOR, false));
         let kv = Arc::new(MemKv::new());
-        let format = FormatOptions {
-            journal: JournalSize::Bytes(JOURNAL_BYTES),
-            ..FormatOptions::default()
-        };
+        let format = FormatOptions::default().with_journal(JournalSize::Bytes(JOURNAL_BYTES));
         Store::mkfs_on(device.as_ref(), kv.as_ref(), &format).unwrap();
         // A lap and all but one block: the head starts in the ring's last block, so every
         // workload of two records or more goes past its end.

@@ -17,16 +17,14 @@ use bstore::{DeferredPolicy, FormatOptions, OpenOptions, Store};
 /// Options that never apply deferred records on their own (only `flush_deferred` and close
 /// do), so tests control when records reach the device.
 pub fn manual_options(prefer_deferred_size: u32) -> OpenOptions {
-    OpenOptions {
-        prefer_deferred_size: Some(prefer_deferred_size),
-        deferred: DeferredPolicy {
-            batch_records: usize::MAX,
-            batch_bytes: u64::MAX,
-            max_delay: std::time::Duration::from_secs(3600),
-            ..DeferredPolicy::default()
-        },
-        ..OpenOptions::default()
-    }
+    OpenOptions::default()
+        .with_prefer_deferred_size(Some(prefer_deferred_size))
+        .with_deferred(
+            DeferredPolicy::default()
+                .with_batch_records(usize::MAX)
+                .with_batch_bytes(u64::MAX)
+                .with_max_delay(std::time::Duration::from_secs(3600)),
+        )
 }
 
 /// A simulated device and in-memory KV, formatted.
@@ -40,14 +38,9 @@ pub struct SimPair {
 /// rotational device), and records are applied in small batches, so tests cross every stage of
 /// the deferred path, not just the commit.
 pub fn sim_options() -> OpenOptions {
-    OpenOptions {
-        prefer_deferred_size: Some(64 << 10),
-        deferred: DeferredPolicy {
-            batch_records: 4,
-            ..DeferredPolicy::default()
-        },
-        ..OpenOptions::default()
-    }
+    OpenOptions::default()
+        .with_prefer_deferred_size(Some(64 << 10))
+        .with_deferred(DeferredPolicy::default().with_batch_records(4))
 }
 
 impl SimPair {

@@ -249,10 +249,7 @@ impl Cli {
 
     /// Open options with the chosen I/O backend.
     fn open_options(&self) -> bstore::OpenOptions {
-        bstore::OpenOptions {
-            io_backend: self.io_backend(),
-            ..bstore::OpenOptions::default()
-        }
+        bstore::OpenOptions::default().with_io_backend(self.io_backend())
     }
 
     /// The `--io-backend` choice as the library's.

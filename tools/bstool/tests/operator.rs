@@ -462,16 +462,14 @@ fn a_killed_mkfs_never_blocks_a_plain_retry() {
 /// Options under which deferred records are never applied by time or size: they stay pending
 /// until close (which the pending child never reaches).
 fn never_apply() -> OpenOptions {
-    OpenOptions {
-        prefer_deferred_size: Some(64 << 10),
-        deferred: DeferredPolicy {
-            batch_records: usize::MAX,
-            batch_bytes: u64::MAX,
-            max_delay: Duration::from_secs(3600),
-            ..DeferredPolicy::default()
-        },
-        ..OpenOptions::default()
-    }
+    OpenOptions::default()
+        .with_prefer_deferred_size(Some(64 << 10))
+        .with_deferred(
+            DeferredPolicy::default()
+                .with_batch_records(usize::MAX)
+                .with_batch_bytes(u64::MAX)
+                .with_max_delay(Duration::from_secs(3600)),
+        )
 }
 
 /// The content every child writes, and what inspection must show of it.

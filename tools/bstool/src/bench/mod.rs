@@ -173,10 +173,8 @@ fn open_engine(
 ) -> Result<Box<dyn BenchEngine>, String> {
     Ok(match kind {
         EngineKind::Bstore => {
-            let options = OpenOptions {
-                prefer_deferred_size: args.prefer_deferred_size.map(|s| s as u32),
-                ..OpenOptions::default()
-            };
+            let options = OpenOptions::default()
+                .with_prefer_deferred_size(args.prefer_deferred_size.map(|s| s as u32));
             let store = Store::open(&target.store_dir, &options).map_err(error_text)?;
             Box::new(BstoreEngine::new(store, args.collections)?)
         }

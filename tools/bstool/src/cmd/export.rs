@@ -161,14 +161,14 @@ pub fn export(cli: &Cli, args: &ExportArgs) -> CmdResult {
         bar.set_length(progress.bytes_total.max(progress.bytes));
         bar.set_position(progress.bytes);
     };
-    let options = ExportOptions {
-        collections: args
-            .collections
-            .iter()
-            .map(|c| arg_bytes(c).to_vec())
-            .collect(),
-        progress: Some(&mut show),
-    };
+    let options = ExportOptions::default()
+        .with_collections(
+            args.collections
+                .iter()
+                .map(|c| arg_bytes(c).to_vec())
+                .collect(),
+        )
+        .with_progress(Some(&mut show));
     let report = store.export(BufWriter::with_capacity(1 << 20, sink), options);
     bar.finish_and_clear();
     let finished = report
@@ -238,15 +238,15 @@ pub fn import(cli: &Cli, args: &ImportArgs) -> CmdResult {
         bar.set_length(length.max(progress.stream_bytes));
         bar.set_position(progress.stream_bytes);
     };
-    let options = ImportOptions {
-        collections: args
-            .collections
-            .iter()
-            .map(|c| arg_bytes(c).to_vec())
-            .collect(),
-        force: args.force,
-        progress: Some(&mut show),
-    };
+    let options = ImportOptions::default()
+        .with_collections(
+            args.collections
+                .iter()
+                .map(|c| arg_bytes(c).to_vec())
+                .collect(),
+        )
+        .with_force(args.force)
+        .with_progress(Some(&mut show));
     let report = store.import(BufReader::with_capacity(READ_BUFFER_BYTES, source), options);
     bar.finish_and_clear();
     let report =

@@ -47,10 +47,9 @@ pub fn run(cli: &Cli, args: &Args) -> CmdResult {
     if args.salvage {
         return salvage(cli, path, args);
     }
-    let options = RepairOptions {
-        dry_run: args.dry_run,
-        drop_lost: args.drop_lost,
-    };
+    let options = RepairOptions::default()
+        .with_dry_run(args.dry_run)
+        .with_drop_lost(args.drop_lost);
     let spinner = crate::cmd::fsck::spinner(!args.quiet, "repair: checking and rebuilding");
     let report = Store::repair(path, options);
     spinner.finish_and_clear();
