@@ -8,8 +8,8 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use bstore::device::SimFaults;
 use bstore::Transaction;
+use bstore::device::SimFaults;
 use common::{SimPair, pattern};
 
 /// Everything the subscriber has written since the last [`capture`].
