@@ -236,10 +236,10 @@ pub fn finish_reads(
     mut plans: Vec<ReadPlan>,
     object: &str,
 ) -> Result<Vec<DataBuf>> {
+    // Each plan has one device read per piece read: its pieces say how many completions are
+    // its own.
     let mut batch = Vec::new();
-    let mut counts = Vec::with_capacity(plans.len());
     for plan in &mut plans {
-        counts.push(plan.requests.len());
         batch.append(&mut plan.requests);
     }
     let mut completed = if batch.is_empty() {
@@ -250,8 +250,10 @@ pub fn finish_reads(
     .into_iter();
     plans
         .into_iter()
-        .zip(counts)
-        .map(|(plan, count)| complete(onode, plan, completed.by_ref().take(count).collect(), object))
+        .map(|plan| {
+            let count = plan.plans.len();
+            complete(onode, plan, completed.by_ref().take(count).collect(), object)
+        })
         .collect()
 }
 

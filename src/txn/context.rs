@@ -112,21 +112,17 @@ impl<'e> TxnContext<'e> {
             Op::Object {
                 collection,
                 object,
-                op: ObjectOp::TryRename { new_name },
-            } => {
-                let key = self.load(collection, object)?;
-                if self.objects[&key].onode.is_none() {
-                    return Ok(());
-                }
-                self.move_to(&key, collection, new_name)
-            }
-            Op::Object {
-                collection,
-                object,
                 op,
             } => {
                 let key = if op.creates() {
                     self.object_or_create(collection, object)?
+                } else if let ObjectOp::TryRename { .. } = op {
+                    // A missing object is no error: there is nothing to rename.
+                    let key = self.load(collection, object)?;
+                    if self.objects[&key].onode.is_none() {
+                        return Ok(());
+                    }
+                    key
                 } else {
                     self.existing_object(collection, object)?
                 };
@@ -151,15 +147,11 @@ impl<'e> TxnContext<'e> {
                 self.truncate(key, *size)
             }
             ObjectOp::Remove => self.remove_object(key),
-            ObjectOp::Rename { new_name } => {
+            ObjectOp::Rename { new_name } | ObjectOp::TryRename { new_name } => {
                 let collection = self.objects[key].collection.name();
                 self.move_to(key, &collection, new_name)
             }
             ObjectOp::MoveTo { collection, name } => self.move_to(key, collection, name),
-            ObjectOp::TryRename { new_name } => {
-                let collection = self.objects[key].collection.name();
-                self.move_to(key, &collection, new_name)
-            }
             ObjectOp::SetAttrs { attrs } => metadata::set_attrs(self.onode_mut(key), attrs),
             ObjectOp::RmAttr { name } => {
                 self.onode_mut(key).xattrs.remove(name);
