@@ -104,4 +104,4 @@ pub use txn::Transaction;
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub use txn::engine::Mutation;
-pub use txn::{ObjectOp, Op};
+pub use txn::{ObjectHash, ObjectOp, Op};

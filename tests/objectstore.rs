@@ -4,7 +4,7 @@
 
 mod common;
 
-use bstore::{ObjectListing, Transaction};
+use bstore::{ObjectHash, ObjectListing, Transaction};
 use common::{SimPair, pattern};
 
 fn name(i: usize) -> Vec<u8> {
@@ -380,4 +380,169 @@ fn try_rename_renames_what_exists_and_passes_over_what_does_not() {
     store.close().unwrap();
     let report = bstore::Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
     assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+/// Every object of `collection` with its data, xattrs and omap, by name.
+fn contents(store: &bstore::Store, collection: &str) -> Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> {
+    let names = store.list_objects(collection, None, usize::MAX).unwrap();
+    names
+        .into_iter()
+        .map(|name| {
+            let data = store.get(collection, &name).unwrap();
+            let attr = store.getattr(collection, &name, "_").unwrap().unwrap();
+            let omap = store.omap_get(collection, &name).unwrap();
+            assert_eq!(omap.values.len(), 1);
+            (name, data, attr)
+        })
+        .collect()
+}
+
+/// A collection `pg.1` of 64 objects, each with data, an xattr and an omap key.
+fn pg_store() -> (SimPair, bstore::Store) {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("pg.1").unwrap();
+    let mut txn = Transaction::new();
+    for i in 0..64 {
+        txn.write("pg.1", name(i), 0, pattern(i as u64, 5_000 + i * 100))
+            .setattr("pg.1", name(i), "_", format!("attr {i}").into_bytes())
+            .omap_setkeys("pg.1", name(i), [(b"k".to_vec(), name(i))]);
+    }
+    store.apply(&txn).unwrap();
+    (pair, store)
+}
+
+#[test]
+fn split_moves_the_objects_whose_hash_ends_in_rem_and_merge_brings_them_back() {
+    let (pair, store) = pg_store();
+    let whole = contents(&store, "pg.1");
+    let before = store.statfs().unwrap();
+
+    let mut txn = Transaction::new();
+    txn.create_collection("pg.1.s1")
+        .split_collection("pg.1", "pg.1.s1", 1, 1, ObjectHash::Crc32c);
+    store.apply(&txn).unwrap();
+
+    let stayed = contents(&store, "pg.1");
+    let moved = contents(&store, "pg.1.s1");
+    let hash_ends_in = |objects: &[(Vec<u8>, Vec<u8>, Vec<u8>)], rem| {
+        objects
+            .iter()
+            .all(|(name, ..)| ObjectHash::Crc32c.of(name) & 1 == rem)
+    };
+    assert!(hash_ends_in(&stayed, 0) && hash_ends_in(&moved, 1));
+    assert!(
+        !stayed.is_empty() && !moved.is_empty(),
+        "64 names split both ways"
+    );
+    let mut rejoined = [stayed, moved].concat();
+    rejoined.sort();
+    assert_eq!(rejoined, whole, "every object moved whole, none lost");
+    let after = store.statfs().unwrap();
+    assert_eq!(
+        after.allocated_bytes, before.allocated_bytes,
+        "no data copied"
+    );
+    assert_eq!(after.object_count, before.object_count);
+
+    store.close().unwrap();
+    let store = pair.open();
+    assert_eq!(
+        contents(&store, "pg.1").len() + contents(&store, "pg.1.s1").len(),
+        64
+    );
+    let mut txn = Transaction::new();
+    txn.merge_collection("pg.1.s1", "pg.1");
+    store.apply(&txn).unwrap();
+    assert_eq!(contents(&store, "pg.1"), whole);
+    assert_eq!(store.list_collections().unwrap(), vec![b"pg.1".to_vec()]);
+    store.close().unwrap();
+    let report = bstore::Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+#[test]
+fn a_split_sees_the_transactions_before_it_and_can_select_by_a_hash_held_in_the_name() {
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    store.create_collection("d").unwrap();
+    // As a Ceph adapter would name them: a pool byte, then the daemon's own hash with its
+    // bits reversed. Hashes 5 and 1 end in 01, hash 6 in 10.
+    let named = |hash: u32, rest: &str| {
+        let mut name = vec![7u8];
+        name.extend(hash.reverse_bits().to_be_bytes());
+        name.extend(rest.as_bytes());
+        name
+    };
+    let mut txn = Transaction::new();
+    txn.touch("c", named(5, "one")).touch("c", named(6, "two"));
+    // Submitted, not waited for: the split must still see it.
+    store.submit(&txn, |result| result.unwrap()).unwrap();
+    let by_name = ObjectHash::InName {
+        offset: 1,
+        bit_reversed: true,
+    };
+    assert_eq!(by_name.of(&named(6, "x")), 6);
+    let mut txn = Transaction::new();
+    txn.touch("c", named(1, "three"))
+        .remove("c", named(5, "one"))
+        .split_collection("c", "d", 2, 1, by_name);
+    store.apply(&txn).unwrap();
+    assert_eq!(
+        store.list_objects("d", None, 10).unwrap(),
+        vec![named(1, "three")],
+        "created in the same transaction, and the removed one is gone"
+    );
+    assert_eq!(
+        store.list_objects("c", None, 10).unwrap(),
+        vec![named(6, "two")]
+    );
+    store.close().unwrap();
+    let report = bstore::Store::fsck_on(pair.device.as_ref(), pair.kv.as_ref()).unwrap();
+    assert!(report.is_clean(), "{:?}", report.errors);
+}
+
+#[test]
+fn a_split_or_merge_that_cannot_apply_changes_nothing() {
+    let (_pair, store) = pg_store();
+    store.create_collection("other").unwrap();
+    let taken = store.list_objects("pg.1", None, 1).unwrap().remove(0);
+    store.put("other", &taken, b"in the way").unwrap();
+    let whole = contents(&store, "pg.1");
+
+    let mut clash = Transaction::new();
+    clash.merge_collection("pg.1", "other");
+    assert!(matches!(
+        store.apply(&clash),
+        Err(bstore::Error::AlreadyExists(_))
+    ));
+    let mut split = Transaction::new();
+    split.split_collection("pg.1", "other", 0, 0, ObjectHash::Crc32c);
+    assert!(matches!(
+        store.apply(&split),
+        Err(bstore::Error::AlreadyExists(_))
+    ));
+    let invalid = [
+        ("pg.1", "other", 33, 0),
+        ("pg.1", "other", 2, 4),
+        ("pg.1", "pg.1", 1, 0),
+    ];
+    for (from, into, bits, rem) in invalid {
+        let mut txn = Transaction::new();
+        txn.split_collection(from, into, bits, rem, ObjectHash::Crc32c);
+        assert!(
+            matches!(store.apply(&txn), Err(bstore::Error::InvalidArgument(_))),
+            "{bits} bits, rem {rem}, {from} into {into}"
+        );
+    }
+    let mut missing = Transaction::new();
+    missing.split_collection("pg.1", "nowhere", 1, 0, ObjectHash::Crc32c);
+    assert!(matches!(
+        store.apply(&missing),
+        Err(bstore::Error::NotFound(bstore::Missing::Collection { .. }))
+    ));
+    assert_eq!(contents(&store, "pg.1"), whole, "nothing moved");
+    assert_eq!(store.get("other", &taken).unwrap(), b"in the way");
+    assert_eq!(store.list_objects("other", None, 10).unwrap().len(), 1);
 }

@@ -109,6 +109,17 @@ impl<'e> TxnContext<'e> {
                 collection,
                 new_name,
             } => self.rename_collection(collection, new_name),
+            Op::SplitCollection {
+                collection,
+                into,
+                bits,
+                rem,
+                hash,
+            } => self.move_objects(collection, into, |name| hash.selects(name, *bits, *rem)),
+            Op::MergeCollection { collection, into } => {
+                self.move_objects(collection, into, |_| true)?;
+                self.remove_collection(collection)
+            }
             Op::Object {
                 collection,
                 object,
@@ -274,6 +285,52 @@ impl<'e> TxnContext<'e> {
         self.renamed_collections
             .push((collection, new_name.to_vec()));
         Ok(())
+    }
+
+    /// Moves the objects of collection `from` that `select` picks into `into`, each under its
+    /// own name (a split or merge). Each is a [`TxnContext::move_to`]: one onode key changes.
+    fn move_objects(
+        &mut self,
+        from: &[u8],
+        into: &[u8],
+        select: impl Fn(&[u8]) -> bool,
+    ) -> Result<()> {
+        let source = self.collection(from)?;
+        self.collection(into)?;
+        for name in self.object_names(&source)? {
+            if select(&name) {
+                let key = self.existing_object(from, &name)?;
+                self.move_to(&key, into, &name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The names of the collection's objects as this transaction leaves them so far. Like
+    /// [`TxnContext::holds_objects`], it waits for the collection's transactions in flight
+    /// (none can start: the submit holds its prepare lock or the namespace), after which the
+    /// KV store is current.
+    fn object_names(&self, collection: &Collection) -> Result<Vec<Vec<u8>>> {
+        collection.sequencer.wait_settled(self.engine.waiting());
+        let mut names = std::collections::BTreeSet::new();
+        let start = keys::onode_key_first(collection.id);
+        let end = keys::onode_key_end(collection.id);
+        self.engine
+            .kv
+            .scan(KeySpace::Onodes, &start, Some(&end), &mut |key, _| {
+                names.insert(keys::split_onode_key(key)?.1.to_vec());
+                Ok(true)
+            })?;
+        for ((id, name), object) in &self.objects {
+            if *id != collection.id {
+                continue;
+            }
+            match object.onode {
+                Some(_) => names.insert(name.clone()),
+                None => names.remove(name),
+            };
+        }
+        Ok(names.into_iter().collect())
     }
 
     fn is_renamed(&self, collection: &Collection) -> bool {

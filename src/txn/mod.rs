@@ -50,6 +50,30 @@ pub enum Op {
         /// Its new name.
         new_name: Vec<u8>,
     },
+    /// Move the objects of `collection` whose hash ends in `rem` (its low `bits` bits) into
+    /// `into`, which must exist (Ceph's `split_collection`, for a PG split). Metadata only:
+    /// each moved object's onode key changes; its data, xattrs and omap stay where they are.
+    SplitCollection {
+        /// The collection split.
+        collection: Vec<u8>,
+        /// Where the selected objects go.
+        into: Vec<u8>,
+        /// How many low bits of the hash select (0 to 32; 0 selects every object).
+        bits: u32,
+        /// The value those bits must have.
+        rem: u32,
+        /// Which hash of an object's name.
+        hash: ObjectHash,
+    },
+    /// Move every object of `collection` into `into` and remove `collection` (Ceph's
+    /// `merge_collection`, for a PG merge). Metadata only, like a split. Fails with
+    /// `AlreadyExists` if a name is in both.
+    MergeCollection {
+        /// The collection merged away.
+        collection: Vec<u8>,
+        /// The collection that receives its objects.
+        into: Vec<u8>,
+    },
     /// An operation on one object of a collection.
     Object {
         /// Collection name.
@@ -186,6 +210,8 @@ impl Op {
             Op::CreateCollection { collection }
             | Op::RemoveCollection { collection }
             | Op::RenameCollection { collection, .. }
+            | Op::SplitCollection { collection, .. }
+            | Op::MergeCollection { collection, .. }
             | Op::Object { collection, .. } => collection,
         }
     }
@@ -194,6 +220,9 @@ impl Op {
     pub fn collections(&self) -> impl Iterator<Item = &[u8]> {
         let new_name = match self {
             Op::RenameCollection { new_name, .. } => Some(new_name.as_slice()),
+            Op::SplitCollection { into, .. } | Op::MergeCollection { into, .. } => {
+                Some(into.as_slice())
+            }
             Op::Object {
                 op: ObjectOp::MoveTo { collection, .. },
                 ..
@@ -216,8 +245,60 @@ impl Op {
     pub fn changes_namespace(&self) -> bool {
         matches!(
             self,
-            Op::CreateCollection { .. } | Op::RemoveCollection { .. } | Op::RenameCollection { .. }
+            Op::CreateCollection { .. }
+                | Op::RemoveCollection { .. }
+                | Op::RenameCollection { .. }
+                | Op::MergeCollection { .. }
         )
+    }
+}
+
+/// The hash of an object's name that a collection split selects by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum ObjectHash {
+    /// crc32c (Castagnoli) of the whole name: for names that carry no hash of their own.
+    #[default]
+    Crc32c,
+    /// Four bytes of the name at `offset`, big-endian (bytes past the name's end count as
+    /// zeros): for a daemon that places objects by a hash of its own and writes it into each
+    /// name. `bit_reversed` when the name holds the hash with its bits reversed, as Ceph's keys
+    /// do so that the objects of one placement group sort together.
+    InName {
+        /// Where the hash starts in the name.
+        offset: usize,
+        /// Whether the name holds the hash bit-reversed.
+        bit_reversed: bool,
+    },
+}
+
+impl ObjectHash {
+    /// The hash of `name`.
+    pub fn of(self, name: &[u8]) -> u32 {
+        match self {
+            ObjectHash::Crc32c => crc32c::crc32c(name),
+            ObjectHash::InName {
+                offset,
+                bit_reversed,
+            } => {
+                let mut held = [0u8; 4];
+                let bytes = name.get(offset..).unwrap_or_default();
+                let n = bytes.len().min(4);
+                held[..n].copy_from_slice(&bytes[..n]);
+                let hash = u32::from_be_bytes(held);
+                if bit_reversed {
+                    hash.reverse_bits()
+                } else {
+                    hash
+                }
+            }
+        }
+    }
+
+    /// Whether `name`'s hash ends in `rem` (its low `bits` bits; `bits` at most 32).
+    pub fn selects(self, name: &[u8], bits: u32, rem: u32) -> bool {
+        let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
+        self.of(name) & mask == rem & mask
     }
 }
 
@@ -309,6 +390,39 @@ impl Transaction {
         self.push(Op::RenameCollection {
             collection: collection.as_ref().to_vec(),
             new_name: new_name.as_ref().to_vec(),
+        })
+    }
+
+    /// Moves the objects of `collection` whose `hash` ends in `rem` (its low `bits` bits) into
+    /// `into` (Ceph's `split_collection`). `into` must exist, or be created earlier in the
+    /// transaction; a name already there fails the transaction with `AlreadyExists`.
+    pub fn split_collection(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        into: impl AsRef<[u8]>,
+        bits: u32,
+        rem: u32,
+        hash: ObjectHash,
+    ) -> &mut Self {
+        self.push(Op::SplitCollection {
+            collection: collection.as_ref().to_vec(),
+            into: into.as_ref().to_vec(),
+            bits,
+            rem,
+            hash,
+        })
+    }
+
+    /// Moves every object of `collection` into `into` and removes `collection` (Ceph's
+    /// `merge_collection`); a name in both fails the transaction with `AlreadyExists`.
+    pub fn merge_collection(
+        &mut self,
+        collection: impl AsRef<[u8]>,
+        into: impl AsRef<[u8]>,
+    ) -> &mut Self {
+        self.push(Op::MergeCollection {
+            collection: collection.as_ref().to_vec(),
+            into: into.as_ref().to_vec(),
         })
     }
 

@@ -122,7 +122,36 @@ fn validate(op: &Op) -> Result<()> {
         Op::RenameCollection { new_name, .. } => {
             check_name("collection", new_name, COLLECTION_NAME_LENGTH_MAX)
         }
+        Op::SplitCollection {
+            collection,
+            into,
+            bits,
+            rem,
+            ..
+        } => {
+            check_into(collection, into)?;
+            if *bits > 32 || (*bits < 32 && u64::from(*rem) >> bits != 0) {
+                return Err(Error::invalid(format!(
+                    "split by {bits} bits of hash {rem:#x}: the bits are at most 32, and the \
+                     remainder must fit in them"
+                )));
+            }
+            Ok(())
+        }
+        Op::MergeCollection { collection, into } => check_into(collection, into),
     }
+}
+
+/// Checks the collection a split or merge moves objects into.
+fn check_into(collection: &[u8], into: &[u8]) -> Result<()> {
+    check_name("collection", into, COLLECTION_NAME_LENGTH_MAX)?;
+    if collection == into {
+        return Err(Error::invalid(format!(
+            "collection {}: a split or merge needs two collections",
+            display_bytes(collection)
+        )));
+    }
+    Ok(())
 }
 
 fn check_name(kind: &str, name: &[u8], length_max: usize) -> Result<()> {
