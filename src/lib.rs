@@ -92,10 +92,10 @@ pub use store::mkfs::{format_uuid, parse_uuid};
 #[cfg(feature = "rocksdb")]
 pub use store::mkfs_dir::ZapReport;
 pub use store::{
-    Background, BlockSource, CountersSnapshot, DeferredPolicy, ExportOptions, ExportProgress,
-    ExportReport, ExtentInfo, FormatOptions, ImportOptions, ImportProgress, ImportReport,
-    JournalSize, MkfsOptions, ObjectListing, ObjectStat, OmapSnapshot, OpenOptions, ScrubOptions,
-    ScrubReport, Statfs, Store, Work,
+    Background, BlockSource, CollectionStatfs, CountersSnapshot, DeferredPolicy, ExportOptions,
+    ExportProgress, ExportReport, ExtentInfo, FormatOptions, ImportOptions, ImportProgress,
+    ImportReport, JournalSize, MkfsOptions, ObjectListing, ObjectStat, OmapSnapshot, OpenOptions,
+    ScrubOptions, ScrubReport, Statfs, Store, Work,
 };
 #[cfg(feature = "rocksdb")]
 pub use store::{SalvageReport, SalvageTarget};

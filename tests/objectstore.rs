@@ -546,3 +546,156 @@ fn a_split_or_merge_that_cannot_apply_changes_nothing() {
     assert_eq!(store.get("other", &taken).unwrap(), b"in the way");
     assert_eq!(store.list_objects("other", None, 10).unwrap().len(), 1);
 }
+
+/// A collection's objects and space summed from `stat` of each object: what its statistics
+/// must say.
+fn counted(store: &bstore::Store, collection: &str) -> (u64, u64, u64) {
+    let names = store.list_objects(collection, None, usize::MAX).unwrap();
+    let stats: Vec<_> = names
+        .iter()
+        .map(|n| store.stat(collection, n).unwrap())
+        .collect();
+    (
+        names.len() as u64,
+        stats.iter().map(|s| s.stored_bytes).sum(),
+        stats.iter().map(|s| s.allocated_bytes).sum(),
+    )
+}
+
+fn assert_pool_statfs(store: &bstore::Store, step: &str) {
+    let pools = [
+        ("1.", ["1.0", "1.1"].as_slice()),
+        ("2.", ["2.0"].as_slice()),
+    ];
+    for (prefix, collections) in pools {
+        let mut expected = (0, 0, 0);
+        for collection in collections {
+            let one = counted(store, collection);
+            let got = store.collection_statfs(collection).unwrap();
+            let got = (got.object_count, got.stored_bytes, got.allocated_bytes);
+            assert_eq!(got, one, "{step}: collection {collection}");
+            expected = (expected.0 + one.0, expected.1 + one.1, expected.2 + one.2);
+        }
+        let pool = store
+            .statfs_of(|name| name.starts_with(prefix.as_bytes()))
+            .unwrap();
+        assert_eq!(pool.collections, collections.len() as u64);
+        let got = (pool.object_count, pool.stored_bytes, pool.allocated_bytes);
+        assert_eq!(got, expected, "{step}: pool {prefix}");
+    }
+}
+
+#[test]
+fn pool_statfs_sums_its_collections_and_stays_exact_through_every_kind_of_change() {
+    let pair = SimPair::new(256 << 20);
+    let store = pair.open();
+    let mut txn = Transaction::new();
+    for collection in ["1.0", "1.1", "2.0"] {
+        txn.create_collection(collection);
+    }
+    txn.write("1.0", "a", 0, pattern(1, 300_000))
+        .write("1.1", "b", 0, pattern(2, 10_000))
+        .write("2.0", "c", 0, pattern(3, 70_000));
+    store.apply(&txn).unwrap();
+    // The first query counts what is there; the changes after it are kept by transactions.
+    assert_pool_statfs(&store, "counted");
+
+    let steps: Vec<(&str, Transaction)> = vec![
+        ("overwrite in place", {
+            let mut t = Transaction::new();
+            t.write("1.0", "a", 4096, pattern(4, 2_000)).write(
+                "1.1",
+                "b",
+                200_000,
+                pattern(5, 50_000),
+            );
+            t
+        }),
+        ("zero and truncate", {
+            let mut t = Transaction::new();
+            t.zero("1.0", "a", 65_536, 131_072)
+                .truncate("2.0", "c", 5_000);
+            t
+        }),
+        ("clones", {
+            let mut t = Transaction::new();
+            t.clone_object("1.0", "a", "a.clone")
+                .clone_range("1.1", "b", 0, 8_192, "b.part", 4_096);
+            t
+        }),
+        ("move to another pool", {
+            let mut t = Transaction::new();
+            t.move_rename("1.1", "b", "2.0", "b.moved");
+            t
+        }),
+        ("split and remove", {
+            let mut t = Transaction::new();
+            t.split_collection("1.0", "1.1", 1, 0, ObjectHash::Crc32c)
+                .remove("2.0", "c");
+            t
+        }),
+        ("merge", {
+            let mut t = Transaction::new();
+            t.merge_collection("1.1", "1.0").create_collection("1.1");
+            t
+        }),
+    ];
+    for (step, txn) in steps {
+        store.apply(&txn).unwrap();
+        assert_pool_statfs(&store, step);
+    }
+    let before = store.statfs_of(|_| true).unwrap();
+    store.close().unwrap();
+    let store = pair.open();
+    assert_eq!(
+        store.statfs_of(|_| true).unwrap(),
+        before,
+        "counted again after a remount"
+    );
+    assert_eq!(
+        store.statfs_of(|_| true).unwrap().object_count,
+        store.statfs().unwrap().object_count
+    );
+    assert!(matches!(
+        store.collection_statfs("missing"),
+        Err(bstore::Error::NotFound(bstore::Missing::Collection { .. }))
+    ));
+    store.close().unwrap();
+}
+
+#[test]
+fn pool_statfs_counted_while_writers_run_ends_exact() {
+    let pair = SimPair::new(256 << 20);
+    let store = std::sync::Arc::new(pair.open());
+    for collection in ["1.0", "1.1", "2.0"] {
+        store.create_collection(collection).unwrap();
+    }
+    let writers: Vec<_> = ["1.0", "1.1", "2.0"]
+        .into_iter()
+        .map(|collection| {
+            let store = std::sync::Arc::clone(&store);
+            std::thread::spawn(move || {
+                for i in 0..1_000u64 {
+                    let mut txn = Transaction::new();
+                    let object = format!("o{}", i % 17);
+                    if i % 5 == 4 {
+                        txn.remove(collection, &object);
+                    } else {
+                        let length = 1_000 + (i as usize * 997) % 20_000;
+                        txn.write(collection, &object, i * 512, pattern(i, length));
+                    }
+                    // Removing a missing object fails whole and changes nothing.
+                    let _ = store.submit(&txn, |_| {});
+                }
+            })
+        })
+        .collect();
+    // The first queries land in the middle of the writes: counting must not miss or double
+    // any transaction.
+    for _ in 0..20 {
+        store.statfs_of(|name| name.starts_with(b"1.")).unwrap();
+        store.collection_statfs("2.0").unwrap();
+    }
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    assert_pool_statfs(&store, "after the writers");
+}

@@ -4,6 +4,7 @@
 //! visible to reads once submitted and durable when their commit callback fires (or when
 //! [`Store::apply`] returns).
 
+pub mod collection_stats;
 pub mod export;
 pub mod import;
 pub mod layout;
@@ -70,6 +71,22 @@ pub struct Statfs {
     pub reserved_bytes: u64,
     /// Number of objects.
     pub object_count: u64,
+}
+
+/// Objects and space of one collection or a group of them ([`Store::collection_statfs`],
+/// [`Store::statfs_of`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CollectionStatfs {
+    /// How many collections the figures sum.
+    pub collections: u64,
+    /// Number of objects.
+    pub object_count: u64,
+    /// Logical bytes of object data (holes excluded).
+    pub stored_bytes: u64,
+    /// Device bytes the objects reference. Data shared by clones counts once for each object
+    /// sharing it, so a group's figure can exceed the store-wide `Statfs::allocated_bytes`.
+    pub allocated_bytes: u64,
 }
 
 /// An object's omap at one commit point ([`Store::omap_get`]).

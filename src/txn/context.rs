@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::engine::{Collection, Engine, IdCounters, display_bytes};
+use super::engine::{Collection, Engine, IdCounters, ObjectTotals, display_bytes};
 use super::pipeline::{Prepared, StatsDelta};
 use super::{ObjectOp, Op, metadata};
 use super::{clone, write};
@@ -38,6 +38,9 @@ struct WorkingObject {
     /// object before the transaction, `None` once the batch deletes the record (a rename
     /// away, a removal) or when there was none.
     stored: Option<Arc<Onode>>,
+    /// Its share of its collection's totals before the transaction, when the collection
+    /// keeps totals (`None`: it does not).
+    counted_before: Option<ObjectTotals>,
 }
 
 /// A transaction being prepared.
@@ -376,6 +379,10 @@ impl<'e> TxnContext<'e> {
         if !self.objects.contains_key(&key) {
             let slot = collection.onodes.slot(name);
             let onode = load_slot(self.engine, &collection, &slot, name)?;
+            let counted_before = collection
+                .totals
+                .lock()
+                .map(|_| onode.as_deref().map(ObjectTotals::of).unwrap_or_default());
             self.objects.insert(
                 key.clone(),
                 WorkingObject {
@@ -384,6 +391,7 @@ impl<'e> TxnContext<'e> {
                     onode: onode.as_deref().cloned(),
                     existed: onode.is_some(),
                     stored: onode,
+                    counted_before,
                 },
             );
         }
@@ -679,6 +687,12 @@ impl<'e> TxnContext<'e> {
             }
             self.stats.object_count +=
                 i64::from(object.onode.is_some()) - i64::from(object.existed);
+            if let Some(before) = object.counted_before {
+                let after = object.onode.as_ref().map(ObjectTotals::of);
+                if let Some(totals) = object.collection.totals.lock().as_mut() {
+                    totals.replace(before, after.unwrap_or_default());
+                }
+            }
             slots.push(object.slot);
             installs.push((Arc::clone(&object.collection), name, object.onode));
             touched.insert(collection_id, object.collection);

@@ -27,7 +27,7 @@ use crate::format::shared::SharedBlobRecord;
 use crate::journal::{Journal, JournalSummary};
 use crate::kv::Kv;
 use crate::onode::read::PendingBytes;
-use crate::onode::{OnodeBudget, OnodeCache};
+use crate::onode::{Onode, OnodeBudget, OnodeCache};
 
 /// Geometry and policy fixed for the life of a mounted store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +159,53 @@ pub struct Collection {
     pub prepare_lock: Mutex<()>,
     /// Counts transactions in flight, for listing and removal.
     pub sequencer: Sequencer,
+    /// What its objects hold, kept current by every transaction installed on it once the
+    /// first statistics query counted them (`None`: not counted since the store opened, and
+    /// transactions skip the bookkeeping).
+    pub totals: Mutex<Option<ObjectTotals>>,
+}
+
+/// Objects and their space, summed over a collection's objects.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectTotals {
+    /// Number of objects.
+    pub objects: u64,
+    /// Logical bytes of data (holes excluded).
+    pub stored_bytes: u64,
+    /// Device bytes each object references (shared data counts for each object sharing it).
+    pub allocated_bytes: u64,
+}
+
+impl ObjectTotals {
+    /// One object's share.
+    pub fn of(onode: &Onode) -> Self {
+        ObjectTotals {
+            objects: 1,
+            stored_bytes: onode.extent_map.stored_bytes(),
+            allocated_bytes: onode.extent_map.allocated_bytes(),
+        }
+    }
+
+    /// Adds another's totals.
+    pub fn add(&mut self, other: ObjectTotals) {
+        self.objects += other.objects;
+        self.stored_bytes += other.stored_bytes;
+        self.allocated_bytes += other.allocated_bytes;
+    }
+
+    /// Replaces an object's share `before` by `after`.
+    pub fn replace(&mut self, before: ObjectTotals, after: ObjectTotals) {
+        let change = |total: u64, before: u64, after: u64| {
+            total.saturating_sub(before).saturating_add(after)
+        };
+        self.objects = change(self.objects, before.objects, after.objects);
+        self.stored_bytes = change(self.stored_bytes, before.stored_bytes, after.stored_bytes);
+        self.allocated_bytes = change(
+            self.allocated_bytes,
+            before.allocated_bytes,
+            after.allocated_bytes,
+        );
+    }
 }
 
 impl Collection {
@@ -170,6 +217,7 @@ impl Collection {
             onodes: OnodeCache::new(onode_budget),
             prepare_lock: Mutex::new(()),
             sequencer: Sequencer::default(),
+            totals: Mutex::new(None),
         }
     }
 
