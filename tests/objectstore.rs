@@ -699,3 +699,62 @@ fn pool_statfs_counted_while_writers_run_ends_exact() {
     writers.into_iter().for_each(|w| w.join().unwrap());
     assert_pool_statfs(&store, "after the writers");
 }
+
+#[test]
+fn the_applied_callback_comes_before_submit_returns_and_before_the_commit() {
+    use std::sync::{Arc, Mutex};
+    let pair = SimPair::new(64 << 20);
+    let store = pair.open();
+    store.create_collection("c").unwrap();
+    let events = Arc::new(Mutex::new(Vec::new()));
+    for i in 0..200u32 {
+        let mut txn = Transaction::new();
+        txn.write("c", format!("o{}", i % 7), 0, pattern(u64::from(i), 100));
+        let (applied, committed) = (Arc::clone(&events), Arc::clone(&events));
+        store
+            .submit_applied(
+                &txn,
+                || {
+                    if i % 2 == 0 {
+                        // Let the commit come first: it must still be delivered after this.
+                        store.wait_for_commits();
+                    }
+                    applied.lock().unwrap().push(("applied", i))
+                },
+                move |result| {
+                    result.unwrap();
+                    committed.lock().unwrap().push(("committed", i));
+                },
+            )
+            .unwrap();
+        assert!(
+            events.lock().unwrap().contains(&("applied", i)),
+            "applied before submit_applied returned"
+        );
+    }
+    store.wait_for_commits();
+    let events = events.lock().unwrap();
+    for i in 0..200u32 {
+        let at = |what| events.iter().position(|e| *e == (what, i));
+        let (applied, committed) = (at("applied").unwrap(), at("committed").unwrap());
+        assert!(
+            applied < committed,
+            "transaction {i}: committed at {committed}, applied at {applied}"
+        );
+    }
+    let mut failing = Transaction::new();
+    failing.remove("c", "missing");
+    let called = Arc::new(Mutex::new(false));
+    let (a, b) = (Arc::clone(&called), Arc::clone(&called));
+    assert!(
+        store
+            .submit_applied(
+                &failing,
+                || *a.lock().unwrap() = true,
+                move |_| { *b.lock().unwrap() = true }
+            )
+            .is_err()
+    );
+    store.wait_for_commits();
+    assert!(!*called.lock().unwrap(), "a failed submit calls neither");
+}

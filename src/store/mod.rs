@@ -73,6 +73,14 @@ pub struct Statfs {
     pub object_count: u64,
 }
 
+/// How [`Store::submit_applied`] holds back a commit that came before its applied callback.
+struct AppliedFirst {
+    applied: bool,
+    on_commit: Option<Box<dyn FnOnce(Result<()>) + Send>>,
+    /// The commit's result, when it came first.
+    early: Option<Result<()>>,
+}
+
 /// Objects and space of one collection or a group of them ([`Store::collection_statfs`],
 /// [`Store::statfs_of`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -529,6 +537,55 @@ impl Store {
         on_commit: impl FnOnce(Result<()>) + Send + 'static,
     ) -> Result<()> {
         submit::submit(&self.engine, self.pipeline()?, txn, Box::new(on_commit))
+    }
+
+    /// Submits a transaction with Ceph's two callbacks: `on_applied` once its effects are
+    /// visible to reads, before `submit_applied` returns; `on_commit` once it is durable, never
+    /// before `on_applied` has returned. (With [`Store::submit`] alone, a commit thread may run
+    /// `on_commit` before the submitting thread gets `Ok` back.) `on_commit` runs on a commit
+    /// thread, or on the submitting thread when the commit came first. On `Err`, nothing
+    /// changed and neither is called.
+    pub fn submit_applied(
+        &self,
+        txn: &Transaction,
+        on_applied: impl FnOnce(),
+        on_commit: impl FnOnce(Result<()>) + Send + 'static,
+    ) -> Result<()> {
+        let order = Arc::new(parking_lot::Mutex::new(AppliedFirst {
+            applied: false,
+            on_commit: Some(Box::new(on_commit)),
+            early: None,
+        }));
+        let held = Arc::clone(&order);
+        self.submit(txn, move |result| {
+            let mut order = held.lock();
+            if order.applied {
+                let on_commit = order.on_commit.take();
+                drop(order);
+                if let Some(on_commit) = on_commit {
+                    on_commit(result);
+                }
+            } else {
+                order.early = Some(result);
+            }
+        })?;
+        on_applied();
+        let early = {
+            let mut order = order.lock();
+            order.applied = true;
+            match (order.early.take(), order.on_commit.take()) {
+                (Some(result), Some(on_commit)) => Some((on_commit, result)),
+                (None, on_commit) => {
+                    order.on_commit = on_commit;
+                    None
+                }
+                (Some(_), None) => None,
+            }
+        };
+        if let Some((on_commit, result)) = early {
+            on_commit(result);
+        }
+        Ok(())
     }
 
     /// Submits several transactions as one (Ceph's `queue_transactions` with a vector of
