@@ -11,10 +11,7 @@ use bstore::{ChunkProblem, FsckOptions, FsckReport, Store, Transaction};
 use common::{SimPair, manual_options, pattern};
 
 fn deep_fsck(device: &SimDevice, kv: &dyn Kv) -> FsckReport {
-    let options = FsckOptions {
-        deep: true,
-        ..FsckOptions::default()
-    };
+    let options = FsckOptions::default().with_deep(true);
     Store::fsck_on_with(device, kv, options).expect("deep fsck runs")
 }
 

@@ -62,10 +62,7 @@ fn a_truncated_block_file_is_reported_with_the_objects_it_cut_off() {
     );
 
     // Deep fsck reads what is left and accuses nothing more.
-    let options = bstore::FsckOptions {
-        deep: true,
-        ..bstore::FsckOptions::default()
-    };
+    let options = bstore::FsckOptions::default().with_deep(true);
     let deep = Store::fsck_with(real.path(), options).unwrap();
     assert_eq!(deep.errors.len(), report.errors.len(), "{:?}", deep.errors);
     let data = deep.deep.unwrap();

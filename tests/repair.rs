@@ -315,10 +315,7 @@ fn repair_never_touches_object_data() {
     pair.device.corrupt_bit(target, 1);
     let report = repair(&pair, RepairOptions::default());
     assert!(report.repairs.is_empty(), "{:?}", report.repairs);
-    let options = bstore::FsckOptions {
-        deep: true,
-        ..bstore::FsckOptions::default()
-    };
+    let options = bstore::FsckOptions::default().with_deep(true);
     let deep = Store::fsck_on_with(pair.device.as_ref(), pair.kv.as_ref(), options).unwrap();
     assert_eq!(
         checks(&deep),

@@ -79,13 +79,29 @@ pub struct FsckReport {
     pub deep: Option<DeepReport>,
 }
 
-/// How thoroughly to check, and whom to tell how far it got.
+/// How thoroughly to check, and whom to tell how far it got: built from the defaults (a
+/// metadata check, no progress) with `with_*` methods.
 #[derive(Default)]
+#[non_exhaustive]
 pub struct FsckOptions<'a> {
     /// Also read every referenced byte and verify every checksum chunk.
     pub deep: bool,
     /// Called after each batch of the data pass.
     pub progress: Option<&'a mut dyn FnMut(FsckProgress)>,
+}
+
+impl<'a> FsckOptions<'a> {
+    /// Sets `deep`.
+    pub fn with_deep(mut self, deep: bool) -> Self {
+        self.deep = deep;
+        self
+    }
+
+    /// Sets the `progress` callback.
+    pub fn with_progress(mut self, progress: &'a mut dyn FnMut(FsckProgress)) -> Self {
+        self.progress = Some(progress);
+        self
+    }
 }
 
 /// How far the data pass of a deep fsck has got.

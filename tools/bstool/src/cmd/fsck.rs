@@ -109,10 +109,9 @@ fn check(path: &std::path::Path, deep: bool, quiet: bool) -> Result<bstore::Fsck
         bar.set_length(progress.bytes_total.max(progress.bytes_read));
         bar.set_position(progress.bytes_read);
     };
-    let options = FsckOptions {
-        deep,
-        progress: Some(&mut show),
-    };
+    let options = FsckOptions::default()
+        .with_deep(deep)
+        .with_progress(&mut show);
     let report = Store::fsck_with(path, options);
     bar.finish_and_clear();
     report.map_err(|e| {
