@@ -65,7 +65,8 @@ impl Model {
         if !ops.iter().any(Op::changes_namespace)
             && ops
                 .iter()
-                .any(|op| !self.collections.contains_key(op.collection()))
+                .flat_map(Op::collections)
+                .any(|name| !self.collections.contains_key(name))
         {
             return Err(Failure::NotFound);
         }
@@ -74,6 +75,34 @@ impl Model {
             next.apply_op(op)?;
         }
         *self = next;
+        Ok(())
+    }
+
+    /// Moves the objects of `from` that `select` picks into `into` (a split or merge).
+    fn move_objects(
+        &mut self,
+        from: &[u8],
+        into: &[u8],
+        select: impl Fn(&[u8]) -> bool,
+    ) -> Result<(), Failure> {
+        if !self.collections.contains_key(from) || !self.collections.contains_key(into) {
+            return Err(Failure::NotFound);
+        }
+        let source = self.collections.get_mut(from).expect("checked above");
+        let picked: Vec<Vec<u8>> = source.keys().filter(|n| select(n)).cloned().collect();
+        let moved: Vec<_> = picked
+            .into_iter()
+            .map(|name| {
+                let object = source.remove(&name).expect("listed");
+                (name, object)
+            })
+            .collect();
+        let target = self.collections.get_mut(into).expect("checked above");
+        for (name, object) in moved {
+            if target.insert(name, object).is_some() {
+                return Err(Failure::AlreadyExists);
+            }
+        }
         Ok(())
     }
 
@@ -132,6 +161,18 @@ impl Model {
                     objects.insert(object.clone(), ModelObject::default());
                 }
                 apply_object_op(objects, object, op)
+            }
+            Op::SplitCollection {
+                collection,
+                into,
+                bits,
+                rem,
+                hash,
+            } => self.move_objects(collection, into, |name| hash.selects(name, *bits, *rem)),
+            Op::MergeCollection { collection, into } => {
+                self.move_objects(collection, into, |_| true)?;
+                self.collections.remove(collection);
+                Ok(())
             }
             // A new op must be taught to the model before the tests can generate it.
             other => panic!("the model does not know {other:?}"),
@@ -252,6 +293,30 @@ fn validate(op: &Op) -> Result<(), Failure> {
     let collection = op.collection();
     if collection.is_empty() || collection.len() > COLLECTION_NAME_LENGTH_MAX {
         return Err(Failure::InvalidArgument);
+    }
+    match op {
+        Op::SplitCollection {
+            collection,
+            into,
+            bits,
+            rem,
+            ..
+        } => {
+            let fits = *bits == 32 || (*bits < 32 && u64::from(*rem) >> bits == 0);
+            return if into.is_empty() || collection == into || !fits {
+                Err(Failure::InvalidArgument)
+            } else {
+                Ok(())
+            };
+        }
+        Op::MergeCollection { collection, into } => {
+            return if into.is_empty() || collection == into {
+                Err(Failure::InvalidArgument)
+            } else {
+                Ok(())
+            };
+        }
+        _ => {}
     }
     let Op::Object { object, op, .. } = op else {
         return Ok(());

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use bstore::ObjectHash;
 use bstore::device::AlignedBuf;
 use bstore::format::onode::AllocHint;
 use bstore::txn::{ObjectOp, Op};
@@ -155,6 +156,18 @@ fn op() -> impl Strategy<Value = Vec<Op>> {
                 ops.push(Op::Object { collection, object, op });
                 ops
             }),
+        // A placement-group split or merge: objects change collections, metadata only.
+        1 => (name(&COLLECTIONS), name(&COLLECTIONS), 0u32..3, 0u32..4).prop_map(
+            |(collection, into, bits, rem)| vec![Op::SplitCollection {
+                collection,
+                into,
+                bits,
+                rem,
+                hash: ObjectHash::Crc32c,
+            }]
+        ),
+        1 => (name(&COLLECTIONS), name(&COLLECTIONS))
+            .prop_map(|(collection, into)| vec![Op::MergeCollection { collection, into }]),
         // Away and back within one transaction: the object ends as it began, under a key the
         // transaction deleted on the way.
         1 => (collection_name(), name(&OBJECTS), name(&OBJECTS)).prop_map(
