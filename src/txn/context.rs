@@ -379,10 +379,9 @@ impl<'e> TxnContext<'e> {
         if !self.objects.contains_key(&key) {
             let slot = collection.onodes.slot(name);
             let onode = load_slot(self.engine, &collection, &slot, name)?;
-            let counted_before = collection
-                .totals
-                .lock()
-                .map(|_| onode.as_deref().map(ObjectTotals::of).unwrap_or_default());
+            let counted = collection.totals.lock().is_some();
+            let counted_before = counted
+                .then(|| onode.as_deref().map(ObjectTotals::of).unwrap_or_default());
             self.objects.insert(
                 key.clone(),
                 WorkingObject {
