@@ -303,14 +303,16 @@ fn validate(op: &Op) -> Result<(), Failure> {
             ..
         } => {
             let fits = *bits == 32 || (*bits < 32 && u64::from(*rem) >> bits == 0);
-            return if into.is_empty() || collection == into || !fits {
+            let bad_into = into.is_empty() || into.len() > COLLECTION_NAME_LENGTH_MAX;
+            return if bad_into || collection == into || !fits {
                 Err(Failure::InvalidArgument)
             } else {
                 Ok(())
             };
         }
         Op::MergeCollection { collection, into } => {
-            return if into.is_empty() || collection == into {
+            let bad_into = into.is_empty() || into.len() > COLLECTION_NAME_LENGTH_MAX;
+            return if bad_into || collection == into {
                 Err(Failure::InvalidArgument)
             } else {
                 Ok(())
