@@ -8,8 +8,7 @@
 
 use super::{CollectionStatfs, Store, import};
 use crate::error::Result;
-use crate::format::keys::{self, KeySpace};
-use crate::txn::context::load_slot;
+use crate::txn::context::{load_slot, stored_object_names};
 use crate::txn::engine::{Collection, Engine, ObjectTotals};
 
 impl Store {
@@ -18,7 +17,7 @@ impl Store {
     pub fn collection_statfs(&self, collection: impl AsRef<[u8]>) -> Result<CollectionStatfs> {
         self.engine.check_poison()?;
         let collection = self.engine.collection(collection.as_ref())?;
-        Ok(statfs_of(&[totals(&self.engine, &collection)?]))
+        Ok(summed(&[totals(&self.engine, &collection)?]))
     }
 
     /// Objects and space of the collections whose names `select` picks, summed (Ceph's
@@ -38,11 +37,12 @@ impl Store {
             .iter()
             .map(|collection| totals(&self.engine, collection))
             .collect::<Result<Vec<_>>>()?;
-        Ok(statfs_of(&totals))
+        Ok(summed(&totals))
     }
 }
 
-fn statfs_of(totals: &[ObjectTotals]) -> CollectionStatfs {
+/// The figures of several collections, added up.
+fn summed(totals: &[ObjectTotals]) -> CollectionStatfs {
     let mut sum = ObjectTotals::default();
     totals.iter().for_each(|t| sum.add(*t));
     CollectionStatfs {
@@ -69,17 +69,8 @@ fn totals(engine: &Engine, collection: &Collection) -> Result<ObjectTotals> {
         return Ok(totals);
     }
     collection.sequencer.wait_settled(engine.waiting());
-    let mut names = Vec::new();
-    let start = keys::onode_key_first(collection.id);
-    let end = keys::onode_key_end(collection.id);
-    engine
-        .kv
-        .scan(KeySpace::Onodes, &start, Some(&end), &mut |key, _| {
-            names.push(keys::split_onode_key(key)?.1.to_vec());
-            Ok(true)
-        })?;
     let mut sum = ObjectTotals::default();
-    for name in names {
+    for name in stored_object_names(engine, collection)? {
         let slot = collection.onodes.slot(&name);
         if let Some(onode) = load_slot(engine, collection, &slot, &name)? {
             sum.add(ObjectTotals::of(&onode));

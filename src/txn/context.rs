@@ -315,15 +315,8 @@ impl<'e> TxnContext<'e> {
     /// KV store is current.
     fn object_names(&self, collection: &Collection) -> Result<Vec<Vec<u8>>> {
         collection.sequencer.wait_settled(self.engine.waiting());
-        let mut names = std::collections::BTreeSet::new();
-        let start = keys::onode_key_first(collection.id);
-        let end = keys::onode_key_end(collection.id);
-        self.engine
-            .kv
-            .scan(KeySpace::Onodes, &start, Some(&end), &mut |key, _| {
-                names.insert(keys::split_onode_key(key)?.1.to_vec());
-                Ok(true)
-            })?;
+        let mut names: std::collections::BTreeSet<Vec<u8>> =
+            stored_object_names(self.engine, collection)?.into_iter().collect();
         for ((id, name), object) in &self.objects {
             if *id != collection.id {
                 continue;
@@ -835,6 +828,21 @@ pub fn load_slot(
         collection.onodes.store(slot, &mut state, name, onode);
     }
     Ok(state.onode.clone())
+}
+
+/// The names of the collection's objects the KV store holds, in byte order (current once the
+/// caller has waited for the collection's transactions in flight).
+pub fn stored_object_names(engine: &Engine, collection: &Collection) -> Result<Vec<Vec<u8>>> {
+    let mut names = Vec::new();
+    let start = keys::onode_key_first(collection.id);
+    let end = keys::onode_key_end(collection.id);
+    engine
+        .kv
+        .scan(KeySpace::Onodes, &start, Some(&end), &mut |key, _| {
+            names.push(keys::split_onode_key(key)?.1.to_vec());
+            Ok(true)
+        })?;
+    Ok(names)
 }
 
 /// Rejects ranges past the maximum object size.
